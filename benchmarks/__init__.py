@@ -1,0 +1,22 @@
+"""One module per paper table or figure; ``BENCHMARKS`` is the registry."""
+
+from __future__ import annotations
+
+from benchmarks import alfa_table8
+from benchmarks.base import Benchmark
+
+BENCHMARKS: dict[str, Benchmark] = {b.id: b for b in (alfa_table8.BENCHMARK,)}
+
+
+class UnknownBenchmarkError(KeyError):
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def get_benchmark(benchmark_id: str) -> Benchmark:
+    """The registered benchmark, or an error that lists the valid ids."""
+    try:
+        return BENCHMARKS[benchmark_id]
+    except KeyError:
+        valid = ", ".join(sorted(BENCHMARKS))
+        raise UnknownBenchmarkError(f"unknown benchmark id {benchmark_id!r}; valid ids: {valid}") from None

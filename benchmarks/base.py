@@ -1,0 +1,119 @@
+"""What every benchmark (one paper table or figure) provides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metarepro.results import SCALES, config_hash, slugify
+
+MAIN = "main"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a table under one protocol (``variant``; ``"main"`` is the paper's)."""
+
+    row: str
+    column: str
+    variant: str = MAIN
+
+    @property
+    def slug(self) -> str:
+        return f"{slugify(self.row)}--{slugify(self.column)}--{slugify(self.variant)}"
+
+    @property
+    def label(self) -> str:
+        suffix = "" if self.variant == MAIN else f" [{self.variant}]"
+        return f"{self.row} / {self.column}{suffix}"
+
+    @staticmethod
+    def parse(text: str) -> Cell:
+        """``"row/column"`` or ``"row/column/variant"``."""
+        parts = [p.strip() for p in text.split("/")]
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"a cell is 'row/column' or 'row/column/variant', got {text!r}")
+        return Cell(*parts)
+
+
+@dataclass
+class CellResult:
+    """What a cell's run hands back to the runner."""
+
+    scores: np.ndarray
+    deviations: list[str]
+    wall_time_s: float
+    train_wall_time_s: float
+    extra: dict
+
+
+class Benchmark:
+    """Base class: rows x columns x protocol variants, and how to run a cell.
+
+    Subclasses set the class attributes and implement :meth:`config`,
+    :meth:`run_cell`, :meth:`evaluate_checkpoint` and
+    :meth:`estimated_seconds`. ``known_deviations`` maps ``(row, column)`` of
+    a main cell that does not reproduce at paper scale to the finding that
+    explains it; the regression tests hold the list strict both ways.
+    """
+
+    id: str = ""
+    title: str = ""
+    paper: str = ""  # file under ../shared/papers/
+    metric: str = ""
+    higher_is_better: bool = True
+    rows: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    #: variant name -> what it changes and where the protocol comes from
+    variants: dict[str, str] = {}
+    known_deviations: dict[tuple[str, str], str] = {}
+    #: the data it needs under the data root, or None for generated tasks
+    requires_data: str | None = None
+
+    # -- cells -------------------------------------------------------------
+    def variant_applies(self, row: str, column: str, variant: str) -> bool:
+        """Whether ``variant`` is run for this row and column (default: all)."""
+        return True
+
+    def cells(self, variants: list[str] | None = None) -> list[Cell]:
+        """Cells of the main protocol, then of each variant asked for."""
+        names = [MAIN] + [v for v in self.variants if variants is not None and (v in variants or "all" in variants)]
+        return [
+            Cell(r, c, v)
+            for v in names
+            for r in self.rows
+            for c in self.columns
+            if v == MAIN or self.variant_applies(r, c, v)
+        ]
+
+    def check_cell(self, cell: Cell) -> None:
+        if cell.row not in self.rows or cell.column not in self.columns:
+            raise KeyError(f"{self.id} has no cell {cell.row!r}/{cell.column!r}; rows {list(self.rows)}, columns {list(self.columns)}")
+        if cell.variant != MAIN and (cell.variant not in self.variants or not self.variant_applies(cell.row, cell.column, cell.variant)):
+            raise KeyError(f"{self.id}: variant {cell.variant!r} does not apply to {cell.row}/{cell.column}; variants {list(self.variants)}")
+
+    # -- configuration -----------------------------------------------------
+    def config(self, cell: Cell, scale: str) -> dict:
+        """Everything that determines the cell's number (JSON-able)."""
+        raise NotImplementedError
+
+    def config_hash(self, cell: Cell, scale: str) -> str:
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; choose one of {SCALES}")
+        return config_hash(self.config(cell, scale))
+
+    def estimated_seconds(self, cell: Cell, scale: str) -> float:
+        raise NotImplementedError
+
+    # -- running -----------------------------------------------------------
+    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True) -> CellResult:
+        raise NotImplementedError
+
+    def training_key(self, cell: Cell, scale: str) -> str:
+        """Cells with the same key share one trained model (and checkpoint)."""
+        return cell.slug
+
+    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str) -> np.ndarray:
+        raise NotImplementedError

@@ -1,0 +1,162 @@
+"""The ``metarepro`` command: list, reproduce, compare, evaluate, render."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
+from benchmarks.base import MAIN, Benchmark, Cell
+from benchmarks.runner import comparison, failing, reproduce
+from metarepro import results as R
+from metarepro.evaluate import mean_ci95
+from metarepro.trainer import CheckpointError, NonFiniteLossError
+
+
+def _status(benchmark: Benchmark) -> dict:
+    rows = comparison(benchmark)
+    main = [r for r in rows if r["variant"] == MAIN]
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in R.VERDICTS}
+    paper_h = sum(benchmark.estimated_seconds(c, "paper") for c in benchmark.cells(variants=["all"])) / 3600
+    return {
+        "id": benchmark.id,
+        "published": len(main),
+        "reproduced (paper)": sum(r["verdict"] in ("within", "outside") for r in main),
+        "within": sum(r["verdict"] == "within" for r in main),
+        "quick only": sum(r["verdict"] == "quick_only" for r in main),
+        "stale": counts["stale"],
+        "variant cells": len(rows) - len(main),
+        "paper-scale CPU h (1 thread)": round(paper_h, 1),
+        "title": benchmark.title,
+    }
+
+
+def cmd_list(args) -> int:
+    from tabulate import tabulate
+
+    table = [_status(b) for b in BENCHMARKS.values()]
+    print(tabulate(table, headers="keys", tablefmt="github"))
+    return 0
+
+
+def render_readme(path: Path | None = None) -> Path:
+    """Write ``results/README.md`` from the records (never edit it by hand)."""
+    path = path or R.results_dir() / "README.md"
+    out = [
+        "# Results",
+        "",
+        "Rendered by `metarepro render` from `published/` and `reproduced/`; do not edit by hand.",
+        "Verdicts: *within* — the published and reproduced 95% intervals overlap (paper scale only);",
+        "*outside*; *quick only* — only a reduced-budget run exists, shown for the trend, not a reproduction;",
+        "*stale* — the benchmark's configuration changed since the record was made; *not reproduced*.",
+        "Rows marked *variant, post hoc* use another documented protocol than the paper's main one.",
+        "",
+    ]
+    for b in BENCHMARKS.values():
+        rows = comparison(b)
+        out += [f"## `{b.id}` — {b.title}", "", f"Paper: `{b.paper}`. Metric: {b.metric} "
+                f"({'higher' if b.higher_is_better else 'lower'} is better).", ""]
+        out += [R.markdown_table(rows, b.metric), ""]
+        if b.variants:
+            out += ["Protocol variants:", ""] + [f"- `{k}`: {v}" for k, v in b.variants.items()] + [""]
+        devs = sorted({d for r in rows for d in r["deviations"]})
+        if devs:
+            out += ["Deviations recorded by the runs:", ""] + [f"- {d}" for d in devs] + [""]
+        if b.known_deviations:
+            out += ["Known deviations (cells that do not reproduce, with the finding):", ""]
+            out += [f"- {r} / {c}: {why}" for (r, c), why in b.known_deviations.items()] + [""]
+    path.write_text("\n".join(out))
+    return path
+
+
+def cmd_reproduce(args) -> int:
+    benchmark = get_benchmark(args.benchmark)
+    if args.cells:
+        cells = [Cell.parse(c) for c in args.cells]
+    else:
+        cells = benchmark.cells(variants=args.variants)
+    if args.scale == "paper" and not args.yes:
+        print("paper scale: the paper's full schedule; see the estimate below. Ctrl-C stops safely (checkpoints).")
+    reproduce(benchmark, args.scale, cells, jobs=args.jobs, threads=args.threads, engine=args.engine,
+              restart=args.restart, progress=not args.no_progress)
+    render_readme()
+    rows = [r for r in comparison(benchmark) if any((r["row"], r["column"], r["variant"]) == (c.row, c.column, c.variant) for c in cells)]
+    print(R.markdown_table(rows, benchmark.metric))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    benchmark = get_benchmark(args.benchmark)
+    rows = comparison(benchmark, include_variants=not args.main_only)
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+    else:
+        print(R.markdown_table(rows, benchmark.metric))
+    bad = failing(rows)
+    if bad and args.format != "json":
+        print(f"\n{len(bad)} paper-scale cell(s) outside tolerance and not among the known deviations.", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def cmd_evaluate(args) -> int:
+    benchmark = get_benchmark(args.benchmark)
+    cell = Cell.parse(args.cell)
+    scores = benchmark.evaluate_checkpoint(Path(args.checkpoint), cell, args.scale)
+    mean, ci = mean_ci95(scores)
+    print(f"{benchmark.id} {cell.label} [{args.scale}]: {benchmark.metric} {mean:.4f} ± {ci:.4f} over {len(scores)} test episodes")
+    return 0
+
+
+def cmd_render(args) -> int:
+    print(f"wrote {render_readme()}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metarepro", description="Reproduce few-shot meta-learning tables.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every benchmark with its status").set_defaults(fn=cmd_list)
+
+    r = sub.add_parser("reproduce", help="train and evaluate a benchmark's cells, pin the records")
+    r.add_argument("benchmark")
+    r.add_argument("--scale", choices=R.SCALES, default="quick")
+    r.add_argument("--cells", nargs="+", metavar="ROW/COLUMN[/VARIANT]", help="only these cells")
+    r.add_argument("--variants", nargs="+", metavar="NAME", help="also run these protocol variants ('all' for every one)")
+    r.add_argument("--jobs", type=int, default=2, help="cells trained side by side (default 2, one per core)")
+    r.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
+    r.add_argument("--engine", choices=("func", "higher"), default="func")
+    r.add_argument("--restart", action="store_true", help="discard checkpoints and records of these cells")
+    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--yes", action="store_true", help=argparse.SUPPRESS)
+    r.set_defaults(fn=cmd_reproduce)
+
+    c = sub.add_parser("compare", help="published vs reproduced, with verdicts")
+    c.add_argument("benchmark")
+    c.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    c.add_argument("--main-only", action="store_true", help="hide protocol variants")
+    c.set_defaults(fn=cmd_compare)
+
+    e = sub.add_parser("evaluate", help="re-evaluate a checkpoint on a cell's fixed test episodes")
+    e.add_argument("checkpoint")
+    e.add_argument("--benchmark", required=True)
+    e.add_argument("--cell", required=True, metavar="ROW/COLUMN[/VARIANT]")
+    e.add_argument("--scale", choices=R.SCALES, default="paper")
+    e.set_defaults(fn=cmd_evaluate)
+
+    sub.add_parser("render", help="rewrite results/README.md from the records").set_defaults(fn=cmd_render)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (UnknownBenchmarkError, CheckpointError, NonFiniteLossError, KeyError, ValueError, FileNotFoundError) as err:
+        print(f"metarepro: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

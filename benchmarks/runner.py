@@ -1,0 +1,126 @@
+"""Run cells (in parallel worker processes), write records, compare."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shlex
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+
+from benchmarks import get_benchmark
+from benchmarks.base import MAIN, Benchmark, Cell
+from metarepro import results as R
+
+RUNS_DIR = R.PROJECT_ROOT / "runs"
+
+
+def runs_dir() -> Path:
+    """Checkpoints live here (``runs/`` of the checkout, or ``$METAREPRO_RUNS``)."""
+    return Path(os.environ.get("METAREPRO_RUNS", RUNS_DIR))
+
+
+def is_current(benchmark: Benchmark, cell: Cell, scale: str) -> bool:
+    """A record of this cell at this scale exists and matches the config."""
+    path = R.record_path(benchmark.id, scale, cell.slug)
+    if not path.exists():
+        return False
+    import json
+
+    return json.loads(path.read_text()).get("config_hash") == benchmark.config_hash(cell, scale)
+
+
+def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, threads: int, progress: bool,
+               command: str, jobs: int, git: dict) -> list[str]:
+    """Worker: run cells that share one trained model, write their records."""
+    torch.set_num_threads(threads)
+    benchmark = get_benchmark(benchmark_id)
+    written = []
+    for c in cells:
+        cell = Cell(**c)
+        result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress)
+        cfg = benchmark.config(cell, scale)
+        record = R.make_record(
+            benchmark=benchmark_id, row=cell.row, column=cell.column, variant=cell.variant, scale=scale,
+            metric=benchmark.metric, scores=result.scores, config=cfg, deviations=result.deviations,
+            provenance=R.provenance(
+                **git, command=command, engine=engine, precision="fp32", threads=threads, jobs=jobs,
+                device="cpu", wall_time_s=round(result.wall_time_s, 2),
+                train_wall_time_s=round(result.train_wall_time_s, 2),
+                seeds={k: v for k, v in cfg.items() if k.endswith("seed")}, dataset_digest=None,
+            ),
+            extra=result.extra,
+        )
+        written.append(str(R.write_record(record, cell.slug)))
+    return written
+
+
+def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int = 1, threads: int = 1,
+              engine: str = "func", restart: bool = False, progress: bool = True, log=print) -> list[str]:
+    """Train and evaluate ``cells``; skip those already current unless ``restart``."""
+    for cell in cells:
+        benchmark.check_cell(cell)
+    todo = [c for c in cells if restart or not is_current(benchmark, c, scale)]
+    for c in cells:
+        if c not in todo:
+            log(f"  up to date: {c.label} [{scale}]")
+    groups: dict[str, list[Cell]] = {}
+    for c in todo:
+        groups.setdefault(benchmark.training_key(c, scale), []).append(c)
+    if restart:
+        for key in groups:
+            shutil.rmtree(runs_dir() / benchmark.id / scale / key, ignore_errors=True)
+    # longest first, so the last job to finish is short
+    order = sorted(groups.values(), key=lambda g: -sum(benchmark.estimated_seconds(c, scale) for c in g))
+    total = sum(benchmark.estimated_seconds(c, scale) for c in todo)
+    if todo:
+        log(f"{benchmark.id}: {len(todo)} cell(s) at {scale} scale, expected ~{total / 60 / max(1, min(jobs, len(order))):.0f} min "
+            f"with {jobs} job(s) x {threads} thread(s) (estimates measured on a 2-core CPU)")
+    command = " ".join(shlex.quote(a) for a in ["metarepro", *sys.argv[1:]]) if sys.argv else "metarepro"
+    git = R.git_state()  # the code that runs is the code at launch, whatever is committed meanwhile
+    args = lambda g: (benchmark.id, scale, [c.__dict__ for c in g], engine, threads, progress, command, jobs, git)  # noqa: E731
+    written: list[str] = []
+    started = time.perf_counter()
+    if jobs <= 1 or len(order) <= 1:
+        for g in order:
+            written += _run_group(*args(g))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(_run_group, *args(g)) for g in order]
+            for f in as_completed(futures):
+                paths = f.result()
+                written += paths
+                for p in paths:
+                    log(f"  wrote {p}")
+    if todo:
+        log(f"{benchmark.id}: done in {(time.perf_counter() - started) / 60:.1f} min")
+    return written
+
+
+def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict]:
+    """Published vs reproduced for every cell (smoke records never count)."""
+    published = {(p.row, p.column): p for p in R.load_published(benchmark.id)}
+    records = [r for r in R.load_records(benchmark.id) if r["scale"] != "smoke"]
+    rows = []
+    for cell in benchmark.cells(variants=["all"] if include_variants else None):
+        pub = published.get((cell.row, cell.column))
+        if pub is None:
+            continue
+        recs = [r for r in records if (r["row"], r["column"], r["variant"]) == (cell.row, cell.column, cell.variant)]
+        known = benchmark.known_deviations.get((cell.row, cell.column)) if cell.variant == MAIN else None
+        row = R.compare_cell(pub, recs, benchmark.config_hash(cell, "paper"), cell.variant, known,
+                             benchmark.config_hash(cell, "quick"))
+        row["benchmark"] = benchmark.id
+        rows.append(row)
+    return rows
+
+
+def failing(rows: list[dict]) -> list[dict]:
+    """Main-protocol paper cells outside tolerance and not acknowledged."""
+    return [r for r in rows if r["variant"] == MAIN and r["verdict"] == "outside" and not r["known_deviation"]]

@@ -1,0 +1,281 @@
+"""Published and reproduced numbers as data: records, provenance, comparison.
+
+* ``results/published/<benchmark>.json``: cells transcribed from the paper,
+  with the kind of interval it prints and where the number stands.
+* ``results/reproduced/<benchmark>/<scale>/<cell>.json``: one record per cell,
+  written only by runs, holding the per-episode scores themselves (so mean
+  and CI can be recomputed and a hand edit shows), the configuration and its
+  hash, the deviations this machine forced, and the provenance.
+
+Markdown is rendered from these files, never edited by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metarepro.evaluate import Z95, mean_ci95
+
+SCALES = ("smoke", "quick", "paper")
+VERDICTS = ("within", "outside", "not_reproduced", "stale", "quick_only")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def results_dir() -> Path:
+    """``results/`` of the checkout, or ``$METAREPRO_RESULTS``."""
+    return Path(os.environ.get("METAREPRO_RESULTS", PROJECT_ROOT / "results"))
+
+
+def config_hash(config: dict) -> str:
+    """Stable short digest of a JSON-able configuration."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+# ----------------------------------------------------------------- published
+
+INTERVAL_KINDS = {"ci95": 1.0, "se": Z95, "none": 0.0}
+
+
+@dataclass(frozen=True)
+class PublishedCell:
+    """One number as the paper prints it.
+
+    ``interval`` is in the paper's units and of kind ``interval_kind``:
+    ``"ci95"`` (a 95% half-width), ``"se"`` (one standard error, converted
+    with 1.96) or ``"none"``.
+    """
+
+    row: str
+    column: str
+    mean: float
+    interval: float | None
+    interval_kind: str
+    source: str
+
+    @property
+    def ci95(self) -> float | None:
+        if self.interval_kind == "none" or self.interval is None:
+            return None
+        return self.interval * INTERVAL_KINDS[self.interval_kind]
+
+
+def load_published(benchmark_id: str, root: Path | None = None) -> list[PublishedCell]:
+    path = (root or results_dir()) / "published" / f"{benchmark_id}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no published numbers for {benchmark_id}: {path} is missing")
+    data = json.loads(path.read_text())
+    cells = []
+    for c in data["cells"]:
+        kind = c.get("interval_kind", data.get("interval_kind", "none"))
+        if kind not in INTERVAL_KINDS:
+            raise ValueError(f"{path}: unknown interval kind {kind!r}")
+        cells.append(PublishedCell(c["row"], c["column"], float(c["mean"]), c.get("interval"), kind, c.get("source", data.get("source", ""))))
+    return cells
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def git_state(root: Path = PROJECT_ROOT) -> dict:
+    """Commit of the checkout and whether its tracked files differ from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"))
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def provenance(**fields) -> dict:
+    """Environment of a run, plus the caller's fields (command, engine, ...)."""
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **(fields if "commit" in fields else {**git_state(), **fields}),
+    }
+
+
+# ------------------------------------------------------------------- records
+
+
+def record_path(benchmark_id: str, scale: str, slug: str, root: Path | None = None) -> Path:
+    return (root or results_dir()) / "reproduced" / benchmark_id / scale / f"{slug}.json"
+
+
+def make_record(
+    *,
+    benchmark: str,
+    row: str,
+    column: str,
+    variant: str,
+    scale: str,
+    metric: str,
+    scores: np.ndarray,
+    config: dict,
+    deviations: list[str],
+    provenance: dict,
+    extra: dict | None = None,
+) -> dict:
+    """A reproduced cell; mean and CI are derived from ``scores``."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {SCALES}")
+    mean, ci = mean_ci95(scores)
+    return {
+        "benchmark": benchmark,
+        "row": row,
+        "column": column,
+        "variant": variant,
+        "scale": scale,
+        "metric": metric,
+        "mean": mean,
+        "ci95": ci,
+        "n_episodes": int(len(scores)),
+        "scores": [float(s) for s in scores],
+        "config": config,
+        "config_hash": config_hash(config),
+        "deviations": list(deviations),
+        "provenance": provenance,
+        **(extra or {}),
+    }
+
+
+def write_record(record: dict, slug: str, root: Path | None = None) -> Path:
+    """Write a record atomically; returns its path."""
+    path = record_path(record["benchmark"], record["scale"], slug, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_records(benchmark_id: str, root: Path | None = None) -> list[dict]:
+    base = (root or results_dir()) / "reproduced" / benchmark_id
+    return [json.loads(p.read_text()) for p in sorted(base.glob("*/*.json"))]
+
+
+def check_record(record: dict) -> None:
+    """Raise if a record's mean/CI disagree with its own per-episode scores."""
+    mean, ci = mean_ci95(record["scores"])
+    if not (np.isclose(mean, record["mean"], rtol=1e-9, atol=1e-12) and np.isclose(ci, record["ci95"], rtol=1e-9, atol=1e-12)):
+        raise ValueError(
+            f"record {record['benchmark']}/{record['row']}/{record['column']}/{record['variant']} states "
+            f"{record['mean']} ± {record['ci95']} but its scores give {mean} ± {ci}: edited by hand?"
+        )
+
+
+# ---------------------------------------------------------------- comparison
+
+
+def within_tolerance(published_mean: float, published_ci95: float | None, mean: float, ci95: float) -> bool:
+    """95% intervals overlap: ``|difference| <= published + reproduced half-widths``."""
+    return abs(mean - published_mean) <= (published_ci95 or 0.0) + ci95
+
+
+def compare_cell(
+    published: PublishedCell,
+    records: list[dict],
+    current_hash: str,
+    variant: str = "main",
+    known_deviation: str | None = None,
+    current_quick_hash: str | None = None,
+) -> dict:
+    """Published vs reproduced for one cell (``records`` of that cell, any scale)."""
+    by_scale = {r["scale"]: r for r in records}
+    paper, quick = by_scale.get("paper"), by_scale.get("quick")
+    row = {
+        "benchmark": None,
+        "row": published.row,
+        "column": published.column,
+        "variant": variant,
+        "published_mean": published.mean,
+        "published_ci95": published.ci95,
+        "published_interval_kind": published.interval_kind,
+        "reproduced_mean": None,
+        "reproduced_ci95": None,
+        "difference": None,
+        "scale": None,
+        "n_episodes": None,
+        "deviations": [],
+        "known_deviation": known_deviation,
+        "verdict": "not_reproduced",
+    }
+    shown = paper or quick
+    if shown is not None:
+        row.update(
+            reproduced_mean=shown["mean"],
+            reproduced_ci95=shown["ci95"],
+            difference=shown["mean"] - published.mean,
+            scale=shown["scale"],
+            n_episodes=shown["n_episodes"],
+            deviations=shown.get("deviations", []),
+        )
+    if paper is not None:
+        if paper["config_hash"] != current_hash:
+            row["verdict"] = "stale"
+        else:
+            ok = within_tolerance(published.mean, published.ci95, paper["mean"], paper["ci95"])
+            row["verdict"] = "within" if ok else "outside"
+    elif quick is not None:
+        stale = current_quick_hash is not None and quick["config_hash"] != current_quick_hash
+        row["verdict"] = "stale" if stale else "quick_only"
+    return row
+
+
+def markdown_table(rows: list[dict], metric: str = "") -> str:
+    """Render comparison rows as a GitHub markdown table."""
+    from tabulate import tabulate
+
+    def fmt(mean, ci):
+        if mean is None:
+            return "—"
+        return f"{mean:.3f} ± {ci:.3f}" if ci is not None else f"{mean:.3f}"
+
+    body = []
+    for r in rows:
+        verdict = r["verdict"].replace("_", " ")
+        if r["verdict"] == "outside" and r.get("known_deviation"):
+            verdict += " (known deviation)"
+        if r["variant"] != "main":
+            verdict += " · variant, post hoc"
+        body.append(
+            [
+                r["row"],
+                r["column"],
+                r["variant"],
+                fmt(r["published_mean"], r["published_ci95"]),
+                fmt(r["reproduced_mean"], r["reproduced_ci95"]),
+                "—" if r["difference"] is None else f"{r['difference']:+.3f}",
+                r["scale"] or "—",
+                verdict,
+            ]
+        )
+    headers = ["row", "column", "protocol", f"published {metric}".strip(), f"reproduced {metric}".strip(), "difference", "scale", "verdict"]
+    return tabulate(body, headers=headers, tablefmt="github")

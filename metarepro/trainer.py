@@ -1,0 +1,194 @@
+"""The one meta-training loop: checkpoints, resume, progress, NaN guard.
+
+Methods define ``outer_loss(batch) -> scalar`` and the loop steps the
+optimizer; a method with its own update (Reptile, paired tasks, forward-mode
+hypergradients) defines ``train_step(batch, optimizer) -> float`` instead and
+the loop calls that. Batches come from ``batch_fn(iteration)``, a pure
+function of the iteration index, so a resumed run sees exactly the batches an
+uninterrupted one would, and its final numbers are the same.
+
+Checkpoints are written atomically (temporary file + rename): a run killed at
+any moment leaves the last complete checkpoint, never a torn one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from metarepro.episodes import Episode
+
+CHECKPOINT_FORMAT = "metarepro-checkpoint-1"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The outer loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is unreadable or belongs to another configuration."""
+
+
+@dataclass
+class TrainState:
+    """Progress of a run: stored in every checkpoint."""
+
+    iteration: int = 0
+    elapsed_s: float = 0.0
+    #: ``[iteration, mean outer loss over the preceding log interval]`` pairs
+    loss_curve: list[list[float]] = field(default_factory=list)
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Write ``payload`` to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(path: Path, config_hash: str | None = None) -> dict:
+    """Read a checkpoint; check its format and, if given, its config hash."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except Exception as err:  # torch raises several types for torn/garbage files
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({type(err).__name__}: {err}). It was left untouched; "
+            "delete it (or run with --restart) to train from scratch."
+        ) from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a metarepro checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    if config_hash is not None and payload.get("config_hash") != config_hash:
+        raise CheckpointError(
+            f"checkpoint {path} was written for configuration {payload.get('config_hash')}, "
+            f"but this run's configuration is {config_hash}. It was left untouched; use --restart "
+            "to discard it, or evaluate it with the configuration it was trained with."
+        )
+    return payload
+
+
+def _default_step(model: nn.Module, batch: Episode, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    optimizer.zero_grad(set_to_none=True)
+    loss = model.outer_loss(batch)
+    if not torch.isfinite(loss):
+        return loss  # the loop raises before anything is stepped
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def train(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch_fn: Callable[[int], Episode],
+    iterations: int,
+    checkpoint_path: Path,
+    config_hash: str,
+    *,
+    checkpoint_every: int = 1000,
+    log_every: int = 100,
+    progress: bool = True,
+    desc: str = "meta-train",
+    meta: dict | None = None,
+) -> TrainState:
+    """Meta-train ``model`` to ``iterations``, resuming from ``checkpoint_path``.
+
+    Raises :class:`NonFiniteLossError` (last good checkpoint kept) when the
+    loss stops being finite, :class:`CheckpointError` when an existing
+    checkpoint cannot be resumed. ``meta`` is stored in the checkpoint (what
+    ``metarepro evaluate`` needs to rebuild the model).
+    """
+    checkpoint_path = Path(checkpoint_path)
+    state = TrainState()
+    if checkpoint_path.exists():
+        payload = load_checkpoint(checkpoint_path, config_hash)
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        state = TrainState(**payload["state"])
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            checkpoint_path,
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config_hash": config_hash,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "state": state.__dict__,
+                "meta": meta or {},
+            },
+        )
+
+    own_step = getattr(model, "train_step", None)
+
+    def step(batch: Episode, opt: torch.optim.Optimizer):
+        return own_step(batch, opt) if own_step is not None else _default_step(model, batch, opt)
+
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=iterations,
+        initial=state.iteration,
+        desc=desc,
+        disable=not progress,
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,
+        dynamic_ncols=True,
+    )
+    window: list[float] = []
+    started = time.perf_counter() - state.elapsed_s
+    model.train()
+    try:
+        while state.iteration < iterations:
+            loss = float(step(batch_fn(state.iteration), optimizer))
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"{desc}: outer loss is {loss} at iteration {state.iteration}; stopped. The last good "
+                    f"checkpoint ({checkpoint_path}, iteration {_saved_iteration(checkpoint_path)}) is kept."
+                )
+            window.append(loss)
+            state.iteration += 1
+            bar.update(1)
+            if state.iteration % log_every == 0 or state.iteration == iterations:
+                state.loss_curve.append([state.iteration, sum(window) / len(window)])
+                bar.set_postfix(loss=f"{state.loss_curve[-1][1]:.4g}", refresh=False)
+                window = []
+            if state.iteration % checkpoint_every == 0 or state.iteration == iterations:
+                state.elapsed_s = time.perf_counter() - started
+                checkpoint()
+    except KeyboardInterrupt:
+        # Keep the work done since the last checkpoint only at a log boundary,
+        # where the loss curve is consistent with the iteration count.
+        if not window:
+            state.elapsed_s = time.perf_counter() - started
+            checkpoint()
+        raise
+    finally:
+        bar.close()
+    if not checkpoint_path.exists():  # zero iterations asked for
+        checkpoint()
+    return state
+
+
+def _saved_iteration(path: Path) -> str:
+    try:
+        return str(load_checkpoint(path)["state"]["iteration"])
+    except CheckpointError:
+        return "none"
