@@ -123,8 +123,8 @@ TRAINING_KEYS = ("task_family", "inner_lr", "inner_steps", "meta_batch", "meta_l
 
 
 def parse_column(column: str) -> tuple[str, int]:
-    """``"2x40 / 5-shot"`` -> ``("2x40", 5)``."""
-    arch, shots = (p.strip() for p in column.split("/"))
+    """``"2x40 5-shot"`` -> ``("2x40", 5)``."""
+    arch, shots = column.split()
     return arch, int(shots.split("-")[0])
 
 
@@ -135,7 +135,7 @@ class AlfaTable8(Benchmark):
     metric = "MSE"
     higher_is_better = False
     rows = ("MAML", "ALFA+MAML")
-    columns = tuple(f"{a} / {k}-shot" for a in ARCHITECTURES for k in SHOTS)
+    columns = tuple(f"{a} {k}-shot" for a in ARCHITECTURES for k in SHOTS)
     variants = {
         "maml-code-lr": "inner lr 1e-3, MAML's code default (its README does not override it)",
         "maml-task-family": "MAML's sinusoid family: amplitude and phase only, no frequency",
