@@ -89,7 +89,7 @@ def _default_step(model: nn.Module, batch: Episode, optimizer: torch.optim.Optim
     optimizer.zero_grad(set_to_none=True)
     loss = model.outer_loss(batch)
     if not torch.isfinite(loss):
-        return loss  # the loop raises before anything is stepped
+        return loss.detach()  # the loop raises before anything is stepped
     loss.backward()
     optimizer.step()
     return loss.detach()

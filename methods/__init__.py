@@ -1,0 +1,26 @@
+"""One file per method; ``METHODS`` registers each with default settings.
+
+A factory takes ``(backbone, task_loss, inner_lr, inner_steps)`` and returns
+the method. Registering one here enrols it in the smoke tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from methods.alfa import ALFA
+from methods.maml import MAML
+from metarepro.inner import TaskLoss
+
+MethodFactory = Callable[[nn.Module, TaskLoss, float, int], nn.Module]
+
+METHODS: dict[str, MethodFactory] = {
+    "maml": lambda net, loss, lr, steps: MAML(net, loss, lr, steps),
+    "fomaml": lambda net, loss, lr, steps: MAML(net, loss, lr, steps, first_order=True),
+    "alfa+maml": lambda net, loss, lr, steps: ALFA(net, loss, lr, steps, form="paper"),
+    "alfa+maml-code": lambda net, loss, lr, steps: ALFA(net, loss, lr, steps, form="code", generator_layers=2),
+    "alfa+maml-bounded": lambda net, loss, lr, steps: ALFA(net, loss, lr, steps, form="bounded"),
+    "alfa+random-init": lambda net, loss, lr, steps: ALFA(net, loss, lr, steps, form="code", learn_init=False),
+}

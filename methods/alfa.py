@@ -157,6 +157,8 @@ class ALFA(nn.Module):
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, training: bool = False) -> AdaptedTasks:
         """Fast weights for each task of a batched support set ``(T, n, ...)``."""
         params = dict(self.backbone.named_parameters())
+        if not self.learn_init:  # a fixed initialisation: differentiable inputs, but no meta-gradient into it
+            params = {n: p.detach().requires_grad_() for n, p in params.items()}
         return adapt_tasks(self.backbone, params, support_x, support_y, self.task_loss, self.inner_loop(training))
 
     def outer_loss(self, batch: Episode) -> torch.Tensor:

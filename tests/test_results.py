@@ -1,0 +1,109 @@
+"""Comparison verdicts, staleness, hand-edit detection, and the CLI's contract."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import BENCHMARKS
+from benchmarks.base import Cell
+from benchmarks.cli import main
+from metarepro import results as R
+
+BENCH = BENCHMARKS["alfa-table8"]
+CELL = Cell("MAML", "2x40 5-shot")
+
+
+def fake_record(scale, scores, cell=CELL, config=None):
+    return R.make_record(
+        benchmark=BENCH.id, row=cell.row, column=cell.column, variant=cell.variant, scale=scale, metric="MSE",
+        scores=np.asarray(scores), config=config if config is not None else BENCH.config(cell, scale),
+        deviations=[], provenance={"test": True},
+    )
+
+
+def test_within_tolerance_is_interval_overlap():
+    assert R.within_tolerance(1.0, 0.2, 1.29, 0.1)
+    assert not R.within_tolerance(1.0, 0.2, 1.31, 0.1)
+    assert R.within_tolerance(1.0, None, 1.04, 0.05)  # paper prints no interval: ours alone
+    assert not R.within_tolerance(1.0, None, 1.06, 0.05)
+
+
+def test_standard_errors_are_converted_to_95_intervals():
+    cell = R.PublishedCell("r", "c", 50.0, 0.5, "se", "")
+    assert cell.ci95 == pytest.approx(0.98)
+    assert R.PublishedCell("r", "c", 50.0, None, "none", "").ci95 is None
+
+
+def test_verdicts(isolated_results):
+    pub = R.PublishedCell(CELL.row, CELL.column, 1.24, 0.21, "ci95", "")
+    h_paper, h_quick = BENCH.config_hash(CELL, "paper"), BENCH.config_hash(CELL, "quick")
+    near = fake_record("paper", [1.2, 1.3, 1.25, 1.1])
+    far = fake_record("paper", [3.0, 3.1, 2.9, 3.0])
+    quick = fake_record("quick", [1.2, 1.3])
+    stale = fake_record("paper", [1.2, 1.3], config={**BENCH.config(CELL, "paper"), "iterations": 1})
+    assert R.compare_cell(pub, [near], h_paper)["verdict"] == "within"
+    assert R.compare_cell(pub, [far], h_paper)["verdict"] == "outside"
+    assert R.compare_cell(pub, [quick], h_paper, current_quick_hash=h_quick)["verdict"] == "quick_only"
+    assert R.compare_cell(pub, [stale], h_paper)["verdict"] == "stale"
+    assert R.compare_cell(pub, [], h_paper)["verdict"] == "not_reproduced"
+    row = R.compare_cell(pub, [far, quick], h_paper)
+    assert row["scale"] == "paper" and row["difference"] == pytest.approx(np.mean([3.0, 3.1, 2.9, 3.0]) - 1.24)
+
+
+def test_record_with_changed_config_is_reported_stale(isolated_results, capsys):
+    R.write_record(fake_record("paper", [1.2, 1.3], config={**BENCH.config(CELL, "paper"), "inner_lr": 0.5}), CELL.slug)
+    assert main(["compare", BENCH.id, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    (row,) = [r for r in rows if (r["row"], r["column"], r["variant"]) == (CELL.row, CELL.column, "main")]
+    assert row["verdict"] == "stale"
+
+
+def test_compare_json_contract_and_exit_status(isolated_results, capsys):
+    R.write_record(fake_record("paper", [3.0, 3.1, 2.9, 3.0]), CELL.slug)  # far outside the published 1.24
+    assert main(["compare", BENCH.id, "--format", "json"]) == 1
+    rows = json.loads(capsys.readouterr().out)
+    keys = {"benchmark", "row", "column", "published_mean", "published_ci95", "reproduced_mean", "reproduced_ci95",
+            "scale", "verdict"}
+    assert all(keys <= set(r) for r in rows)
+    assert {r["verdict"] for r in rows} <= set(R.VERDICTS)
+    (row,) = [r for r in rows if (r["row"], r["column"], r["variant"]) == (CELL.row, CELL.column, "main")]
+    assert row["verdict"] == "outside" and row["scale"] == "paper"
+    assert len([r for r in rows if r["variant"] == "main"]) == 12
+
+
+def test_hand_edited_record_is_detected():
+    record = fake_record("paper", [1.0, 2.0, 3.0])
+    R.check_record(record)
+    record["mean"] = 1.5
+    with pytest.raises(ValueError, match="edited by hand"):
+        R.check_record(record)
+
+
+def test_unknown_benchmark_lists_valid_ids(capsys):
+    assert main(["compare", "alfa-table99"]) == 2
+    err = capsys.readouterr().err
+    assert "alfa-table99" in err and "alfa-table8" in err
+
+
+def test_unknown_cell_is_a_clear_error(isolated_results, capsys):
+    assert main(["reproduce", BENCH.id, "--scale", "smoke", "--cells", "MAML/4x4 1-shot"]) == 2
+    assert "has no cell" in capsys.readouterr().err
+
+
+def test_evaluate_reproduces_the_record_and_refuses_a_corrupt_checkpoint(isolated_results, tmp_path, capsys):
+    cell = "MAML/2x40 5-shot"
+    assert main(["reproduce", BENCH.id, "--scale", "smoke", "--cells", cell, "--jobs", "1", "--no-progress"]) == 0
+    record = json.loads(R.record_path(BENCH.id, "smoke", CELL.slug).read_text())
+    checkpoint = tmp_path / "runs" / BENCH.id / "smoke" / record["checkpoint_key"] / "checkpoint.pt"
+    capsys.readouterr()
+    assert main(["evaluate", str(checkpoint), "--benchmark", BENCH.id, "--cell", cell, "--scale", "smoke"]) == 0
+    assert f"{record['mean']:.4f} ± {record['ci95']:.4f}" in capsys.readouterr().out
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(checkpoint.read_bytes()[:100])
+    assert main(["evaluate", str(broken), "--benchmark", BENCH.id, "--cell", cell, "--scale", "smoke"]) == 2
+    assert "unreadable" in capsys.readouterr().err
+    # the other cell's model is not this one: refused by its configuration hash
+    assert main(["evaluate", str(checkpoint), "--benchmark", BENCH.id, "--cell", "MAML/2x40 10-shot", "--scale", "smoke"]) == 2
+    assert "configuration" in capsys.readouterr().err

@@ -1,0 +1,123 @@
+"""Checkpoints, resume after SIGKILL, NaN guard, and bad checkpoints."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from methods.backbones import MLP
+from methods.maml import MAML
+from metarepro.episodes import SINUSOID_METASGD
+from metarepro.inner import mse_per_task
+from metarepro.trainer import CheckpointError, NonFiniteLossError, load_checkpoint, train
+
+from .conftest import ROOT
+
+
+def make():
+    torch.manual_seed(0)
+    model = MAML(MLP([1, 40, 40, 1]), mse_per_task, 0.01, 1)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def batch(i):
+    return SINUSOID_METASGD.train_batch(0, i, 5, 5, 5)
+
+
+def test_training_lowers_the_loss_and_resumes_to_the_same_weights(tmp_path):
+    model, opt = make()
+    state = train(model, opt, batch, 200, tmp_path / "a.pt", "h", checkpoint_every=50, log_every=50, progress=False)
+    assert state.iteration == 200 and len(state.loss_curve) == 4
+    assert state.loss_curve[-1][1] < state.loss_curve[0][1]
+
+    # stop at 120 (as a kill between checkpoints would leave it: last checkpoint at 100), then resume
+    model2, opt2 = make()
+    train(model2, opt2, batch, 100, tmp_path / "b.pt", "h", checkpoint_every=50, log_every=50, progress=False)
+    model3, opt3 = make()
+    resumed = train(model3, opt3, batch, 200, tmp_path / "b.pt", "h", checkpoint_every=50, log_every=50, progress=False)
+    assert resumed.loss_curve == state.loss_curve
+    for a, b in zip(model.state_dict().values(), model3.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_corrupt_checkpoint_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "c.pt"
+    path.write_bytes(b"not a checkpoint at all")
+    model, opt = make()
+    with pytest.raises(CheckpointError, match="unreadable"):
+        train(model, opt, batch, 10, path, "h", progress=False)
+    assert path.read_bytes() == b"not a checkpoint at all"
+
+
+def test_checkpoint_of_another_configuration_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "c.pt"
+    model, opt = make()
+    train(model, opt, batch, 5, path, "config-a", progress=False)
+    before = path.read_bytes()
+    model, opt = make()
+    with pytest.raises(CheckpointError, match="config-a"):
+        train(model, opt, batch, 10, path, "config-b", progress=False)
+    assert path.read_bytes() == before
+
+
+class ExplodesAt(nn.Module):
+    def __init__(self, at):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.at, self.calls = at, 0
+
+    def outer_loss(self, batch):
+        self.calls += 1
+        return self.w.sum() * (float("nan") if self.calls > self.at else 1.0)
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    path = tmp_path / "n.pt"
+    model = ExplodesAt(at=12)
+    with pytest.raises(NonFiniteLossError, match=r"iteration 12.*iteration 10"):
+        train(model, torch.optim.SGD(model.parameters(), lr=0.1), batch, 50, path, "h", checkpoint_every=5, progress=False)
+    assert load_checkpoint(path, "h")["state"]["iteration"] == 10
+    assert torch.isfinite(load_checkpoint(path, "h")["model"]["w"]).all()
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, torch
+    sys.path.insert(0, {root!r})
+    torch.set_num_threads(1)
+    from tests.test_trainer import make, batch
+    from metarepro.trainer import train
+    model, opt = make()
+    train(model, opt, batch, 600, sys.argv[1], "h", checkpoint_every=20, log_every=20, progress=False)
+    torch.save(model.state_dict(), sys.argv[1] + ".final")
+    """
+)
+
+
+def test_run_killed_with_sigkill_resumes_to_the_same_final_weights(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(root=str(ROOT)))
+    killed = tmp_path / "killed.pt"
+    proc = subprocess.Popen([sys.executable, str(script), str(killed)], start_new_session=True)
+    deadline = time.time() + 120
+    while not killed.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    partial = load_checkpoint(killed, "h")["state"]["iteration"]
+    assert 0 < partial < 600, "the kill should land mid-run"
+
+    subprocess.run([sys.executable, str(script), str(killed)], check=True)
+    straight = tmp_path / "straight.pt"
+    subprocess.run([sys.executable, str(script), str(straight)], check=True)
+    a = torch.load(str(killed) + ".final")
+    b = torch.load(str(straight) + ".final")
+    assert all(torch.equal(a[k], b[k]) for k in a)
