@@ -50,21 +50,21 @@ substituted for the main row):
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks.base import MAIN, Benchmark, Cell, CellResult
-from methods.alfa import ALFA
-from methods.backbones import MLP
-from methods.maml import MAML
 from metarepro.episodes import SinusoidFamily
 from metarepro.evaluate import score_episodes
 from metarepro.inner import mse_per_task
 from metarepro.results import config_hash
+from metarepro.timing import now
 from metarepro.trainer import load_checkpoint, train
+from methods.alfa import ALFA
+from methods.backbones import MLP
+from methods.maml import MAML
 
 ARCHITECTURES = {"2x40": [1, 40, 40, 1], "3x80": [1, 80, 80, 80, 1]}
 SHOTS = (5, 10, 20)
@@ -189,45 +189,45 @@ class AlfaTable8(Benchmark):
         dev = ALFA_FORM_DEVIATION.get(cfg.get("alfa_form", "paper"))
         return [dev] if dev else []
 
-    def test_scores(self, model: torch.nn.Module, cfg: dict) -> np.ndarray:
+    def test_scores(self, model: torch.nn.Module, cfg: dict, device: str = "cpu") -> np.ndarray:
         family = TASK_FAMILIES[cfg["task_family"]]
-        episodes = family.test_episodes(cfg["test_seed"], cfg["test_tasks"], cfg["shots"], cfg["test_points"])
+        episodes = family.test_episodes(cfg["test_seed"], cfg["test_tasks"], cfg["shots"], cfg["test_points"]).to(device)
         model.eval()
         return score_episodes(model.score, episodes)
 
-    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True) -> CellResult:
+    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
+                 device: str = "cpu") -> CellResult:
         self.check_cell(cell)
         cfg = self.config(cell, scale)
-        started = time.perf_counter()
-        model = self.build_model(cfg, engine)
+        model = self.build_model(cfg, engine).to(device)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["meta_lr"])
         family = TASK_FAMILIES[cfg["task_family"]]
 
         def batch(i: int):
-            return family.train_batch(cfg["train_seed"], i, cfg["meta_batch"], cfg["shots"], cfg["train_query"])
+            return family.train_batch(cfg["train_seed"], i, cfg["meta_batch"], cfg["shots"], cfg["train_query"]).to(device)
 
         key = self.training_key(cell, scale)
         state = train(
             model, optimizer, batch, cfg["iterations"], Path(runs_dir) / key / "checkpoint.pt", key,
             progress=progress, desc=f"{cell.label} [{scale}]", meta={"benchmark": self.id, "cell": cell.__dict__, "scale": scale},
         )
-        trained = time.perf_counter()
-        scores = self.test_scores(model, cfg)
+        trained = now(device)
+        scores = self.test_scores(model, cfg, device)
         return CellResult(
             scores=scores,
             deviations=self.deviations(cfg),
-            wall_time_s=state.elapsed_s + time.perf_counter() - trained,
+            wall_time_s=state.elapsed_s + now(device) - trained,
             train_wall_time_s=state.elapsed_s,
             extra={"loss_curve": state.loss_curve, "checkpoint_key": key},
         )
 
-    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str) -> np.ndarray:
+    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
         self.check_cell(cell)
         cfg = self.config(cell, scale)
         payload = load_checkpoint(checkpoint, self.training_key(cell, scale))
         model = self.build_model(cfg)
         model.load_state_dict(payload["model"])
-        return self.test_scores(model, cfg)
+        return self.test_scores(model.to(device), cfg, device)
 
 
 BENCHMARK = AlfaTable8()

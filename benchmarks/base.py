@@ -108,12 +108,13 @@ class Benchmark:
         raise NotImplementedError
 
     # -- running -----------------------------------------------------------
-    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True) -> CellResult:
+    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
+                 device: str = "cpu") -> CellResult:
         raise NotImplementedError
 
     def training_key(self, cell: Cell, scale: str) -> str:
         """Cells with the same key share one trained model (and checkpoint)."""
         return cell.slug
 
-    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str) -> np.ndarray:
+    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
         raise NotImplementedError

@@ -79,8 +79,10 @@ def cmd_reproduce(args) -> int:
         cells = benchmark.cells(variants=args.variants)
     if args.scale == "paper" and not args.yes:
         print("paper scale: the paper's full schedule; see the estimate below. Ctrl-C stops safely (checkpoints).")
+    if args.device.startswith("cuda") and args.jobs > 1:
+        args.jobs = 1  # one process owns the GPU
     reproduce(benchmark, args.scale, cells, jobs=args.jobs, threads=args.threads, engine=args.engine,
-              restart=args.restart, progress=not args.no_progress)
+              restart=args.restart, progress=not args.no_progress, device=args.device)
     render_readme()
     rows = [r for r in comparison(benchmark) if any((r["row"], r["column"], r["variant"]) == (c.row, c.column, c.variant) for c in cells)]
     print(R.markdown_table(rows, benchmark.metric))
@@ -103,7 +105,7 @@ def cmd_compare(args) -> int:
 def cmd_evaluate(args) -> int:
     benchmark = get_benchmark(args.benchmark)
     cell = Cell.parse(args.cell)
-    scores = benchmark.evaluate_checkpoint(Path(args.checkpoint), cell, args.scale)
+    scores = benchmark.evaluate_checkpoint(Path(args.checkpoint), cell, args.scale, device=args.device)
     mean, ci = mean_ci95(scores)
     print(f"{benchmark.id} {cell.label} [{args.scale}]: {benchmark.metric} {mean:.4f} ± {ci:.4f} over {len(scores)} test episodes")
     return 0
@@ -128,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
     r.add_argument("--engine", choices=("func", "higher"), default="func")
     r.add_argument("--restart", action="store_true", help="discard checkpoints and records of these cells")
+    r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--yes", action="store_true", help=argparse.SUPPRESS)
     r.set_defaults(fn=cmd_reproduce)
@@ -143,6 +146,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--benchmark", required=True)
     e.add_argument("--cell", required=True, metavar="ROW/COLUMN[/VARIANT]")
     e.add_argument("--scale", choices=R.SCALES, default="paper")
+    e.add_argument("--device", default="cpu")
     e.set_defaults(fn=cmd_evaluate)
 
     sub.add_parser("render", help="rewrite results/README.md from the records").set_defaults(fn=cmd_render)

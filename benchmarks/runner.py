@@ -25,6 +25,13 @@ def runs_dir() -> Path:
     return Path(os.environ.get("METAREPRO_RUNS", RUNS_DIR))
 
 
+def describe_device(device: str) -> str:
+    """``"cpu"`` or ``"cuda:0 (NVIDIA H100 ...)"`` for the record."""
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
+
+
 def is_current(benchmark: Benchmark, cell: Cell, scale: str) -> bool:
     """A record of this cell at this scale exists and matches the config."""
     path = R.record_path(benchmark.id, scale, cell.slug)
@@ -36,21 +43,22 @@ def is_current(benchmark: Benchmark, cell: Cell, scale: str) -> bool:
 
 
 def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, threads: int, progress: bool,
-               command: str, jobs: int, git: dict) -> list[str]:
+               command: str, jobs: int, git: dict, device: str) -> list[str]:
     """Worker: run cells that share one trained model, write their records."""
     torch.set_num_threads(threads)
     benchmark = get_benchmark(benchmark_id)
     written = []
     for c in cells:
         cell = Cell(**c)
-        result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress)
+        result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress,
+                                    device=device)
         cfg = benchmark.config(cell, scale)
         record = R.make_record(
             benchmark=benchmark_id, row=cell.row, column=cell.column, variant=cell.variant, scale=scale,
             metric=benchmark.metric, scores=result.scores, config=cfg, deviations=result.deviations,
             provenance=R.provenance(
                 **git, command=command, engine=engine, precision="fp32", threads=threads, jobs=jobs,
-                device="cpu", wall_time_s=round(result.wall_time_s, 2),
+                device=describe_device(device), wall_time_s=round(result.wall_time_s, 2),
                 train_wall_time_s=round(result.train_wall_time_s, 2),
                 seeds={k: v for k, v in cfg.items() if k.endswith("seed")}, dataset_digest=None,
             ),
@@ -61,7 +69,8 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
 
 
 def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int = 1, threads: int = 1,
-              engine: str = "func", restart: bool = False, progress: bool = True, log=print) -> list[str]:
+              engine: str = "func", restart: bool = False, progress: bool = True, device: str = "cpu",
+              log=print) -> list[str]:
     """Train and evaluate ``cells``; skip those already current unless ``restart``."""
     for cell in cells:
         benchmark.check_cell(cell)
@@ -83,7 +92,7 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
             f"with {jobs} job(s) x {threads} thread(s) (estimates measured on a 2-core CPU)")
     command = " ".join(shlex.quote(a) for a in ["metarepro", *sys.argv[1:]]) if sys.argv else "metarepro"
     git = R.git_state()  # the code that runs is the code at launch, whatever is committed meanwhile
-    args = lambda g: (benchmark.id, scale, [c.__dict__ for c in g], engine, threads, progress, command, jobs, git)  # noqa: E731
+    args = lambda g: (benchmark.id, scale, [c.__dict__ for c in g], engine, threads, progress, command, jobs, git, device)  # noqa: E731
     written: list[str] = []
     started = time.perf_counter()
     if jobs <= 1 or len(order) <= 1:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 from torch import nn
@@ -44,8 +43,8 @@ Params = dict[str, torch.Tensor]
 BatchedForward = Callable[[Params, torch.Tensor], torch.Tensor]
 #: ``(predictions (T, n, ...), targets (T, n, ...)) -> per-task loss (T,)``
 TaskLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Rate = Union[float, torch.Tensor, Mapping[str, torch.Tensor]]
-RateSchedule = Union[Rate, Sequence[Rate]]
+Rate = float | torch.Tensor | Mapping[str, torch.Tensor]
+RateSchedule = Rate | Sequence[Rate]
 #: ``(step, params, grads) -> (lr, decay)``: generated hyperparameters (ALFA)
 HyperFn = Callable[[int, Params, Params], tuple[Rate, Rate]]
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from torch import nn
 
+from metarepro.inner import TaskLoss
 from methods.alfa import ALFA
 from methods.maml import MAML
-from metarepro.inner import TaskLoss
 
 MethodFactory = Callable[[nn.Module, TaskLoss, float, int], nn.Module]
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from methods.alfa import ALFA
-from methods.backbones import MLP
 from metarepro.episodes import SINUSOID_METASGD
 from metarepro.inner import mse_per_task
+from methods.alfa import ALFA
+from methods.backbones import MLP
 
 
 def numpy_generator(model, state):

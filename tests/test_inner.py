@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
+from metarepro.episodes import SINUSOID_METASGD
+from metarepro.inner import InnerLoop, adapt_tasks, mse_per_task, run_inner_loop
 from methods.alfa import ALFA
 from methods.backbones import MLP
 from methods.maml import MAML
-from metarepro.episodes import SINUSOID_METASGD
-from metarepro.inner import InnerLoop, adapt_tasks, mse_per_task, run_inner_loop
 
 
 def tiny_batch(n_tasks=3, shots=4, dtype=torch.float64):

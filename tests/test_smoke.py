@@ -7,11 +7,11 @@ import torch
 
 from benchmarks import BENCHMARKS
 from benchmarks.cli import main
-from methods import METHODS
-from methods.backbones import MLP
 from metarepro.episodes import SINUSOID_METASGD
 from metarepro.evaluate import score_episodes
 from metarepro.inner import mse_per_task
+from methods import METHODS
+from methods.backbones import MLP
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from methods.backbones import MLP
-from methods.maml import MAML
 from metarepro.episodes import SINUSOID_METASGD
 from metarepro.inner import mse_per_task
 from metarepro.trainer import CheckpointError, NonFiniteLossError, load_checkpoint, train
+from methods.backbones import MLP
+from methods.maml import MAML
 
 from .conftest import ROOT
 
