@@ -62,6 +62,7 @@ from metarepro.inner import mse_per_task
 from metarepro.results import config_hash
 from metarepro.timing import now
 from metarepro.trainer import load_checkpoint, train
+from methods import METHODS
 from methods.alfa import ALFA
 from methods.backbones import MLP
 from methods.maml import MAML
@@ -143,6 +144,7 @@ class AlfaTable8(Benchmark):
         "10-test-steps": "MAML row trained as main, tested with 10 steps as in MAML's paper",
     }
     known_deviations: dict[tuple[str, str], str] = {}
+    accepts_registered_methods = True
 
     def variant_applies(self, row: str, column: str, variant: str) -> bool:
         if variant == "10-test-steps":
@@ -171,7 +173,8 @@ class AlfaTable8(Benchmark):
     def estimated_seconds(self, cell: Cell, scale: str) -> float:
         cfg = self.config(cell, scale)
         arch, _ = parse_column(cell.column)
-        per_iteration = MS_PER_ITERATION[(cell.row, arch)] * cfg["inner_steps"] * cfg["meta_batch"] / 25 / 1000
+        ms = MS_PER_ITERATION.get((cell.row, arch), MS_PER_ITERATION[("ALFA+MAML", arch)])
+        per_iteration = ms * cfg["inner_steps"] * cfg["meta_batch"] / 25 / 1000
         return per_iteration * cfg["iterations"] + 5
 
     def build_model(self, cfg: dict, engine: str = "func") -> torch.nn.Module:
@@ -180,10 +183,13 @@ class AlfaTable8(Benchmark):
         common = dict(task_loss=mse_per_task, inner_lr=cfg["inner_lr"], first_order=cfg["first_order"], engine=engine)
         if cfg["method"] == "MAML":
             return MAML(backbone, inner_steps=cfg["inner_steps"], test_steps=cfg["test_steps"], **common)
-        if cfg["test_steps"] != cfg["inner_steps"]:
-            raise ValueError("ALFA cannot be tested with more steps than it was trained with")
-        return ALFA(backbone, inner_steps=cfg["inner_steps"], form=cfg["alfa_form"],
-                    generator_layers=cfg["alfa_generator_layers"], weight_decay=cfg["alfa_weight_decay"], **common)
+        if cfg["method"] == "ALFA+MAML":
+            if cfg["test_steps"] != cfg["inner_steps"]:
+                raise ValueError("ALFA cannot be tested with more steps than it was trained with")
+            return ALFA(backbone, inner_steps=cfg["inner_steps"], form=cfg["alfa_form"],
+                        generator_layers=cfg["alfa_generator_layers"], weight_decay=cfg["alfa_weight_decay"], **common)
+        # any other registered method, as an extra row under this protocol
+        return METHODS[cfg["method"]](backbone, mse_per_task, cfg["inner_lr"], cfg["inner_steps"])
 
     def deviations(self, cfg: dict) -> list[str]:
         dev = ALFA_FORM_DEVIATION.get(cfg.get("alfa_form", "paper"))

@@ -69,6 +69,8 @@ class Benchmark:
     #: variant name -> what it changes and where the protocol comes from
     variants: dict[str, str] = {}
     known_deviations: dict[tuple[str, str], str] = {}
+    #: any method of ``methods.METHODS`` may run as an extra row under this protocol
+    accepts_registered_methods: bool = False
     #: the data it needs under the data root, or None for generated tasks
     requires_data: str | None = None
 
@@ -89,9 +91,13 @@ class Benchmark:
         ]
 
     def check_cell(self, cell: Cell) -> None:
-        if cell.row not in self.rows or cell.column not in self.columns:
+        from methods import METHODS
+
+        row_ok = cell.row in self.rows or (self.accepts_registered_methods and cell.row in METHODS)
+        if not row_ok or cell.column not in self.columns:
             raise KeyError(f"{self.id} has no cell {cell.row!r}/{cell.column!r}; rows {list(self.rows)}, columns {list(self.columns)}")
-        if cell.variant != MAIN and (cell.variant not in self.variants or not self.variant_applies(cell.row, cell.column, cell.variant)):
+        applies = cell.variant in self.variants and self.variant_applies(cell.row, cell.column, cell.variant)
+        if cell.variant != MAIN and cell.row in self.rows and not applies:
             raise KeyError(f"{self.id}: variant {cell.variant!r} does not apply to {cell.row}/{cell.column}; variants {list(self.variants)}")
 
     # -- configuration -----------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
-from benchmarks.runner import comparison, failing, reproduce
+from benchmarks.runner import comparison, extra_rows, failing, reproduce
 from metarepro import results as R
 from metarepro.evaluate import mean_ci95
 from metarepro.trainer import CheckpointError, NonFiniteLossError
@@ -59,6 +59,11 @@ def render_readme(path: Path | None = None) -> Path:
         out += [f"## `{b.id}` — {b.title}", "", f"Paper: `{b.paper}`. Metric: {b.metric} "
                 f"({'higher' if b.higher_is_better else 'lower'} is better).", ""]
         out += [R.markdown_table(rows, b.metric), ""]
+        extra = extra_rows(b)
+        if extra:
+            from tabulate import tabulate
+
+            out += ["Other methods under this protocol (no published number):", "", tabulate(extra, headers="keys", tablefmt="github"), ""]
         if b.variants:
             out += ["Protocol variants:", ""] + [f"- `{k}`: {v}" for k, v in b.variants.items()] + [""]
         devs = sorted({d for r in rows for d in r["deviations"]})
@@ -73,7 +78,9 @@ def render_readme(path: Path | None = None) -> Path:
 
 def cmd_reproduce(args) -> int:
     benchmark = get_benchmark(args.benchmark)
-    if args.cells:
+    if args.method:
+        cells = [Cell(args.method, column) for column in benchmark.columns]
+    elif args.cells:
         cells = [Cell.parse(c) for c in args.cells]
     else:
         cells = benchmark.cells(variants=args.variants)
@@ -84,8 +91,19 @@ def cmd_reproduce(args) -> int:
     reproduce(benchmark, args.scale, cells, jobs=args.jobs, threads=args.threads, engine=args.engine,
               restart=args.restart, progress=not args.no_progress, device=args.device)
     render_readme()
+    from tabulate import tabulate
+
+    written = [json.loads(R.record_path(benchmark.id, args.scale, c.slug).read_text()) for c in cells]
+    print(f"\n{benchmark.id} at {args.scale} scale ({benchmark.metric}, mean ± 95% CI over test episodes):")
+    print(tabulate([[r["row"], r["column"], r["variant"], f"{r['mean']:.3f} ± {r['ci95']:.3f}", r["n_episodes"]] for r in written],
+                   headers=["row", "column", "protocol", benchmark.metric, "episodes"], tablefmt="github"))
+    if args.scale == "smoke":
+        return 0
+    print("\nAgainst the paper (only paper-scale records count as reproductions):")
     rows = [r for r in comparison(benchmark) if any((r["row"], r["column"], r["variant"]) == (c.row, c.column, c.variant) for c in cells)]
-    print(R.markdown_table(rows, benchmark.metric))
+    if rows:
+        print(R.markdown_table(rows, benchmark.metric))
+    _print_extra_rows(benchmark)
     return 0
 
 
@@ -96,10 +114,21 @@ def cmd_compare(args) -> int:
         print(json.dumps(rows, indent=1))
     else:
         print(R.markdown_table(rows, benchmark.metric))
+    if args.format != "json":
+        _print_extra_rows(benchmark)
     bad = failing(rows)
     if bad and args.format != "json":
         print(f"\n{len(bad)} paper-scale cell(s) outside tolerance and not among the known deviations.", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _print_extra_rows(benchmark: Benchmark) -> None:
+    from tabulate import tabulate
+
+    extra = extra_rows(benchmark)
+    if extra:
+        print(f"\nOther methods under the {benchmark.id} protocol (no published number):")
+        print(tabulate(extra, headers="keys", tablefmt="github"))
 
 
 def cmd_evaluate(args) -> int:
@@ -125,6 +154,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("benchmark")
     r.add_argument("--scale", choices=R.SCALES, default="quick")
     r.add_argument("--cells", nargs="+", metavar="ROW/COLUMN[/VARIANT]", help="only these cells")
+    r.add_argument("--method", help="run a registered method (methods.METHODS) as an extra row under this protocol")
     r.add_argument("--variants", nargs="+", metavar="NAME", help="also run these protocol variants ('all' for every one)")
     r.add_argument("--jobs", type=int, default=2, help="cells trained side by side (default 2, one per core)")
     r.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")

@@ -130,6 +130,18 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
     return rows
 
 
+def extra_rows(benchmark: Benchmark) -> list[dict]:
+    """Records of methods that are not rows of the paper (``--method``), for display."""
+    out = []
+    for r in R.load_records(benchmark.id):
+        if r["row"] in benchmark.rows or r["scale"] == "smoke":
+            continue
+        current = r["config_hash"] == benchmark.config_hash(Cell(r["row"], r["column"], r["variant"]), r["scale"])
+        out.append({"row": r["row"], "column": r["column"], "variant": r["variant"], "scale": r["scale"],
+                    "reproduced": f"{r['mean']:.3f} ± {r['ci95']:.3f}", "current": current})
+    return out
+
+
 def failing(rows: list[dict]) -> list[dict]:
     """Main-protocol paper cells outside tolerance and not acknowledged."""
     return [r for r in rows if r["variant"] == MAIN and r["verdict"] == "outside" and not r["known_deviation"]]

@@ -13,6 +13,7 @@ from torch import nn
 from metarepro.inner import TaskLoss
 from methods.alfa import ALFA
 from methods.maml import MAML
+from methods.meta_sgd import MetaSGD
 
 MethodFactory = Callable[[nn.Module, TaskLoss, float, int], nn.Module]
 
@@ -23,4 +24,5 @@ METHODS: dict[str, MethodFactory] = {
     "alfa+maml-code": lambda net, loss, lr, steps: ALFA(net, loss, lr, steps, form="code", generator_layers=2),
     "alfa+maml-bounded": lambda net, loss, lr, steps: ALFA(net, loss, lr, steps, form="bounded"),
     "alfa+random-init": lambda net, loss, lr, steps: ALFA(net, loss, lr, steps, form="code", learn_init=False),
+    "meta-sgd": lambda net, loss, lr, steps: MetaSGD(net, loss, lr, steps),
 }
