@@ -42,8 +42,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from metarepro.episodes import Episode
-from metarepro.inner import AdaptedTasks, InnerLoop, Params, TaskLoss, adapt_tasks
+from metarepro.inner import InnerLoop, Params, TaskLoss
+from methods.maml import MAML
 
 FORMS = ("paper", "code", "bounded")
 
@@ -69,8 +69,11 @@ def generator_mlp(width: int, n_layers: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class ALFA(nn.Module):
+class ALFA(MAML):
     """ALFA (+MAML or +random init) around any backbone.
+
+    Adaptation, outer loss and scoring are MAML's; ALFA replaces the inner
+    loop's fixed step size by generated hyperparameters.
 
     Args:
         backbone: the base learner ``f_theta``.
@@ -99,11 +102,9 @@ class ALFA(nn.Module):
         first_order: bool = False,
         engine: str = "func",
     ):
-        super().__init__()
         if form not in FORMS:
             raise ValueError(f"unknown ALFA form {form!r}; choose one of {FORMS}")
-        self.backbone = backbone
-        self.task_loss = task_loss
+        super().__init__(backbone, task_loss, inner_lr, inner_steps, first_order=first_order, engine=engine)
         self.form = form
         self.learn_init = learn_init
         self.names = [n for n, _ in backbone.named_parameters()]
@@ -150,25 +151,14 @@ class ALFA(nn.Module):
             decay[n] = 1 - beta if self.form == "paper" and self.learn_init else beta
         return lr, decay
 
+    def meta_parameters(self) -> dict[str, torch.Tensor]:
+        """The initialisation; with a random init, fixed (no meta-gradient into it)."""
+        params = dict(self.backbone.named_parameters())
+        if self.learn_init:
+            return params
+        return {n: p.detach().requires_grad_() for n, p in params.items()}
+
     def inner_loop(self, training: bool) -> InnerLoop:
+        """Generated hyperparameters at every step; no graph kept at evaluation."""
         loop = InnerLoop(steps=self.inner_steps, first_order=self.first_order, hyper_fn=self.hyperparameters, engine=self.engine)
         return loop if training else dataclasses.replace(loop, first_order=True)
-
-    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, training: bool = False) -> AdaptedTasks:
-        """Fast weights for each task of a batched support set ``(T, n, ...)``."""
-        params = dict(self.backbone.named_parameters())
-        if not self.learn_init:  # a fixed initialisation: differentiable inputs, but no meta-gradient into it
-            params = {n: p.detach().requires_grad_() for n, p in params.items()}
-        return adapt_tasks(self.backbone, params, support_x, support_y, self.task_loss, self.inner_loop(training))
-
-    def outer_loss(self, batch: Episode) -> torch.Tensor:
-        """Mean query loss over the meta-batch after adaptation (scalar)."""
-        adapted = self.adapt(batch.support_x, batch.support_y, training=True)
-        return self.task_loss(adapted.predict(batch.query_x), batch.query_y).mean()
-
-    def score(self, batch: Episode) -> torch.Tensor:
-        """Per-task query loss after adaptation, ``(T,)``, no graph."""
-        with torch.enable_grad():
-            adapted = self.adapt(batch.support_x, batch.support_y, training=False)
-            pred = adapted.predict(batch.query_x)
-        return self.task_loss(pred.detach(), batch.query_y)
