@@ -122,5 +122,9 @@ class Benchmark:
         """Cells with the same key share one trained model (and checkpoint)."""
         return cell.slug
 
+    def dataset_digest(self) -> str | None:
+        """Digest of the data the cells read (None for generated tasks)."""
+        return None
+
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
         raise NotImplementedError

@@ -66,6 +66,13 @@ def render_readme(path: Path | None = None) -> Path:
             out += ["Other methods under this protocol (no published number):", "", tabulate(extra, headers="keys", tablefmt="github"), ""]
         if b.variants:
             out += ["Protocol variants:", ""] + [f"- `{k}`: {v}" for k, v in b.variants.items()] + [""]
+        paper = [r for r in R.load_records(b.id) if r["scale"] == "paper"]
+        if paper:
+            commits = sorted({(r["provenance"].get("commit") or "?")[:10] + (" (dirty)" if r["provenance"].get("dirty") else "")
+                              for r in paper})
+            hours = sum(r["provenance"].get("wall_time_s", 0) for r in paper) / 3600
+            out += [f"Paper-scale records: {len(paper)}, from commit(s) {', '.join(commits)}; "
+                    f"{hours:.1f} h of summed cell wall time (cells run side by side).", ""]
         devs = sorted({d for r in rows for d in r["deviations"]})
         if devs:
             out += ["Deviations recorded by the runs:", ""] + [f"- {d}" for d in devs] + [""]

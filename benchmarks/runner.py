@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shlex
@@ -37,8 +38,6 @@ def is_current(benchmark: Benchmark, cell: Cell, scale: str) -> bool:
     path = R.record_path(benchmark.id, scale, cell.slug)
     if not path.exists():
         return False
-    import json
-
     return json.loads(path.read_text()).get("config_hash") == benchmark.config_hash(cell, scale)
 
 
@@ -60,7 +59,7 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
                 **git, command=command, engine=engine, precision="fp32", threads=threads, jobs=jobs,
                 device=describe_device(device), wall_time_s=round(result.wall_time_s, 2),
                 train_wall_time_s=round(result.train_wall_time_s, 2),
-                seeds={k: v for k, v in cfg.items() if k.endswith("seed")}, dataset_digest=None,
+                seeds={k: v for k, v in cfg.items() if k.endswith("seed")}, dataset_digest=benchmark.dataset_digest(),
             ),
             extra=result.extra,
         )
