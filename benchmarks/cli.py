@@ -11,6 +11,7 @@ from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
 from benchmarks.runner import comparison, extra_rows, failing, reproduce
 from metarepro import results as R
+from metarepro.data.store import DataError
 from metarepro.evaluate import mean_ci95
 from metarepro.trainer import CheckpointError, NonFiniteLossError
 
@@ -147,6 +148,28 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from metarepro import data
+
+    if args.action == "list":
+        for name, d in data.DATASETS.items():
+            print(f"{name:10s} {len(d.files):3d} file(s)  {d.description}")
+        return 0
+    if args.action == "fetch":
+        if not args.names:
+            raise ValueError("name the datasets to fetch, e.g. `metarepro data fetch omniglot splits`")
+        where = data.mirror_root() or "upstream URLs"
+        for name in args.names:
+            print(f"{name}: fetching into {data.data_root()} from {where}")
+            data.fetch(name)
+        return 0
+    problems = data.verify()
+    for p in problems:
+        print(f"  BAD {p}", file=sys.stderr)
+    print(f"verify: {'all ok' if not problems else f'{len(problems)} problem(s)'} under {data.data_root()}")
+    return 1 if problems else 0
+
+
 def cmd_render(args) -> int:
     print(f"wrote {render_readme()}")
     return 0
@@ -187,6 +210,11 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_evaluate)
 
     sub.add_parser("render", help="rewrite results/README.md from the records").set_defaults(fn=cmd_render)
+
+    d = sub.add_parser("data", help="fetch and verify datasets (METAREPRO_DATA, METAREPRO_MIRROR)")
+    d.add_argument("action", choices=("fetch", "verify", "list"))
+    d.add_argument("names", nargs="*", help="datasets to fetch (see `metarepro data list`)")
+    d.set_defaults(fn=cmd_data)
     return p
 
 
@@ -194,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (UnknownBenchmarkError, CheckpointError, NonFiniteLossError, KeyError, ValueError, FileNotFoundError) as err:
+    except (UnknownBenchmarkError, CheckpointError, NonFiniteLossError, DataError, KeyError, ValueError, FileNotFoundError) as err:
         print(f"metarepro: error: {err}", file=sys.stderr)
         return 2
 

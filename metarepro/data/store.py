@@ -1,0 +1,192 @@
+"""Fetch datasets from their upstream or a local mirror, verify, extract atomically.
+
+The data root is ``data/`` in the checkout, or ``$METAREPRO_DATA``. With
+``$METAREPRO_MIRROR`` set, files are taken from that directory (laid out as
+``../shared/data``) instead of their upstream URLs. Either way every file is
+checked against the digests pinned in :mod:`metarepro.data.sources`, archives
+are checked for their extracted content, and nothing is moved into the data
+root until it has passed: an interrupted or refused fetch leaves nothing
+half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from metarepro.data.sources import DATASETS, Dataset, SourceFile
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ".metarepro-manifest.json"
+
+
+class DataError(RuntimeError):
+    """Missing, corrupt or mismatched data; the message names the file and the fix."""
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("METAREPRO_DATA", PROJECT_ROOT / "data"))
+
+
+def mirror_root() -> Path | None:
+    mirror = os.environ.get("METAREPRO_MIRROR")
+    return Path(mirror) if mirror else None
+
+
+def get_dataset(name: str) -> Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_digest(path: Path, accepted: tuple[str, ...]) -> str:
+    """Return the accepted ``"algorithm:hex"`` that ``path`` matches, or raise."""
+    found = {}
+    for spec in accepted:
+        algorithm, expected = spec.split(":", 1)
+        found.setdefault(algorithm, file_digest(path, algorithm))
+        if found[algorithm] == expected:
+            return spec
+    shown = ", ".join(f"{a}:{h}" for a, h in found.items())
+    raise DataError(f"{path}: wrong digest. Expected one of {', '.join(accepted)}; found {shown}. "
+                    "The file is corrupt or not the published one: delete it and fetch again.")
+
+
+def tree_digest(folder: Path) -> str:
+    """sha256 of ``"<sha256>  <folder name>/<path>"`` lines, sorted bytewise.
+
+    The same as ``find NAME -type f -print0 | LC_ALL=C sort -z | xargs -0
+    sha256sum | sha256sum`` run in the folder's parent.
+    """
+    folder = Path(folder)
+    paths = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: str(p.relative_to(folder.parent)).encode())
+    lines = "".join(f"{file_digest(p)}  {p.relative_to(folder.parent)}\n" for p in paths)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _obtain(file: SourceFile, scratch: Path, mirror: Path | None) -> tuple[Path, str]:
+    """The file in ``scratch`` (copied from the mirror or downloaded) and its source."""
+    local = scratch / Path(file.mirror_path).name
+    if mirror is not None:
+        src = mirror / file.mirror_path
+        if not src.exists():
+            raise DataError(f"{src} is missing from the mirror METAREPRO_MIRROR={mirror}; "
+                            f"unset METAREPRO_MIRROR to download {file.url}")
+        shutil.copyfile(src, local)
+        return local, str(src)
+    try:
+        with urllib.request.urlopen(file.url, timeout=60) as response, open(local, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as err:
+        raise DataError(f"could not download {file.url} ({err}); set METAREPRO_MIRROR to a local copy "
+                        "(e.g. ../shared/data)") from err
+    return local, file.url
+
+
+def _extract(archive: Path, file: SourceFile, scratch: Path) -> Path:
+    """Extract ``archive``; return its top folder after checking the content digest."""
+    out = scratch / "extracted"
+    try:
+        with zipfile.ZipFile(archive) as z:
+            bad = z.testzip()
+            if bad is not None:
+                raise DataError(f"{archive}: member {bad} is corrupt (CRC mismatch); fetch the archive again")
+            z.extractall(out)
+    except zipfile.BadZipFile as err:
+        raise DataError(f"{archive} is not a readable zip ({err}); fetch it again") from err
+    top = out / Path(file.target).name
+    if not top.is_dir():
+        raise DataError(f"{archive}: expected a top folder {top.name}/ inside, found {sorted(p.name for p in out.iterdir())}")
+    digest = tree_digest(top)
+    if file.content_sha256 and digest != file.content_sha256:
+        raise DataError(f"{archive}: extracted content digest {digest} differs from the pinned {file.content_sha256}")
+    return top
+
+
+def _read_manifest(root: Path) -> dict:
+    path = root / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_manifest(root: Path, manifest: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+    os.replace(tmp, root / MANIFEST)
+
+
+def fetch(name: str, root: Path | None = None, mirror: Path | None = None, log=print) -> list[Path]:
+    """Fetch, verify and install every file of dataset ``name``; skip what is already there."""
+    dataset = get_dataset(name)
+    root = Path(root or data_root())
+    mirror = mirror if mirror is not None else mirror_root()
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = _read_manifest(root)
+    installed = []
+    for file in dataset.files:
+        target = root / file.target
+        if target.exists() and file.target in manifest:
+            installed.append(target)
+            continue
+        with tempfile.TemporaryDirectory(dir=root, prefix=".fetch-") as scratch:
+            local, source = _obtain(file, Path(scratch), mirror)
+            matched = check_digest(local, file.digests)
+            payload = _extract(local, file, Path(scratch)) if file.archive else local
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():  # present but unrecorded: replace it with the verified copy
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(payload, target)
+        manifest[file.target] = {"source": source, "digest": matched, "content_sha256": file.content_sha256}
+        _write_manifest(root, manifest)
+        log(f"  {file.target}: {matched.split(':')[0]} ok ({source})")
+        installed.append(target)
+    return installed
+
+
+def verify(root: Path | None = None, log=print) -> list[str]:
+    """Re-check everything fetched under the data root; return the problems found."""
+    root = Path(root or data_root())
+    manifest = _read_manifest(root)
+    files = {f.target: f for d in DATASETS.values() for f in d.files}
+    problems = []
+    for target in sorted(manifest):
+        found = _check_installed(root, target, files.get(target))
+        if found:
+            problems.append(found)
+        else:
+            log(f"  ok  {target}")
+    return problems
+
+
+def _check_installed(root: Path, target: str, file: SourceFile | None) -> str | None:
+    """What is wrong with one installed target, or None."""
+    path = root / target
+    if file is None:
+        return f"{target}: recorded in {MANIFEST} but no longer a known source"
+    if not path.exists():
+        return f"{path} is missing: run `metarepro data fetch` again"
+    if file.archive:
+        digest = tree_digest(path)
+        if digest != file.content_sha256:
+            return f"{path}: content digest {digest}, pinned {file.content_sha256}; fetch it again"
+        return None
+    try:
+        check_digest(path, tuple(d for d in file.digests if d.startswith("sha256:")))
+    except DataError as err:
+        return str(err)
+    return None
