@@ -1,0 +1,94 @@
+"""Omniglot cache, splits and episode sampler on a generated fixture in the real layout."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from metarepro.data import DataError
+from metarepro.data.omniglot import ClassPool, build_cache, decode, load_cache, read_split
+from metarepro.episodes import task_rng
+
+from .fixtures.omniglot import make_omniglot
+
+
+@pytest.fixture(scope="module")
+def omniglot_root(tmp_path_factory):
+    return make_omniglot(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def cache(omniglot_root):
+    return load_cache(omniglot_root, size=28, resample="lanczos", log=lambda *_: None)
+
+
+def test_cache_holds_every_image_as_pil_decodes_it(omniglot_root, cache):
+    assert cache.characters == ("Alpha/character01", "Alpha/character02", "Alpha/character03",
+                                "Beta/character01", "Beta/character02")
+    assert cache.images.shape == (5 * 20, 28, 28) and cache.images.dtype == np.uint8
+    png = omniglot_root / "omniglot" / "images_evaluation" / "Beta" / "character02" / "0005_07.png"
+    with Image.open(png) as im:
+        expected = np.asarray(im.convert("L").resize((28, 28), resample=Image.Resampling.LANCZOS))
+    assert np.array_equal(cache.images[4 * 20 + 6], expected)
+
+
+@pytest.mark.parametrize("quarter_turns", [1, 2, 3])
+def test_with_nearest_rotating_before_resizing_equals_rotating_the_cached_image(omniglot_root, quarter_turns):
+    """Snell et al.'s order (rotate 105x105, then resize) matches the cache's for NEAREST."""
+    for png in sorted((omniglot_root / "omniglot").glob("*/*/*/*_0[1-3].png")):
+        with Image.open(png) as im:
+            rotated_first = np.asarray(im.convert("L").rotate(90 * quarter_turns).resize((28, 28), Image.Resampling.NEAREST))
+        assert np.array_equal(rotated_first, np.rot90(decode(png, 28, "nearest"), k=quarter_turns)), png
+
+
+def test_split_file_forms(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_text("Alpha/character01/rot000\nAlpha/character02/rot270\n\nBeta/character01\n")
+    assert read_split(path) == [("Alpha/character01", 0), ("Alpha/character02", 270), ("Beta/character01", 0)]
+    path.write_text("Alpha\n")
+    with pytest.raises(DataError, match=r"s\.txt:1"):
+        read_split(path)
+
+
+def test_episode_sampling(cache):
+    split = [(c, r) for c in cache.characters for r in (0, 90, 180, 270)]
+    pool = ClassPool.from_split(cache, split, "fixture")
+    episode = pool.sample(task_rng(0, "train", 3), ways=5, shots=2, queries=3)
+    assert episode.support_x.shape == (10, 1, 28, 28) and episode.query_x.shape == (15, 1, 28, 28)
+    assert episode.support_y.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert episode.support_x.dtype == torch.float32 and 0 <= episode.support_x.min() and episode.support_x.max() <= 1
+    again = pool.sample(task_rng(0, "train", 3), ways=5, shots=2, queries=3)
+    assert torch.equal(episode.query_x, again.query_x)
+    other = pool.sample(task_rng(0, "train", 4), ways=5, shots=2, queries=3)
+    assert not torch.equal(episode.query_x, other.query_x)
+
+    # every image of a class is one of that class's 20 drawings, rotated as the split says
+    images = np.rint(torch.cat([episode.support_x, episode.query_x]).squeeze(1).numpy() * 255).astype(np.uint8)
+    labels = torch.cat([episode.support_y, episode.query_y]).numpy()
+    for label in range(5):
+        owners = set()
+        for img in images[labels == label]:
+            hits = {(ci, k) for ci in range(len(split)) for k in [pool.rotations[ci]]
+                    if any(np.array_equal(img, np.rot90(cache.images[pool.rows[ci] + d], k=k)) for d in range(20))}
+            owners |= {split[ci] for ci, _ in hits}
+        assert len({o[0] for o in owners}) == 1, f"class {label} mixes characters: {owners}"
+
+
+def test_bad_requests_are_clear_errors(cache, tmp_path):
+    with pytest.raises(DataError, match="absent from the data.*Gamma/character01"):
+        ClassPool.from_split(cache, [("Gamma/character01", 0)], "vinyals/test.txt")
+    pool = ClassPool.from_split(cache, [(c, 0) for c in cache.characters], "fixture")
+    with pytest.raises(DataError, match="6-way episodes need 6 classes; this split has 5"):
+        pool.sample(task_rng(0, "train", 0), ways=6, shots=1, queries=1)
+    with pytest.raises(DataError, match="exceed the 20 drawings"):
+        pool.sample(task_rng(0, "train", 0), ways=2, shots=15, queries=6)
+    with pytest.raises(DataError, match="Omniglot not found.*metarepro data fetch omniglot"):
+        build_cache(tmp_path / "empty", log=lambda *_: None)
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    root = make_omniglot(tmp_path, alphabets=(("images_background", "Alpha", 1), ("images_evaluation", "Beta", 1)))
+    bad = root / "omniglot" / "images_background" / "Alpha" / "character01" / "0001_04.png"
+    bad.write_bytes(b"\x89PNG garbage")
+    with pytest.raises(DataError, match="0001_04.png: not a readable image"):
+        build_cache(root, log=lambda *_: None)
