@@ -55,7 +55,8 @@ def one_thread():
 def test_meta_iteration(benchmark, engine):
     step, _ = make_step(engine)
     benchmark.group = "sinusoid-maml-meta-iteration"
-    benchmark.extra_info.update(workload="meta-batch 25, 5 steps, 2x40, second order", threads=1, device=str(DEVICE))
+    benchmark.extra_info.update(workload="meta-batch 25, 5 steps, 2x40, second order", threads=1, device=str(DEVICE),
+                                load_average_1min=os.getloadavg()[0])
     benchmark(step)
 
 
@@ -73,7 +74,7 @@ def test_default_engine_speedup_over_higher(benchmark):
     benchmark.group = "sinusoid-maml-speedup"
     benchmark.extra_info.update(
         baseline="higher 0.2.1 per-task loop, fp32, 1 thread", best_func_s=best["func"], best_higher_s=best["higher"],
-        speedup=ratio, device=str(DEVICE),
+        speedup=ratio, device=str(DEVICE), load_average_1min=os.getloadavg()[0],
     )
     benchmark(fast)
     print(f"\nMAML sinusoid meta-iteration: func {best['func'] * 1e3:.2f} ms, higher {best['higher'] * 1e3:.2f} ms, {ratio:.1f}x")
