@@ -55,3 +55,40 @@ class MLP(nn.Module):
             if i < last:
                 x = torch.relu(x)
         return x
+
+
+def conv_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
+    """3x3 conv (padding 1) + BatchNorm + ReLU, then 2x2 max-pool or a stride of 2."""
+    stride = 1 if pool else 2
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class Conv4(nn.Module):
+    """The four-block convolutional embedding of few-shot learning.
+
+    * ``Conv4(1, 64, pool=True)``: Prototypical Networks on Omniglot (Snell et
+      al. 2017, sec. 3.1), 28x28 -> 64 features.
+    * ``Conv4(1, 64, pool=False)``: MAML on Omniglot (Finn et al. 2017, sec.
+      5.2: "strided convolutions instead of max-pooling"); spatial mean of the
+      last block, as in MAML's code for non-pooled nets.
+    * ``Conv4(3, 32, pool=True)``: MAML on mini-ImageNet (32 filters, sec. 5.2).
+
+    ``forward``: ``x (n, C, H, W) -> (n, features)`` where ``features`` is the
+    flattened last block (pool) or its spatial mean (strided).
+    """
+
+    def __init__(self, in_channels: int = 1, filters: int = 64, pool: bool = True):
+        super().__init__()
+        self.pool = pool
+        self.blocks = nn.Sequential(*(conv_block(in_channels if i == 0 else filters, filters, pool) for i in range(4)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(x)
+        return h.flatten(1) if self.pool else h.mean(dim=(2, 3))

@@ -1,0 +1,63 @@
+"""Prototypical Networks for few-shot learning (Snell, Swersky & Zemel, NeurIPS 2017).
+
+Each class is the mean of its embedded support examples (eq. 1); a query is
+classified by a softmax over negative squared Euclidean distances to the
+prototypes (eq. 2). The maths are the pure functions below, tested against
+numpy loops.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metarepro.episodes import Episode
+
+
+def prototypes(embeddings: torch.Tensor, labels: torch.Tensor, ways: int) -> torch.Tensor:
+    """Class means: ``embeddings (n, d)``, ``labels (n,)`` in ``0..ways-1`` -> ``(ways, d)``."""
+    sums = torch.zeros(ways, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
+    sums.index_add_(0, labels, embeddings)
+    counts = torch.bincount(labels, minlength=ways).to(embeddings.dtype).unsqueeze(1)
+    if (counts == 0).any():
+        raise ValueError("every class needs at least one support example")
+    return sums / counts
+
+
+def squared_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||a_i - b_j||^2``: ``a (m, d)``, ``b (k, d)`` -> ``(m, k)``."""
+    return (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(-1)
+
+
+class ProtoNet(nn.Module):
+    """Prototypical Networks around an embedding network (Conv-4 in the paper)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor) -> torch.Tensor:
+        """The adapted state is the prototypes, ``(ways, d)``; nothing is stored."""
+        ways = int(support_y.max()) + 1
+        return prototypes(self.backbone(support_x), support_y, ways)
+
+    def logits(self, protos: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        """``(n_query, ways)`` negative squared distances."""
+        return -squared_euclidean(self.backbone(query_x), protos)
+
+    def _episodes(self, batch: Episode) -> list[Episode]:
+        return [batch.task(t) for t in range(batch.n_tasks)] if batch.support_x.dim() == 5 else [batch]
+
+    def outer_loss(self, batch: Episode) -> torch.Tensor:
+        """Mean query cross-entropy over the episode(s) of ``batch``."""
+        losses = [F.cross_entropy(self.logits(self.adapt(e.support_x, e.support_y), e.query_x), e.query_y)
+                  for e in self._episodes(batch)]
+        return torch.stack(losses).mean()
+
+    @torch.no_grad()
+    def score(self, batch: Episode) -> torch.Tensor:
+        """Query accuracy of each episode, ``(T,)`` (``(1,)`` for one episode)."""
+        accs = [(self.logits(self.adapt(e.support_x, e.support_y), e.query_x).argmax(1) == e.query_y).float().mean()
+                for e in self._episodes(batch)]
+        return torch.stack(accs)

@@ -1,0 +1,61 @@
+"""Prototypical Networks: maths against numpy loops, Conv-4 sizes by hand, learning on a fixture."""
+
+import numpy as np
+import torch
+
+from metarepro.data.omniglot import ClassPool, load_cache
+from metarepro.episodes import task_rng
+from methods.backbones import Conv4
+from methods.protonet import ProtoNet, prototypes, squared_euclidean
+
+from .fixtures.omniglot import make_omniglot
+
+
+def test_prototypes_and_distances_match_numpy_loops():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(12, 7))
+    labels = np.array([2, 0, 1, 2, 0, 1, 1, 2, 0, 0, 1, 2])
+    got = prototypes(torch.tensor(emb), torch.tensor(labels), 3).numpy()
+    for c in range(3):
+        members = [emb[i] for i in range(12) if labels[i] == c]
+        np.testing.assert_allclose(got[c], sum(members) / len(members), rtol=1e-12)
+    q = rng.normal(size=(5, 7))
+    d = squared_euclidean(torch.tensor(q), torch.tensor(got)).numpy()
+    for i in range(5):
+        for c in range(3):
+            assert abs(d[i, c] - sum((q[i][k] - got[c][k]) ** 2 for k in range(7))) < 1e-10
+
+
+def test_conv4_parameter_counts_by_hand():
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    # conv 3x3: 9*in*out + out; BatchNorm: 2*out
+    assert count(Conv4(1, 64)) == (9 * 1 * 64 + 64 + 128) + 3 * (9 * 64 * 64 + 64 + 128) == 111_936
+    assert count(Conv4(3, 32)) == (9 * 3 * 32 + 32 + 64) + 3 * (9 * 32 * 32 + 32 + 64)
+    assert Conv4(1, 64, pool=True)(torch.zeros(2, 1, 28, 28)).shape == (2, 64)  # 28 -> 14 -> 7 -> 3 -> 1
+    assert Conv4(1, 64, pool=False)(torch.zeros(2, 1, 28, 28)).shape == (2, 64)
+    assert Conv4(3, 32, pool=True)(torch.zeros(2, 3, 84, 84)).shape == (2, 32 * 5 * 5)  # 84 -> 42 -> 21 -> 10 -> 5
+
+
+def test_protonet_learns_on_the_omniglot_fixture(tmp_path):
+    torch.manual_seed(0)
+    root = make_omniglot(tmp_path, alphabets=(("images_background", "Alpha", 6), ("images_evaluation", "Beta", 4)))
+    cache = load_cache(root, log=lambda *_: None)
+    train = ClassPool.from_split(cache, [(c, r) for c in cache.characters[:6] for r in (0, 90, 180, 270)], "train")
+    test = ClassPool.from_split(cache, [(c, r) for c in cache.characters[6:] for r in (0, 90, 180, 270)], "test")
+    model = ProtoNet(Conv4(1, 16))
+
+    def accuracy():
+        model.eval()
+        return float(torch.cat([model.score(test.sample(task_rng(1, "test", i), 5, 1, 5)) for i in range(40)]).mean())
+
+    before = accuracy()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for i in range(60):
+        opt.zero_grad()
+        model.outer_loss(train.sample(task_rng(0, "train", i), 10, 1, 5)).backward()
+        opt.step()
+    after = accuracy()
+    assert after > max(before, 0.2) + 0.1, f"5-way accuracy {before:.2f} -> {after:.2f} (chance 0.20)"
