@@ -150,6 +150,9 @@ class AlfaTable8(Benchmark):
     known_deviations: dict[tuple[str, str], str] = {}
     accepts_registered_methods = True
 
+    def paired_claims(self) -> list[tuple[str, str, str]]:
+        return [("ALFA consistently improves MAML (sec. 4.5)", "MAML", "ALFA+MAML")]
+
     def variant_applies(self, row: str, column: str, variant: str) -> bool:
         if variant == "10-test-steps":
             return row == "MAML"

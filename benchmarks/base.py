@@ -122,6 +122,10 @@ class Benchmark:
         """Cells with the same key share one trained model (and checkpoint)."""
         return cell.slug
 
+    def paired_claims(self) -> list[tuple[str, str, str]]:
+        """``(claim, baseline row, method row)`` checked cell by cell on shared test episodes."""
+        return []
+
     def dataset_digest(self) -> str | None:
         """Digest of the data the cells read (None for generated tasks)."""
         return None

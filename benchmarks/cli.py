@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
-from benchmarks.runner import comparison, extra_rows, failing, reproduce
+from benchmarks.runner import claim_checks, comparison, extra_rows, failing, reproduce
 from metarepro import results as R
 from metarepro.data.store import DataError
 from metarepro.evaluate import mean_ci95
@@ -65,6 +65,12 @@ def render_readme(path: Path | None = None) -> Path:
             from tabulate import tabulate
 
             out += ["Other methods under this protocol (no published number):", "", tabulate(extra, headers="keys", tablefmt="github"), ""]
+        claims = claim_checks(b)
+        if claims:
+            from tabulate import tabulate
+
+            out += ["The paper's claims, checked cell by cell on the same test episodes (paired differences, 95% CI):", "",
+                    tabulate(claims, headers="keys", tablefmt="github"), ""]
         if b.variants:
             out += ["Protocol variants:", ""] + [f"- `{k}`: {v}" for k, v in b.variants.items()] + [""]
         paper = [r for r in R.load_records(b.id) if r["scale"] == "paper"]
@@ -124,6 +130,12 @@ def cmd_compare(args) -> int:
         print(R.markdown_table(rows, benchmark.metric))
     if args.format != "json":
         _print_extra_rows(benchmark)
+        claims = claim_checks(benchmark)
+        if claims:
+            from tabulate import tabulate
+
+            print("\nThe paper's claims on the same test episodes (paired differences, 95% CI):")
+            print(tabulate(claims, headers="keys", tablefmt="github"))
     bad = failing(rows)
     if bad and args.format != "json":
         print(f"\n{len(bad)} paper-scale cell(s) outside tolerance and not among the known deviations.", file=sys.stderr)

@@ -141,6 +141,26 @@ def extra_rows(benchmark: Benchmark) -> list[dict]:
     return out
 
 
+def claim_checks(benchmark: Benchmark) -> list[dict]:
+    """Each paired claim per column and protocol, at the largest scale both rows have."""
+    records = {(r["row"], r["column"], r["variant"], r["scale"]): r for r in R.load_records(benchmark.id)}
+    out = []
+    for claim, base_row, method_row in benchmark.paired_claims():
+        for variant in [MAIN, *benchmark.variants]:
+            for column in benchmark.columns:
+                for scale in ("paper", "quick"):
+                    a, b = records.get((base_row, column, variant, scale)), records.get((method_row, column, variant, scale))
+                    if a and b:
+                        diff, ci = R.paired_difference(a, b)
+                        better = diff < -ci if not benchmark.higher_is_better else diff > ci
+                        worse = diff > ci if not benchmark.higher_is_better else diff < -ci
+                        out.append({"claim": claim, "column": column, "protocol": variant, "scale": scale,
+                                    f"{method_row} - {base_row}": f"{diff:+.3f} ± {ci:.3f}",
+                                    "holds": "yes" if better else ("reversed" if worse else "no difference")})
+                        break
+    return out
+
+
 def failing(rows: list[dict]) -> list[dict]:
     """Main-protocol paper cells outside tolerance and not acknowledged."""
     return [r for r in rows if r["variant"] == MAIN and r["verdict"] == "outside" and not r["known_deviation"]]

@@ -249,6 +249,20 @@ def compare_cell(
     return row
 
 
+def paired_difference(a: dict, b: dict) -> tuple[float, float]:
+    """Mean and 95% half-width of ``b - a`` over the same test episodes.
+
+    Both records must have scored the very same episodes (same test seed,
+    count and points), so per-episode differences are meaningful; the paired
+    interval is much tighter than comparing two independent intervals.
+    """
+    keys = ("test_seed", "test_tasks", "test_points", "shots", "task_family")
+    mismatched = [k for k in keys if a["config"].get(k) != b["config"].get(k)]
+    if mismatched or len(a["scores"]) != len(b["scores"]):
+        raise ValueError(f"records did not score the same test episodes (differ in {mismatched or 'count'})")
+    return mean_ci95(np.asarray(b["scores"]) - np.asarray(a["scores"]))
+
+
 def markdown_table(rows: list[dict], metric: str = "") -> str:
     """Render comparison rows as a GitHub markdown table."""
     from tabulate import tabulate

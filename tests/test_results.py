@@ -107,3 +107,15 @@ def test_evaluate_reproduces_the_record_and_refuses_a_corrupt_checkpoint(isolate
     # the other cell's model is not this one: refused by its configuration hash
     assert main(["evaluate", str(checkpoint), "--benchmark", BENCH.id, "--cell", "MAML/2x40 10-shot", "--scale", "smoke"]) == 2
     assert "configuration" in capsys.readouterr().err
+
+
+def test_paired_difference_is_the_ci_of_per_episode_differences():
+    a = fake_record("paper", [1.0, 2.0, 3.0, 4.0])
+    b = fake_record("paper", [0.5, 1.9, 2.0, 3.5], cell=Cell("ALFA+MAML", "2x40 5-shot"))
+    diffs = np.array([-0.5, -0.1, -1.0, -0.5])
+    mean, ci = R.paired_difference(a, b)
+    assert mean == pytest.approx(diffs.mean())
+    assert ci == pytest.approx(1.96 * diffs.std() / 2.0)
+    other = fake_record("paper", [1.0, 2.0, 3.0, 4.0], cell=Cell("ALFA+MAML", "2x40 10-shot"))
+    with pytest.raises(ValueError, match="same test episodes"):
+        R.paired_difference(a, other)
