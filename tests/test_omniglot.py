@@ -32,6 +32,16 @@ def test_cache_holds_every_image_as_pil_decodes_it(omniglot_root, cache):
     assert np.array_equal(cache.images[4 * 20 + 6], expected)
 
 
+def test_nearest_cache_equals_pils_resize_of_the_one_bit_png_with_any_filter(omniglot_root):
+    """MAML's LANCZOS resize of a 1-bit PNG is NEAREST in effect: the default cache reproduces it."""
+    png = omniglot_root / "omniglot" / "images_background" / "Alpha" / "character01" / "0001_02.png"
+    with Image.open(png) as im:
+        assert im.mode == "1"
+        as_maml_does = np.asarray(im.resize((28, 28), resample=Image.Resampling.LANCZOS).convert("L"))
+    assert set(np.unique(as_maml_does)) <= {0, 255}
+    assert np.array_equal(decode(png, 28, "nearest"), as_maml_does)
+
+
 @pytest.mark.parametrize("quarter_turns", [1, 2, 3])
 def test_with_nearest_rotating_before_resizing_equals_rotating_the_cached_image(omniglot_root, quarter_turns):
     """Snell et al.'s order (rotate 105x105, then resize) matches the cache's for NEAREST."""

@@ -9,17 +9,25 @@ Layout (official zips, extracted by ``metarepro data fetch omniglot``)::
 ``"<Alphabet>/<characterNN>"`` as in the Vinyals split files, whose lines
 ``<Alphabet>/<characterNN>/rotDDD`` make each 90-degree rotation a class.
 
-The cache holds every image once, resized to ``size`` x ``size`` with the
-recorded filter, at rotation 0; rotations are applied when sampling
-(``np.rot90`` of the resized image). That is MAML's own pipeline (it resizes
-with LANCZOS, then rotates the 28x28 arrays). Snell et al.'s code rotates the
-105x105 image first and then resizes; with the NEAREST filter the two orders
-give identical pixels (a test checks it), with the others they do not:
-measured here on 49 real images, 90/270-degree rotations differ by up to 31
-grey levels with LANCZOS, 16 with BICUBIC and 1 with BILINEAR. A benchmark
-that needs rotate-then-resize with a smoothing filter must not use this
-cache's rotations. Pixel values are the resized grayscale (0 = ink, 255 =
-paper), uint8; benchmarks convert them as their reference code does.
+The cache holds every image once, resized to ``size`` x ``size``, at
+rotation 0; rotations are applied when sampling (``np.rot90`` of the resized
+image).
+
+Resizing: the PNGs are 1-bit, and Pillow resizes 1-bit images with NEAREST
+whatever filter is asked for (its documentation; checked here: MAML's
+``resize((28, 28), resample=LANCZOS)`` on a 1-bit PNG gives exactly the
+NEAREST pixels, values 0/255 only). So MAML's, Snell et al.'s and Reptile's
+pipelines all produce binary nearest-neighbour images, and ``"nearest"`` is
+the default. ``"lanczos"`` (converting to greyscale first, then a true LANCZOS
+resize, as Relation Networks' code does) is available as its own cache.
+
+Rotation order: Snell et al.'s code rotates the 105x105 image and then
+resizes; MAML and Reptile resize and then rotate. With NEAREST both orders
+give identical pixels (a test checks it). With a smoothing filter they do
+not: measured on 49 real images, 90/270-degree rotations differ by up to 31
+grey levels with LANCZOS on greyscale, 16 with BICUBIC, 1 with BILINEAR.
+Pixel values are 0 = ink, 255 = paper, uint8; benchmarks convert them as
+their reference code does (Snell et al. and MAML invert them).
 """
 
 from __future__ import annotations
@@ -38,8 +46,7 @@ from metarepro.episodes import Episode
 
 SETS = ("images_background", "images_evaluation")
 DRAWERS = 20
-#: PIL filters by name; MAML's resize script uses LANCZOS, Snell et al.'s code
-#: the default of the Pillow of its day (NEAREST).
+#: PIL filters by name, applied to the greyscale image (module docstring).
 RESAMPLE = ("lanczos", "nearest", "bilinear", "bicubic", "box")
 
 
@@ -96,7 +103,7 @@ def list_characters(folder: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def build_cache(root: Path | None = None, size: int = 28, resample: str = "lanczos", log=print) -> Path:
+def build_cache(root: Path | None = None, size: int = 28, resample: str = "nearest", log=print) -> Path:
     """Decode every image once into ``cache/omniglot-<size>-<resample>.npy`` (+ index)."""
     folder = omniglot_dir(root)
     characters = list_characters(folder)
@@ -123,7 +130,7 @@ def _cache_path(root: Path | None, size: int, resample: str) -> Path:
     return Path(root or data_root()) / "cache" / f"omniglot-{size}-{resample}.npy"
 
 
-def load_cache(root: Path | None = None, size: int = 28, resample: str = "lanczos", log=print) -> CharacterCache:
+def load_cache(root: Path | None = None, size: int = 28, resample: str = "nearest", log=print) -> CharacterCache:
     """The memory-mapped cache, built on first use."""
     cache = _cache_path(root, size, resample)
     if not cache.exists():
