@@ -211,7 +211,7 @@ class AlfaTable8(Benchmark):
         return score_episodes(model.score, episodes)
 
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
-                 device: str = "cpu") -> CellResult:
+                 device: str = "cpu", progress_position: int | None = None) -> CellResult:
         self.check_cell(cell)
         cfg = self.config(cell, scale)
         model = self.build_model(cfg, engine).to(device)
@@ -225,6 +225,7 @@ class AlfaTable8(Benchmark):
         state = train(
             model, optimizer, batch, cfg["iterations"], Path(runs_dir) / key / "checkpoint.pt", key,
             progress=progress, desc=f"{cell.label} [{scale}]", meta={"benchmark": self.id, "cell": cell.__dict__, "scale": scale},
+            progress_position=progress_position,
         )
         trained = now(device)
         scores = self.test_scores(model, cfg, device)

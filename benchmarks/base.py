@@ -115,7 +115,7 @@ class Benchmark:
 
     # -- running -----------------------------------------------------------
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
-                 device: str = "cpu") -> CellResult:
+                 device: str = "cpu", progress_position: int | None = None) -> CellResult:
         raise NotImplementedError
 
     def training_key(self, cell: Cell, scale: str) -> str:

@@ -41,6 +41,15 @@ def is_current(benchmark: Benchmark, cell: Cell, scale: str) -> bool:
     return json.loads(path.read_text()).get("config_hash") == benchmark.config_hash(cell, scale)
 
 
+#: this worker's line for its progress bar (set once per worker process)
+_SLOT: int | None = None
+
+
+def _init_worker(slots) -> None:
+    global _SLOT
+    _SLOT = slots.get()
+
+
 def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, threads: int, progress: bool,
                command: str, jobs: int, git: dict, device: str) -> list[str]:
     """Worker: run cells that share one trained model, write their records."""
@@ -50,7 +59,7 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
     for c in cells:
         cell = Cell(**c)
         result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress,
-                                    device=device)
+                                    device=device, progress_position=_SLOT)
         cfg = benchmark.config(cell, scale)
         record = R.make_record(
             benchmark=benchmark_id, row=cell.row, column=cell.column, variant=cell.variant, scale=scale,
@@ -99,7 +108,10 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
             written += _run_group(*args(g))
     else:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        slots = ctx.Manager().Queue()
+        for i in range(jobs):
+            slots.put(i)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots,)) as pool:
             futures = [pool.submit(_run_group, *args(g)) for g in order]
             for f in as_completed(futures):
                 paths = f.result()

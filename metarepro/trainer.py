@@ -108,13 +108,15 @@ def train(
     progress: bool = True,
     desc: str = "meta-train",
     meta: dict | None = None,
+    progress_position: int | None = None,
 ) -> TrainState:
     """Meta-train ``model`` to ``iterations``, resuming from ``checkpoint_path``.
 
     Raises :class:`NonFiniteLossError` (last good checkpoint kept) when the
     loss stops being finite, :class:`CheckpointError` when an existing
     checkpoint cannot be resumed. ``meta`` is stored in the checkpoint (what
-    ``metarepro evaluate`` needs to rebuild the model).
+    ``metarepro evaluate`` needs to rebuild the model). ``progress_position``
+    puts the progress bar on its own terminal line (parallel jobs).
     """
     checkpoint_path = Path(checkpoint_path)
     state = TrainState()
@@ -151,6 +153,8 @@ def train(
         disable=not progress,
         mininterval=0.5 if sys.stderr.isatty() else 30.0,
         dynamic_ncols=True,
+        position=progress_position,
+        leave=progress_position is None,
     )
     window: list[float] = []
     started = time.perf_counter() - state.elapsed_s
