@@ -46,6 +46,30 @@ class TrainState:
     elapsed_s: float = 0.0
     #: ``[iteration, mean outer loss over the preceding log interval]`` pairs
     loss_curve: list[list[float]] = field(default_factory=list)
+    #: early stopping: ``[iteration, validation value]`` pairs, the best so far,
+    #: validations since it, and whether the run stopped on patience
+    val_curve: list[list[float]] = field(default_factory=list)
+    best_value: float | None = None
+    best_iteration: int | None = None
+    wait: int = 0
+    stopped_early: bool = False
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Validate every ``every`` iterations (lower is better, e.g. validation loss).
+
+    The best model so far is saved to ``best_path``; training stops once
+    ``wait > patience`` validations in a row did not improve on it (the rule
+    of Snell et al.'s code). ``validate`` must be deterministic (fixed
+    validation episodes), so a resumed run makes the same decisions; it runs
+    with the model in eval mode.
+    """
+
+    validate: Callable[[], float]
+    every: int
+    patience: int
+    best_path: Path
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -109,6 +133,7 @@ def train(
     desc: str = "meta-train",
     meta: dict | None = None,
     progress_position: int | None = None,
+    early_stopping: EarlyStopping | None = None,
 ) -> TrainState:
     """Meta-train ``model`` to ``iterations``, resuming from ``checkpoint_path``.
 
@@ -117,6 +142,8 @@ def train(
     checkpoint cannot be resumed. ``meta`` is stored in the checkpoint (what
     ``metarepro evaluate`` needs to rebuild the model). ``progress_position``
     puts the progress bar on its own terminal line (parallel jobs).
+    ``early_stopping`` validates periodically, keeps the best model and may end
+    the run before ``iterations``.
     """
     checkpoint_path = Path(checkpoint_path)
     state = TrainState()
@@ -160,7 +187,7 @@ def train(
     started = time.perf_counter() - state.elapsed_s
     model.train()
     try:
-        while state.iteration < iterations:
+        while state.iteration < iterations and not state.stopped_early:
             loss = float(step(batch_fn(state.iteration), optimizer))
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
@@ -174,7 +201,12 @@ def train(
                 state.loss_curve.append([state.iteration, sum(window) / len(window)])
                 bar.set_postfix(loss=f"{state.loss_curve[-1][1]:.4g}", refresh=False)
                 window = []
-            if state.iteration % checkpoint_every == 0 or state.iteration == iterations:
+            validated = early_stopping is not None and state.iteration % early_stopping.every == 0
+            if validated:
+                _validate(model, early_stopping, state, meta)
+                bar.set_postfix(loss=f"{state.loss_curve[-1][1]:.4g}" if state.loss_curve else "-",
+                                val=f"{state.val_curve[-1][1]:.4g}", refresh=False)
+            if validated or state.iteration % checkpoint_every == 0 or state.iteration == iterations:
                 state.elapsed_s = time.perf_counter() - started
                 checkpoint()
     except KeyboardInterrupt:
@@ -189,6 +221,23 @@ def train(
     if not checkpoint_path.exists():  # zero iterations asked for
         checkpoint()
     return state
+
+
+def _validate(model: nn.Module, early: EarlyStopping, state: TrainState, meta: dict | None) -> None:
+    model.eval()
+    with torch.no_grad():
+        value = float(early.validate())
+    model.train()
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"validation value is {value} at iteration {state.iteration}")
+    state.val_curve.append([state.iteration, value])
+    if state.best_value is None or value < state.best_value:
+        state.best_value, state.best_iteration, state.wait = value, state.iteration, 0
+        save_checkpoint(early.best_path, {"format": CHECKPOINT_FORMAT, "config_hash": None, "model": model.state_dict(),
+                                          "state": {"iteration": state.iteration, "value": value}, "meta": meta or {}})
+    else:
+        state.wait += 1
+        state.stopped_early = state.wait > early.patience
 
 
 def _saved_iteration(path: Path) -> str:

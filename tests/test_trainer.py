@@ -121,3 +121,44 @@ def test_run_killed_with_sigkill_resumes_to_the_same_final_weights(tmp_path):
     a = torch.load(str(killed) + ".final")
     b = torch.load(str(straight) + ".final")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Quadratic(nn.Module):
+    """A model whose outer loss is deterministic per iteration, for early-stopping tests."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def outer_loss(self, batch):
+        return (self.w - 1.0).pow(2).sum()
+
+
+def test_early_stopping_keeps_the_best_model_and_stops_on_patience(tmp_path):
+    from metarepro.trainer import EarlyStopping
+
+    values = [5.0, 4.0, 3.0, 3.5, 2.9, 3.0, 3.1, 3.2, 1.0]  # at iterations 10, 20, ..., 90
+    model = Quadratic()
+    seen = []
+
+    def validate():
+        seen.append(values[len(seen)])
+        return seen[-1]
+
+    early = EarlyStopping(validate=validate, every=10, patience=2, best_path=tmp_path / "best.pt")
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    state = train(model, opt, lambda i: None, 200, tmp_path / "c.pt", "h", progress=False, early_stopping=early,
+                  checkpoint_every=1000)
+    # best 2.9 at 50; 60, 70, 80 do not improve -> wait 3 > patience 2 -> stop at 80 (90's 1.0 is never seen)
+    assert state.stopped_early and state.iteration == 80
+    assert state.best_iteration == 50 and state.best_value == 2.9
+    assert state.val_curve == [[10 * (i + 1), v] for i, v in enumerate(values[:8])]
+
+    reference = Quadratic()
+    train(reference, torch.optim.SGD(reference.parameters(), lr=0.01), lambda i: None, 50, tmp_path / "r.pt", "h",
+          progress=False)
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert torch.equal(best["model"]["w"], reference.w.detach())
+    # resuming a stopped run does nothing more
+    again = train(model, opt, lambda i: None, 200, tmp_path / "c.pt", "h", progress=False, early_stopping=early)
+    assert again.iteration == 80 and len(seen) == 8
