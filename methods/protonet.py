@@ -8,6 +8,7 @@ numpy loops.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,3 +62,26 @@ class ProtoNet(nn.Module):
         accs = [(self.logits(self.adapt(e.support_x, e.support_y), e.query_x).argmax(1) == e.query_y).float().mean()
                 for e in self._episodes(batch)]
         return torch.stack(accs)
+
+
+@torch.no_grad()
+def episode_accuracies_from_embeddings(
+    embeddings: torch.Tensor, episodes: list[tuple[np.ndarray, np.ndarray]], shots: int
+) -> torch.Tensor:
+    """ProtoNet accuracy of many episodes from images embedded once.
+
+    ``embeddings (n_classes, n_drawings, d)``: every image of the split through
+    the (fixed, eval-mode) backbone. Each episode is ``(classes (ways,),
+    drawings (ways, shots+queries))`` as sampled; the first ``shots`` drawings
+    of each class are its support. Returns ``(n_episodes,)`` accuracies, the
+    same as embedding each episode's images separately (a test checks it).
+    """
+    accs = []
+    for classes, drawings in episodes:
+        ways = len(classes)
+        picked = embeddings[torch.as_tensor(classes)[:, None], torch.as_tensor(drawings)]  # (ways, s+q, d)
+        protos = picked[:, :shots].mean(1)  # (ways, d)
+        queries = picked[:, shots:].reshape(-1, picked.shape[-1])  # (ways*q, d)
+        labels = torch.arange(ways).repeat_interleave(drawings.shape[1] - shots)
+        accs.append((squared_euclidean(queries, protos).argmin(1) == labels).float().mean())
+    return torch.stack(accs)

@@ -59,3 +59,25 @@ def test_protonet_learns_on_the_omniglot_fixture(tmp_path):
         opt.step()
     after = accuracy()
     assert after > max(before, 0.2) + 0.1, f"5-way accuracy {before:.2f} -> {after:.2f} (chance 0.20)"
+
+
+def test_embedding_once_gives_the_per_episode_accuracies(tmp_path):
+    from methods.protonet import episode_accuracies_from_embeddings
+
+    torch.manual_seed(0)
+    root = make_omniglot(tmp_path, alphabets=(("images_background", "Alpha", 3), ("images_evaluation", "Beta", 4)))
+    cache = load_cache(root, log=lambda *_: None)
+    pool = ClassPool.from_split(cache, [(c, r) for c in cache.characters for r in (0, 90, 180, 270)], "test")
+    model = ProtoNet(Conv4(1, 8)).double().eval()
+    shots, queries, ways = 2, 3, 20
+    episodes = [pool.sample_indices(task_rng(5, "test", i), ways, shots, queries) for i in range(25)]
+
+    images = torch.from_numpy(pool.all_images()).double().div(255).unsqueeze(2)  # (classes, 20, 1, 28, 28)
+    with torch.no_grad():
+        embeddings = model.backbone(images.flatten(0, 1)).view(len(pool), 20, -1)
+    once = episode_accuracies_from_embeddings(embeddings, episodes, shots)
+
+    per_episode = torch.cat([model.score(pool.sample(task_rng(5, "test", i), ways, shots, queries).to("cpu", torch.float64))
+                             for i in range(25)])
+    assert torch.equal(once, per_episode.to(once.dtype))
+    assert 0 < once.mean() < 1  # a non-trivial comparison

@@ -183,24 +183,37 @@ class ClassPool:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def sample(self, rng: np.random.Generator, ways: int, shots: int, queries: int) -> Episode:
-        """One ``ways``-way ``shots``-shot episode with ``queries`` queries per class.
+    def sample_indices(self, rng: np.random.Generator, ways: int, shots: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+        """Which classes and drawings an episode uses: ``classes (ways,)``, ``drawings (ways, shots+queries)``.
 
-        ``support_x (ways*shots, 1, size, size)`` float32 in [0, 1] (1 = paper),
-        labels ``0..ways-1`` class-major; ``query_x (ways*queries, 1, size, size)``.
+        The first ``shots`` drawings of each class are its support set.
         """
         if ways > len(self):
             raise DataError(f"{ways}-way episodes need {ways} classes; this split has {len(self)}")
         if shots + queries > DRAWERS:
             raise DataError(f"{shots} shots + {queries} queries exceed the {DRAWERS} drawings of an Omniglot class")
         classes = rng.choice(len(self), size=ways, replace=False)
-        picks = np.stack([rng.choice(DRAWERS, size=shots + queries, replace=False) for _ in classes])
+        drawings = np.stack([rng.choice(DRAWERS, size=shots + queries, replace=False) for _ in classes])
+        return classes, drawings
+
+    def images(self, classes: np.ndarray, drawings: np.ndarray) -> np.ndarray:
+        """``(len(classes), n_drawings, size, size)`` uint8, rotated as each class says."""
         size = self.cache.size
-        images = np.empty((ways, shots + queries, size, size), dtype=np.uint8)
+        out = np.empty((len(classes), drawings.shape[1], size, size), dtype=np.uint8)
         for w, c in enumerate(classes):
-            block = self.cache.images[self.rows[c] + picks[w]]
-            images[w] = np.rot90(block, k=int(self.rotations[c]), axes=(1, 2)) if self.rotations[c] else block
-        x = torch.from_numpy(images).float().div_(255.0).unsqueeze(2)  # (ways, shots+queries, 1, H, W)
+            block = self.cache.images[self.rows[c] + drawings[w]]
+            out[w] = np.rot90(block, k=int(self.rotations[c]), axes=(1, 2)) if self.rotations[c] else block
+        return out
+
+    def sample(self, rng: np.random.Generator, ways: int, shots: int, queries: int) -> Episode:
+        """One ``ways``-way ``shots``-shot episode with ``queries`` queries per class.
+
+        ``support_x (ways*shots, 1, size, size)`` float32 in [0, 1] (1 = paper),
+        labels ``0..ways-1`` class-major; ``query_x (ways*queries, 1, size, size)``.
+        """
+        classes, drawings = self.sample_indices(rng, ways, shots, queries)
+        size = self.cache.size
+        x = torch.from_numpy(self.images(classes, drawings)).float().div_(255.0).unsqueeze(2)  # (ways, s+q, 1, H, W)
         labels = torch.arange(ways).unsqueeze(1)
         return Episode(
             support_x=x[:, :shots].reshape(ways * shots, 1, size, size),
@@ -208,3 +221,7 @@ class ClassPool:
             query_x=x[:, shots:].reshape(ways * queries, 1, size, size),
             query_y=labels.expand(ways, queries).reshape(-1),
         )
+
+    def all_images(self) -> np.ndarray:
+        """Every image of the split once: ``(n_classes, 20, size, size)`` uint8."""
+        return self.images(np.arange(len(self)), np.tile(np.arange(DRAWERS), (len(self), 1)))
