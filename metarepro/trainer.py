@@ -134,6 +134,7 @@ def train(
     meta: dict | None = None,
     progress_position: int | None = None,
     early_stopping: EarlyStopping | None = None,
+    lr_schedule: Callable[[int], float] | None = None,
 ) -> TrainState:
     """Meta-train ``model`` to ``iterations``, resuming from ``checkpoint_path``.
 
@@ -143,7 +144,9 @@ def train(
     ``metarepro evaluate`` needs to rebuild the model). ``progress_position``
     puts the progress bar on its own terminal line (parallel jobs).
     ``early_stopping`` validates periodically, keeps the best model and may end
-    the run before ``iterations``.
+    the run before ``iterations``. ``lr_schedule(iteration)`` multiplies each
+    parameter group's initial learning rate before that iteration's step (a
+    pure function of the iteration, so resuming needs no scheduler state).
     """
     checkpoint_path = Path(checkpoint_path)
     state = TrainState()
@@ -183,11 +186,16 @@ def train(
         position=progress_position,
         leave=progress_position is None,
     )
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
     window: list[float] = []
     started = time.perf_counter() - state.elapsed_s
     model.train()
     try:
         while state.iteration < iterations and not state.stopped_early:
+            if lr_schedule is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] * lr_schedule(state.iteration)
             loss = float(step(batch_fn(state.iteration), optimizer))
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
@@ -221,6 +229,11 @@ def train(
     if not checkpoint_path.exists():  # zero iterations asked for
         checkpoint()
     return state
+
+
+def step_decay(every: int, factor: float = 0.5) -> Callable[[int], float]:
+    """``factor ** (iteration // every)``: PyTorch's StepLR stepped every ``every`` iterations."""
+    return lambda iteration: factor ** (iteration // every)
 
 
 def _validate(model: nn.Module, early: EarlyStopping, state: TrainState, meta: dict | None) -> None:

@@ -162,3 +162,22 @@ def test_early_stopping_keeps_the_best_model_and_stops_on_patience(tmp_path):
     # resuming a stopped run does nothing more
     again = train(model, opt, lambda i: None, 200, tmp_path / "c.pt", "h", progress=False, early_stopping=early)
     assert again.iteration == 80 and len(seen) == 8
+
+
+def test_step_decay_schedule_matches_torch_steplr(tmp_path):
+    from metarepro.trainer import step_decay
+
+    model = Quadratic()
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    train(model, opt, lambda i: None, 35, tmp_path / "s.pt", "h", progress=False, lr_schedule=step_decay(10))
+
+    oracle = Quadratic()
+    opt2 = torch.optim.Adam(oracle.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt2, step_size=10, gamma=0.5)
+    for _ in range(35):
+        opt2.zero_grad()
+        oracle.outer_loss(None).backward()
+        opt2.step()
+        sched.step()
+    assert torch.equal(model.w.detach(), oracle.w.detach())
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)
