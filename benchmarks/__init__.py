@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from benchmarks import alfa_table8
+from benchmarks import alfa_table8, snell2017_table1
 from benchmarks.base import Benchmark
 
-BENCHMARKS: dict[str, Benchmark] = {b.id: b for b in (alfa_table8.BENCHMARK,)}
+BENCHMARKS: dict[str, Benchmark] = {b.id: b for b in (alfa_table8.BENCHMARK, snell2017_table1.BENCHMARK)}
 
 
 class UnknownBenchmarkError(KeyError):

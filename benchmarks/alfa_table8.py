@@ -109,7 +109,7 @@ PROTOCOL = {
 SCALE_OVERRIDES = {
     "paper": {},
     "quick": {"iterations": 5_000},
-    "smoke": {"iterations": 60, "meta_batch": 5, "test_tasks": 20},
+    "smoke": {"iterations": 300, "meta_batch": 10, "test_tasks": 50},
 }
 
 VARIANT_OVERRIDES = {
@@ -209,6 +209,12 @@ class AlfaTable8(Benchmark):
         episodes = family.test_episodes(cfg["test_seed"], cfg["test_tasks"], cfg["shots"], cfg["test_points"]).to(device)
         model.eval()
         return score_episodes(model.score, episodes)
+
+    def trivial_score(self, cell: Cell, scale: str) -> float:
+        """MSE of predicting 0 everywhere on the cell's test episodes (what an unadapted net learns first)."""
+        cfg = self.config(cell, scale)
+        episodes = TASK_FAMILIES[cfg["task_family"]].test_episodes(cfg["test_seed"], cfg["test_tasks"], cfg["shots"], cfg["test_points"])
+        return float(episodes.query_y.double().pow(2).flatten(1).mean(1).mean())
 
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
                  device: str = "cpu", progress_position: int | None = None) -> CellResult:

@@ -122,6 +122,18 @@ class Benchmark:
         """Cells with the same key share one trained model (and checkpoint)."""
         return cell.slug
 
+    def data_available(self) -> bool:
+        """Whether the data its quick and paper scales need is under the data root."""
+        if self.requires_data is None:
+            return True
+        from metarepro.data.store import data_root
+
+        return (data_root() / self.requires_data).is_dir() and (data_root() / "splits").is_dir()
+
+    def trivial_score(self, cell: Cell, scale: str) -> float:
+        """The score of a model that learned nothing (chance accuracy, predict-zero MSE): smoke runs must beat it."""
+        raise NotImplementedError
+
     def paired_claims(self) -> list[tuple[str, str, str]]:
         """``(claim, baseline row, method row)`` checked cell by cell on shared test episodes."""
         return []

@@ -11,7 +11,7 @@ from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
 from benchmarks.runner import claim_checks, comparison, extra_rows, failing, reproduce
 from metarepro import results as R
-from metarepro.data.store import DataError
+from metarepro.data.store import DataError, data_root
 from metarepro.evaluate import mean_ci95
 from metarepro.trainer import CheckpointError, NonFiniteLossError
 
@@ -92,6 +92,13 @@ def render_readme(path: Path | None = None) -> Path:
 
 def cmd_reproduce(args) -> int:
     benchmark = get_benchmark(args.benchmark)
+    if args.scale != "smoke" and not benchmark.data_available():
+        message = (f"{benchmark.id} needs {benchmark.requires_data} under {data_root()}: run "
+                   f"`metarepro data fetch {benchmark.requires_data} splits` (METAREPRO_MIRROR=../shared/data for the local mirror)")
+        if args.skip_missing_data:
+            print(f"skipped: {message}")
+            return 0
+        raise DataError(message)
     if args.method:
         cells = [Cell(args.method, column) for column in benchmark.columns]
     elif args.cells:
@@ -204,6 +211,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--restart", action="store_true", help="discard checkpoints and records of these cells")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--skip-missing-data", action="store_true", help="exit 0 with a message when the data is absent (dvc stages)")
     r.add_argument("--yes", action="store_true", help=argparse.SUPPRESS)
     r.set_defaults(fn=cmd_reproduce)
 

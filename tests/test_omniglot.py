@@ -6,10 +6,9 @@ import torch
 from PIL import Image
 
 from metarepro.data import DataError
+from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import ClassPool, build_cache, decode, load_cache, read_split
 from metarepro.episodes import task_rng
-
-from .fixtures.omniglot import make_omniglot
 
 
 @pytest.fixture(scope="module")

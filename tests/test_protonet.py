@@ -3,12 +3,11 @@
 import numpy as np
 import torch
 
+from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import ClassPool, load_cache
 from metarepro.episodes import task_rng
 from methods.backbones import Conv4
 from methods.protonet import ProtoNet, prototypes, squared_euclidean
-
-from .fixtures.omniglot import make_omniglot
 
 
 def test_prototypes_and_distances_match_numpy_loops():

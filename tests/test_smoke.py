@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from benchmarks import BENCHMARKS
+from benchmarks.base import Cell
 from benchmarks.cli import main
 from metarepro.episodes import SINUSOID_METASGD
 from metarepro.evaluate import score_episodes
@@ -41,6 +42,11 @@ def test_benchmark_runs_at_smoke_scale(benchmark_id, isolated_results, capsys):
         record = json.loads(path.read_text())
         assert record["scale"] == "smoke" and record["n_episodes"] > 0
         assert record["provenance"]["torch"] == torch.__version__
+        # learning, not just running: better than a model that learned nothing, on the same test episodes
+        cell = Cell(record["row"], record["column"], record["variant"])
+        trivial = benchmark.trivial_score(cell, "smoke")
+        better = record["mean"] > trivial if benchmark.higher_is_better else record["mean"] < trivial
+        assert better, f"{benchmark_id} {cell.label}: smoke {record['mean']:.3f} vs untrained {trivial:.3f}"
     capsys.readouterr()
     assert main(["compare", benchmark_id, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)

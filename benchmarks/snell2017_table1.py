@@ -1,0 +1,247 @@
+"""Prototypical Networks on Omniglot: Snell, Swersky & Zemel, NeurIPS 2017, Table 1.
+
+Anchor table (not one of the five seed papers): it proves the image pipeline
+and ProtoNet on the real data these machines have. Published accuracies (%)
+without intervals: 98.8 / 99.7 (5-way 1/5-shot), 96.0 / 98.9 (20-way 1/5-shot).
+
+Protocol, from the authors' code (``docs/protocols/omniglot.md`` gives each
+source: jakesnell/prototypical-networks, ``scripts/train/few_shot/*``,
+``protonets/data/omniglot.py``):
+
+* Vinyals split (1028 train / 172 val / 423 test characters, x4 rotations as
+  classes); 28x28 images resized with NEAREST (what Pillow does to the 1-bit
+  PNGs), rotated, inverted (``1 - x``) and transposed, as the code does.
+* Conv-4, 64 filters, max-pool; squared Euclidean distance.
+* One model per shot; training episodes 60-way, k-shot, 5 queries per class,
+  100 episodes per epoch; Adam 1e-3, halved every 20 epochs.
+* Early stopping on the validation *loss* (100 fixed 5-way k-shot episodes of
+  15 queries per epoch), patience 200 epochs, at most 10,000 epochs; then
+  "trainval" mode: a fresh model trained on train+val for ``best_epoch - 1 +
+  patience`` epochs (the code takes the 0-based argmin and adds patience),
+  last epoch kept.
+* Test: 1000 episodes per cell, 15 queries per class, accuracy mean and
+  1.96 std / sqrt(n). Every test image is embedded once per evaluation.
+
+This machine cannot give the full schedule (0.3-0.6 s per 60-way episode on
+2 cores): the ``paper`` scale caps the epochs and the patience, and every
+record states the caps as deviations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.base import Benchmark, Cell, CellResult
+from metarepro.data.fixtures import make_omniglot
+from metarepro.data.omniglot import DRAWERS, ClassPool, load_cache, read_split
+from metarepro.data.store import DataError, data_root
+from metarepro.episodes import Episode, task_rng
+from metarepro.timing import now
+from metarepro.trainer import EarlyStopping, load_checkpoint, step_decay, train
+from methods.backbones import Conv4
+from methods.protonet import ProtoNet, episode_accuracies_from_embeddings
+
+PROTOCOL = {
+    "split": "vinyals",
+    "image_size": 28,
+    "resample": "nearest",
+    "train_way": 60,
+    "train_query": 5,
+    "episodes_per_epoch": 100,
+    "lr": 1e-3,
+    "decay_every_epochs": 20,
+    "val_way": 5,
+    "val_query": 15,
+    "val_episodes": 100,
+    "patience_epochs": 200,
+    "max_epochs": 10_000,
+    "test_episodes": 1000,
+    "test_query": 15,
+    "filters": 64,
+    "train_seed": 1234,
+    "val_seed": 1,
+    "test_seed": 2017,
+    "data": "omniglot",
+}
+#: what this machine forces at each scale; paper-scale caps become deviations
+SCALE_OVERRIDES = {
+    "paper": {"max_epochs": 150, "patience_epochs": 20},
+    "quick": {"max_epochs": 10, "patience_epochs": 3, "test_episodes": 600},
+    "smoke": {"max_epochs": 2, "patience_epochs": 1, "train_way": 10, "val_episodes": 5, "test_episodes": 20,
+              "episodes_per_epoch": 5, "filters": 8, "data": "fixture"},
+}
+#: ms per training episode, 60-way, 2 threads, idle machine (REFERENCE.md); for estimates only
+MS_PER_EPISODE = {1: 300.0, 5: 590.0}
+
+
+def parse_column(column: str) -> tuple[int, int]:
+    """``"20-way 5-shot"`` -> ``(20, 5)``."""
+    way, shot = column.split()
+    return int(way.split("-")[0]), int(shot.split("-")[0])
+
+
+def as_reference_input(images: torch.Tensor) -> torch.Tensor:
+    """Snell et al.'s tensors: ``1 - x`` (ink = 1) and H/W transposed; ``(..., H, W)`` in [0, 1]."""
+    return (1.0 - images).transpose(-1, -2).contiguous()
+
+
+def _episode(pool: ClassPool, rng: np.random.Generator, way: int, shot: int, query: int) -> Episode:
+    e = pool.sample(rng, way, shot, query)
+    return Episode(as_reference_input(e.support_x), e.support_y, as_reference_input(e.query_x), e.query_y)
+
+
+class Snell2017Table1(Benchmark):
+    id = "snell2017-table1"
+    title = "Prototypical Networks on Omniglot (Snell et al. 2017, Table 1), accuracy %"
+    paper = ""  # not among ../shared/papers; numbers from REFERENCE.md
+    metric = "accuracy %"
+    higher_is_better = True
+    rows = ("Prototypical Networks",)
+    columns = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
+    requires_data = "omniglot"
+
+    def config(self, cell: Cell, scale: str) -> dict:
+        way, shot = parse_column(cell.column)
+        return {"benchmark": self.id, "method": cell.row, "test_way": way, "shot": shot, "scale": scale,
+                **PROTOCOL, **SCALE_OVERRIDES[scale]}
+
+    def training_key(self, cell: Cell, scale: str) -> str:
+        """One model per shot serves both the 5-way and the 20-way cell."""
+        return f"protonet-{parse_column(cell.column)[1]}shot"
+
+    def estimated_seconds(self, cell: Cell, scale: str) -> float:
+        cfg = self.config(cell, scale)
+        per_epoch = cfg["episodes_per_epoch"] * MS_PER_EPISODE[cfg["shot"] if cfg["shot"] in MS_PER_EPISODE else 5] / 1000
+        return 2 * cfg["max_epochs"] * per_epoch * (cfg["train_way"] / 60)  # two phases, at most
+
+    def deviations(self, cfg: dict, phase1_epochs: int, stopped_early: bool) -> list[str]:
+        out = []
+        if cfg["max_epochs"] < PROTOCOL["max_epochs"]:
+            out.append(f"at most {cfg['max_epochs']} epochs per phase (code: {PROTOCOL['max_epochs']})")
+        if cfg["patience_epochs"] < PROTOCOL["patience_epochs"]:
+            out.append(f"early-stopping patience {cfg['patience_epochs']} epochs (code: {PROTOCOL['patience_epochs']})")
+        if not stopped_early:
+            out.append(f"phase 1 reached its {phase1_epochs}-epoch cap before early stopping triggered")
+        return out
+
+    def trivial_score(self, cell: Cell, scale: str) -> float:
+        """Chance accuracy, %."""
+        return 100.0 / parse_column(cell.column)[0]
+
+    # -- data ----------------------------------------------------------------
+    def pools(self, cfg: dict, runs_dir: Path) -> dict[str, ClassPool]:
+        if cfg["data"] == "fixture":
+            root = Path(runs_dir) / "fixture-data"
+            if not (root / "omniglot").exists():
+                make_omniglot(root, alphabets=(("images_background", "Alpha", 14), ("images_evaluation", "Beta", 8)))
+            cache = load_cache(root, cfg["image_size"], cfg["resample"], log=lambda *_: None)
+            chars = cache.characters
+            rot = (0, 90, 180, 270)
+            splits = {"train": [(c, r) for c in chars[:10] for r in rot], "val": [(c, r) for c in chars[10:14] for r in rot],
+                      "test": [(c, r) for c in chars[14:] for r in rot]}
+            splits["trainval"] = splits["train"] + splits["val"]
+        else:
+            cache = load_cache(None, cfg["image_size"], cfg["resample"])
+            folder = data_root() / "splits" / "omniglot" / cfg["split"]
+            if not folder.exists():
+                raise DataError(f"split files not found under {folder}: run `metarepro data fetch splits`")
+            splits = {s: read_split(folder / f"{s}.txt") for s in ("train", "val", "test", "trainval")}
+        return {s: ClassPool.from_split(cache, split, f"{cfg['split']}/{s}") for s, split in splits.items()}
+
+    def dataset_digest(self) -> str | None:
+        from metarepro.data.sources import OMNIGLOT
+
+        return ",".join(f.content_sha256 for f in OMNIGLOT.files)
+
+    # -- training ------------------------------------------------------------
+    def _train_phase(self, cfg: dict, pool: ClassPool, runs_dir: Path, key: str, phase: str, epochs: int, progress: bool,
+                     device: str, position: int | None, early: EarlyStopping | None = None, holder: dict | None = None):
+        """One training run from a fresh, seeded model; ``holder["model"]`` exposes it to a validation closure."""
+        torch.manual_seed(cfg["train_seed"])
+        model = ProtoNet(Conv4(1, cfg["filters"], pool=True)).to(device)
+        if holder is not None:
+            holder["model"] = model
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+        per_epoch = cfg["episodes_per_epoch"]
+
+        def batch(i: int) -> Episode:
+            return _episode(pool, task_rng(cfg["train_seed"], phase, i), cfg["train_way"], cfg["shot"],
+                            cfg["train_query"]).to(device)
+
+        state = train(model, optimizer, batch, epochs * per_epoch, Path(runs_dir) / key / f"{phase}.pt", f"{key}-{phase}",
+                      checkpoint_every=per_epoch, log_every=per_epoch, progress=progress,
+                      desc=f"ProtoNet {cfg['shot']}-shot [{phase}]", early_stopping=early,
+                      lr_schedule=step_decay(cfg["decay_every_epochs"] * per_epoch), progress_position=position,
+                      meta={"benchmark": self.id, "phase": phase})
+        return model, state
+
+    def trained_model(self, cfg: dict, runs_dir: Path, key: str, progress: bool = True, device: str = "cpu",
+                      position: int | None = None):
+        """Phase 1 with early stopping on validation loss, then the "trainval" retraining."""
+        pools = self.pools(cfg, runs_dir)
+        val = [_episode(pools["val"], task_rng(cfg["val_seed"], "val", i), cfg["val_way"], cfg["shot"], cfg["val_query"]).to(device)
+               for i in range(cfg["val_episodes"])]
+        holder: dict = {}
+
+        def val_loss() -> float:
+            model = holder["model"]
+            return float(np.mean([F.cross_entropy(model.logits(model.adapt(e.support_x, e.support_y), e.query_x), e.query_y).item()
+                                  for e in val]))
+
+        early = EarlyStopping(validate=val_loss, every=cfg["episodes_per_epoch"], patience=cfg["patience_epochs"],
+                              best_path=Path(runs_dir) / key / "train-best.pt")
+        _, state1 = self._train_phase(cfg, pools["train"], runs_dir, key, "train", cfg["max_epochs"], progress, device, position,
+                                      early, holder)
+        best_epoch = state1.best_iteration // cfg["episodes_per_epoch"]  # 1-based
+        # the code trains trainval for argmin (0-based, = best_epoch - 1) + patience epochs, from scratch
+        epochs2 = max(1, min(best_epoch - 1 + cfg["patience_epochs"], cfg["max_epochs"]))
+        model, state2 = self._train_phase(cfg, pools["trainval"], runs_dir, key, "trainval", epochs2, progress, device, position)
+        info = {"phase1_epochs": state1.iteration // cfg["episodes_per_epoch"], "best_epoch": best_epoch,
+                "stopped_early": state1.stopped_early, "phase2_epochs": epochs2, "val_curve": state1.val_curve,
+                "loss_curve": state2.loss_curve, "train_wall_time_s": state1.elapsed_s + state2.elapsed_s}
+        return model, pools, info
+
+    # -- evaluation ----------------------------------------------------------
+    def test_scores(self, model: ProtoNet, pool: ClassPool, cfg: dict, device: str = "cpu") -> np.ndarray:
+        """Accuracy (%) of each fixed test episode, every test image embedded once."""
+        model.eval()
+        images = as_reference_input(torch.from_numpy(pool.all_images()).float().div_(255.0)).unsqueeze(2)  # (C, 20, 1, H, W)
+        with torch.no_grad():
+            flat = images.flatten(0, 1)
+            embeddings = torch.cat([model.backbone(flat[i : i + 2048].to(device)).cpu() for i in range(0, len(flat), 2048)])
+        embeddings = embeddings.view(len(pool), DRAWERS, -1)
+        episodes = [pool.sample_indices(task_rng(cfg["test_seed"], "test", i), cfg["test_way"], cfg["shot"], cfg["test_query"])
+                    for i in range(cfg["test_episodes"])]
+        return 100.0 * episode_accuracies_from_embeddings(embeddings, episodes, cfg["shot"]).double().numpy()
+
+    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
+                 device: str = "cpu", progress_position: int | None = None) -> CellResult:
+        self.check_cell(cell)
+        cfg = self.config(cell, scale)
+        key = self.training_key(cell, scale)
+        model, pools, info = self.trained_model(cfg, runs_dir, key, progress, device, progress_position)
+        started = now(device)
+        scores = self.test_scores(model, pools["test"], cfg, device)
+        return CellResult(
+            scores=scores,
+            deviations=self.deviations(cfg, info["phase1_epochs"], info["stopped_early"]) if scale == "paper" else [],
+            wall_time_s=info["train_wall_time_s"] + now(device) - started,
+            train_wall_time_s=info["train_wall_time_s"],
+            extra={"training": {k: v for k, v in info.items() if k != "train_wall_time_s"}, "checkpoint_key": key},
+        )
+
+    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
+        self.check_cell(cell)
+        cfg = self.config(cell, scale)
+        payload = load_checkpoint(checkpoint, f"{self.training_key(cell, scale)}-trainval")
+        model = ProtoNet(Conv4(1, cfg["filters"], pool=True))
+        model.load_state_dict(payload["model"])
+        pools = self.pools(cfg, Path(checkpoint).parent.parent)
+        return self.test_scores(model.to(device), pools["test"], cfg, device)
+
+
+BENCHMARK = Snell2017Table1()
