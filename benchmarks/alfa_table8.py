@@ -119,9 +119,11 @@ VARIANT_OVERRIDES = {
     "10-test-steps": {"test_steps": 10},
 }
 
-#: Measured ms per meta-iteration at 1 inner step, one thread, this project's
-#: 2-core CPU (tests/benchmarks measure it; used only to print estimates).
-MS_PER_ITERATION = {("MAML", "2x40"): 2.5, ("ALFA+MAML", "2x40"): 5.0, ("MAML", "3x80"): 10.0, ("ALFA+MAML", "3x80"): 19.0}
+#: ms per meta-iteration at 1 inner step, one thread per job, two jobs side by
+#: side on this project's 2-core CPU: the mean over the three shots of the
+#: paper-scale run of 2026-11-22 (records' train_wall_time_s / 70,000). Used
+#: only to print estimates; a job alone on the machine runs ~1.5x faster.
+MS_PER_ITERATION = {("MAML", "2x40"): 4.0, ("ALFA+MAML", "2x40"): 7.9, ("MAML", "3x80"): 12.3, ("ALFA+MAML", "3x80"): 27.5}
 TRAINING_KEYS = ("task_family", "inner_lr", "inner_steps", "meta_batch", "meta_lr", "iterations", "init",
                  "first_order", "alfa_form", "alfa_generator_layers", "alfa_weight_decay", "train_seed")
 

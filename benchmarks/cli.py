@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
-from benchmarks.runner import claim_checks, comparison, extra_rows, failing, reproduce
+from benchmarks.runner import claim_checks, comparison, estimated_hours, extra_rows, failing, reproduce
 from metarepro import results as R
 from metarepro.data.store import DataError, data_root
 from metarepro.evaluate import mean_ci95
@@ -20,7 +20,7 @@ def _status(benchmark: Benchmark) -> dict:
     rows = comparison(benchmark)
     main = [r for r in rows if r["variant"] == MAIN]
     counts = {v: sum(r["verdict"] == v for r in rows) for v in R.VERDICTS}
-    paper_h = sum(benchmark.estimated_seconds(c, "paper") for c in benchmark.cells(variants=["all"])) / 3600
+    paper_h = estimated_hours(benchmark, benchmark.cells(variants=["all"]), "paper")
     return {
         "id": benchmark.id,
         "published": len(main),
@@ -29,7 +29,7 @@ def _status(benchmark: Benchmark) -> dict:
         "quick only": sum(r["verdict"] == "quick_only" for r in main),
         "stale": counts["stale"],
         "variant cells": len(rows) - len(main),
-        "paper-scale CPU h (1 thread)": round(paper_h, 1),
+        "paper-scale job-hours, all cells": round(paper_h, 1),
         "title": benchmark.title,
     }
 

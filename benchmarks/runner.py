@@ -50,6 +50,18 @@ def _init_worker(slots) -> None:
     _SLOT = slots.get()
 
 
+def group_seconds(benchmark: Benchmark, cells: list[Cell], scale: str) -> float:
+    """Estimated seconds of cells that share one trained model (trained once)."""
+    return max(benchmark.estimated_seconds(c, scale) for c in cells)
+
+
+def estimated_hours(benchmark: Benchmark, cells: list[Cell], scale: str) -> float:
+    groups: dict[str, list[Cell]] = {}
+    for c in cells:
+        groups.setdefault(benchmark.training_key(c, scale), []).append(c)
+    return sum(group_seconds(benchmark, g, scale) for g in groups.values()) / 3600
+
+
 def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, threads: int, progress: bool,
                command: str, jobs: int, git: dict, device: str) -> list[str]:
     """Worker: run cells that share one trained model, write their records."""
@@ -92,9 +104,9 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
     if restart:
         for key in groups:
             shutil.rmtree(runs_dir() / benchmark.id / scale / key, ignore_errors=True)
-    # longest first, so the last job to finish is short
-    order = sorted(groups.values(), key=lambda g: -sum(benchmark.estimated_seconds(c, scale) for c in g))
-    total = sum(benchmark.estimated_seconds(c, scale) for c in todo)
+    # longest first, so the last job to finish is short; cells of a group share one training
+    order = sorted(groups.values(), key=lambda g: -group_seconds(benchmark, g, scale))
+    total = sum(group_seconds(benchmark, g, scale) for g in order)
     if todo:
         log(f"{benchmark.id}: {len(todo)} cell(s) at {scale} scale, expected ~{total / 60 / max(1, min(jobs, len(order))):.0f} min "
             f"with {jobs} job(s) x {threads} thread(s) (estimates measured on a 2-core CPU)")
