@@ -59,7 +59,10 @@ def render_readme(path: Path | None = None) -> Path:
         rows = comparison(b)
         out += [f"## `{b.id}` — {b.title}", "", f"Paper: `{b.paper}`. Metric: {b.metric} "
                 f"({'higher' if b.higher_is_better else 'lower'} is better).", ""]
-        out += [R.markdown_table(rows, b.metric), ""]
+        shown = [r for r in rows if r["variant"] == MAIN or r["verdict"] != "not_reproduced"]
+        out += [R.markdown_table(shown, b.metric), ""]
+        if len(shown) < len(rows):
+            out += [f"{len(rows) - len(shown)} cell(s) of protocol variants have not been run (`metarepro compare {b.id}` lists them).", ""]
         extra = extra_rows(b)
         if extra:
             from tabulate import tabulate
@@ -77,9 +80,11 @@ def render_readme(path: Path | None = None) -> Path:
         if paper:
             commits = sorted({(r["provenance"].get("commit") or "?")[:10] + (" (dirty)" if r["provenance"].get("dirty") else "")
                               for r in paper})
-            hours = sum(r["provenance"].get("wall_time_s", 0) for r in paper) / 3600
-            out += [f"Paper-scale records: {len(paper)}, from commit(s) {', '.join(commits)}; "
-                    f"{hours:.1f} h of summed cell wall time (cells run side by side).", ""]
+            training = {r.get("checkpoint_key", id(r)): r["provenance"].get("train_wall_time_s", 0) for r in paper}
+            evaluation = sum(r["provenance"].get("wall_time_s", 0) - r["provenance"].get("train_wall_time_s", 0) for r in paper)
+            hours = (sum(training.values()) + evaluation) / 3600
+            out += [f"Paper-scale records: {len(paper)} from {len(training)} trained models, commit(s) {', '.join(commits)}; "
+                    f"{hours:.1f} job-hours (each model counted once; two jobs ran side by side).", ""]
         devs = sorted({d for r in rows for d in r["deviations"]})
         if devs:
             out += ["Deviations recorded by the runs:", ""] + [f"- {d}" for d in devs] + [""]
@@ -134,7 +139,10 @@ def cmd_compare(args) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=1))
     else:
-        print(R.markdown_table(rows, benchmark.metric))
+        shown = rows if args.all else [r for r in rows if r["variant"] == MAIN or r["verdict"] != "not_reproduced"]
+        print(R.markdown_table(shown, benchmark.metric))
+        if len(shown) < len(rows):
+            print(f"({len(rows) - len(shown)} variant cell(s) not run; --all shows them)")
     if args.format != "json":
         _print_extra_rows(benchmark)
         claims = claim_checks(benchmark)
@@ -219,6 +227,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("benchmark")
     c.add_argument("--format", choices=("markdown", "json"), default="markdown")
     c.add_argument("--main-only", action="store_true", help="hide protocol variants")
+    c.add_argument("--all", action="store_true", help="also list variant cells that have not been run")
     c.set_defaults(fn=cmd_compare)
 
     e = sub.add_parser("evaluate", help="re-evaluate a checkpoint on a cell's fixed test episodes")

@@ -292,4 +292,4 @@ def markdown_table(rows: list[dict], metric: str = "") -> str:
             ]
         )
     headers = ["row", "column", "protocol", f"published {metric}".strip(), f"reproduced {metric}".strip(), "difference", "scale", "verdict"]
-    return tabulate(body, headers=headers, tablefmt="github")
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
