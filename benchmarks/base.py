@@ -69,6 +69,8 @@ class Benchmark:
     #: variant name -> what it changes and where the protocol comes from
     variants: dict[str, str] = {}
     known_deviations: dict[tuple[str, str], str] = {}
+    #: ``(row, column, variant)`` -> what happened to a run that left no record (divergence, ...)
+    run_notes: dict[tuple[str, str, str], str] = {}
     #: any method of ``methods.METHODS`` may run as an extra row under this protocol
     accepts_registered_methods: bool = False
     #: the data it needs under the data root, or None for generated tasks

@@ -88,6 +88,8 @@ def render_readme(path: Path | None = None) -> Path:
         devs = sorted({d for r in rows for d in r["deviations"]})
         if devs:
             out += ["Deviations recorded by the runs:", ""] + [f"- {d}" for d in devs] + [""]
+        if b.run_notes:
+            out += ["Runs that left no record:", ""] + [f"- {r} / {c} [{v}]: {why}" for (r, c, v), why in b.run_notes.items()] + [""]
         if b.known_deviations:
             out += ["Known deviations (cells that do not reproduce, with the finding):", ""]
             out += [f"- {r} / {c}: {why}" for (r, c), why in b.known_deviations.items()] + [""]
