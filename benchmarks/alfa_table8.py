@@ -163,6 +163,12 @@ class AlfaTable8(Benchmark):
             "grown to 1.37, so eq. 4 multiplies the weights by more than 1 at every step; the 1-step main protocol "
             "trained stably for 70,000 iterations. See 5-steps-bounded."
         ),
+        ("MAML", "3x80 5-shot", "10-test-steps"): (
+            "the main 3x80 5-shot MAML model (trained with 1 step) diverges on 1 of the 600 test tasks when adapted for 10 "
+            "steps at lr 0.01 (MSE NaN; the finite 599 average 0.744, median 0.217, max 85.7; the worst task reaches 501 "
+            "after 3 steps and 3,420 after 5): no record. Multi-step test adaptation of the 3x80 net is unstable on a few "
+            "large-amplitude tasks, so MAML's 'up to 10 test steps' needs care with this architecture."
+        ),
     }
 
     def paired_claims(self) -> list[tuple[str, str, str]]:

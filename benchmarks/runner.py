@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmarks import get_benchmark
@@ -72,6 +73,11 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
         cell = Cell(**c)
         result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress,
                                     device=device, progress_position=_SLOT)
+        bad = int((~np.isfinite(result.scores)).sum())
+        if bad:  # a diverged adaptation: say so, write no record, go on with the group's other cells
+            print(f"{benchmark_id} {cell.label} [{scale}]: {bad} of {len(result.scores)} test episodes gave a non-finite "
+                  "score (the adaptation diverged); no record written", file=sys.stderr)
+            continue
         cfg = benchmark.config(cell, scale)
         record = R.make_record(
             benchmark=benchmark_id, row=cell.row, column=cell.column, variant=cell.variant, scale=scale,
