@@ -40,6 +40,7 @@ from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import DRAWERS, ClassPool, load_cache, read_split
 from metarepro.data.store import DataError, data_root
 from metarepro.episodes import Episode, task_rng
+from metarepro.results import config_hash
 from metarepro.timing import now
 from metarepro.trainer import EarlyStopping, load_checkpoint, step_decay, train
 from methods.backbones import Conv4
@@ -110,8 +111,10 @@ class Snell2017Table1(Benchmark):
                 **PROTOCOL, **SCALE_OVERRIDES[scale]}
 
     def training_key(self, cell: Cell, scale: str) -> str:
-        """One model per shot serves both the 5-way and the 20-way cell."""
-        return f"protonet-{parse_column(cell.column)[1]}shot"
+        """One model per shot serves both the 5-way and the 20-way cell; the hash covers its training config."""
+        cfg = self.config(cell, scale)
+        training = {k: v for k, v in cfg.items() if k not in ("test_way", "test_episodes", "test_query", "test_seed")}
+        return f"protonet-{cfg['shot']}shot-{config_hash(training)}"
 
     def estimated_seconds(self, cell: Cell, scale: str) -> float:
         cfg = self.config(cell, scale)
