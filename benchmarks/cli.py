@@ -13,6 +13,7 @@ from benchmarks.runner import claim_checks, comparison, estimated_hours, extra_r
 from metarepro import results as R
 from metarepro.data.store import DataError, data_root
 from metarepro.evaluate import mean_ci95
+from metarepro.runtime import keep_freed_memory
 from metarepro.trainer import CheckpointError, NonFiniteLossError
 
 
@@ -255,6 +256,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return args.fn(args)
     except (UnknownBenchmarkError, CheckpointError, NonFiniteLossError, DataError, KeyError, ValueError, FileNotFoundError) as err:

@@ -18,6 +18,7 @@ import torch
 from benchmarks import get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
 from metarepro import results as R
+from metarepro.runtime import keep_freed_memory
 
 RUNS_DIR = R.PROJECT_ROOT / "runs"
 
@@ -49,6 +50,7 @@ _SLOT: int | None = None
 def _init_worker(slots) -> None:
     global _SLOT
     _SLOT = slots.get()
+    keep_freed_memory()
 
 
 def group_seconds(benchmark: Benchmark, cells: list[Cell], scale: str) -> float:

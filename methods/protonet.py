@@ -50,17 +50,28 @@ class ProtoNet(nn.Module):
     def _episodes(self, batch: Episode) -> list[Episode]:
         return [batch.task(t) for t in range(batch.n_tasks)] if batch.support_x.dim() == 5 else [batch]
 
+    def episode_logits(self, episode: Episode) -> torch.Tensor:
+        """Query logits ``(n_query, ways)`` with support and query embedded in *one* forward pass.
+
+        Snell et al.'s code concatenates support and query before the encoder
+        (``protonets/models/few_shot.py``), so in training mode BatchNorm's
+        batch statistics cover both sets; two separate passes would normalise
+        each with its own statistics, a different model.
+        """
+        n_support = len(episode.support_y)
+        z = self.backbone(torch.cat([episode.support_x, episode.query_x]))
+        protos = prototypes(z[:n_support], episode.support_y, int(episode.support_y.max()) + 1)
+        return -squared_euclidean(z[n_support:], protos)
+
     def outer_loss(self, batch: Episode) -> torch.Tensor:
         """Mean query cross-entropy over the episode(s) of ``batch``."""
-        losses = [F.cross_entropy(self.logits(self.adapt(e.support_x, e.support_y), e.query_x), e.query_y)
-                  for e in self._episodes(batch)]
+        losses = [F.cross_entropy(self.episode_logits(e), e.query_y) for e in self._episodes(batch)]
         return torch.stack(losses).mean()
 
     @torch.no_grad()
     def score(self, batch: Episode) -> torch.Tensor:
         """Query accuracy of each episode, ``(T,)`` (``(1,)`` for one episode)."""
-        accs = [(self.logits(self.adapt(e.support_x, e.support_y), e.query_x).argmax(1) == e.query_y).float().mean()
-                for e in self._episodes(batch)]
+        accs = [(self.episode_logits(e).argmax(1) == e.query_y).float().mean() for e in self._episodes(batch)]
         return torch.stack(accs)
 
 

@@ -2,10 +2,11 @@
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import ClassPool, load_cache
-from metarepro.episodes import task_rng
+from metarepro.episodes import Episode, task_rng
 from methods.backbones import Conv4
 from methods.protonet import ProtoNet, prototypes, squared_euclidean
 
@@ -80,3 +81,41 @@ def test_embedding_once_gives_the_per_episode_accuracies(tmp_path):
                              for i in range(25)])
     assert torch.equal(once, per_episode.to(once.dtype))
     assert 0 < once.mean() < 1  # a non-trivial comparison
+
+
+def _relu_then_pool_reference(model: Conv4, x: torch.Tensor) -> torch.Tensor:
+    """The textbook block order, conv -> BN -> ReLU -> max-pool, with the module's own parameters."""
+    for block in model.blocks:
+        conv, bn = block[0], block[1]
+        x = F.max_pool2d(F.relu(F.batch_norm(conv(x), None, None, bn.weight, bn.bias, training=True, eps=bn.eps)), 2)
+    return x.flatten(1)
+
+
+def test_pool_before_relu_is_exactly_the_textbook_block_order():
+    torch.manual_seed(3)
+    model = Conv4(1, 8).double().train()
+    for p in model.parameters():  # BN scales of both signs, so max-pool and BN do not commute
+        torch.nn.init.normal_(p)
+    x = torch.rand(6, 1, 28, 28, dtype=torch.float64).round()  # binary images: many exact ties inside pooling windows
+    params = list(model.parameters())
+    ours = model(x)
+    reference = _relu_then_pool_reference(model, x)
+    assert torch.equal(ours, reference)
+    g = torch.randn_like(ours)
+    for a, b in zip(torch.autograd.grad(ours, params, g), torch.autograd.grad(reference, params, g)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_training_episode_embeds_support_and_query_in_one_batch():
+    """Snell et al.'s code: BatchNorm statistics over support and query together (training mode)."""
+    torch.manual_seed(4)
+    model = ProtoNet(Conv4(1, 8)).double().train()
+    support, query = torch.rand(6, 1, 28, 28, dtype=torch.float64), torch.rand(9, 1, 28, 28, dtype=torch.float64)
+    support_y, query_y = torch.tensor([0, 1, 2, 0, 1, 2]), torch.arange(3).repeat(3)
+    logits = model.episode_logits(Episode(support, support_y, query, query_y))
+    z = _relu_then_pool_reference(model.backbone, torch.cat([support, query])).detach().numpy()
+    protos = np.stack([z[:6][support_y.numpy() == c].mean(0) for c in range(3)])
+    expected = -((z[6:, None, :] - protos[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(logits.detach().numpy(), expected, rtol=1e-10)
+    separate = model.logits(model.adapt(support, support_y), query).detach().numpy()
+    assert np.abs(separate - expected).max() > 1e-3  # two passes would be a different model in training mode
