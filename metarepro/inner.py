@@ -14,12 +14,13 @@ the output of a ``hyper_fn(step, params, grads)`` that generates them.
 
 Engines (what evaluates the network on a parameter dict):
 
-* ``"func"`` (default): ``torch.func.functional_call``. Where the network has
-  no BatchNorm/InstanceNorm, all ``T`` tasks run as one batched computation
-  (the model's own ``forward_batched`` if it has one, e.g. batched matmuls for
-  MLPs, else ``torch.func.vmap``). Where it has, tasks run one by one: vmap
-  over tasks gives wrong second-order gradients with affine norm layers
-  (REFERENCE.md, measured 0.8-11% relative error in float64).
+* ``"func"`` (default): all ``T`` tasks run as one batched computation
+  through the model's own ``forward_batched`` where it has one (batched
+  matmuls for MLPs, grouped convolutions for ``ConvNet``, each tested against
+  a per-task loop), else ``torch.func.vmap`` for nets without norm layers.
+  Other nets with BatchNorm/InstanceNorm run task by task: vmap over tasks
+  gives wrong second-order gradients with affine norm layers (REFERENCE.md,
+  measured 0.8-11% relative error in float64).
 * ``"higher"``: the same loop, tasks one by one, with the network evaluated
   through ``higher.monkeypatch`` (Grefenstette et al. 2019). It exists as an
   independent second implementation; tests hold the two equal.
@@ -82,6 +83,8 @@ class InnerLoop:
     first_order: bool = False
     hyper_fn: HyperFn | None = None
     engine: str = "func"
+    #: parameters the inner loop leaves alone (meta-learned by the outer loop only, e.g. MAML's BatchNorm offsets)
+    frozen: frozenset[str] = frozenset()
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -103,7 +106,7 @@ def run_inner_loop(
     The support loss is summed over tasks, so each task's parameter slice
     receives exactly its own task's gradient.
     """
-    names = list(params)
+    names = [n for n in params if n not in loop.frozen]
     for step in range(loop.steps):
         loss = task_loss(forward(params, support_x), support_y).sum()
         grads = dict(zip(names, torch.autograd.grad(loss, [params[n] for n in names], create_graph=not loop.first_order)))
@@ -112,7 +115,7 @@ def run_inner_loop(
         else:
             lr, decay = loop.lr, loop.decay
         params = {
-            n: sgd_step(params[n], grads[n], _rate_at(lr, step, n), _rate_at(decay, step, n)) for n in names
+            **params, **{n: sgd_step(params[n], grads[n], _rate_at(lr, step, n), _rate_at(decay, step, n)) for n in names}
         }
     return params
 
@@ -189,7 +192,7 @@ def adapt_tasks(
     depends on) unless ``loop.first_order``.
     """
     n_tasks = support_x.shape[0]
-    if loop.engine == "func" and not has_batch_statistics(model):
+    if loop.engine == "func" and (hasattr(model, "forward_batched") or not has_batch_statistics(model)):
         forward = batched_forward(model)
         expanded = {n: p.unsqueeze(0).expand(n_tasks, *p.shape) for n, p in params.items()}
         return AdaptedTasks(run_inner_loop(forward, task_loss, expanded, support_x, support_y, loop), forward, True)

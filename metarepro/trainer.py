@@ -236,6 +236,12 @@ def step_decay(every: int, factor: float = 0.5) -> Callable[[int], float]:
     return lambda iteration: factor ** (iteration // every)
 
 
+def lr_schedule_linear(iterations: int, final_factor: float) -> Callable[[int], float]:
+    """Linear anneal of the rate from 1x to ``final_factor``x over ``iterations`` (supervised-reptile's meta step:
+    ``frac_done * final + (1 - frac_done) * initial`` with ``frac_done = i / iterations``)."""
+    return lambda iteration: 1.0 + (final_factor - 1.0) * iteration / iterations
+
+
 def _validate(model: nn.Module, early: EarlyStopping, state: TrainState, meta: dict | None) -> None:
     model.eval()
     with torch.no_grad():

@@ -6,6 +6,7 @@ The sinusoid MLPs and the Conv-4 of the image tables.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -96,3 +97,116 @@ class Conv4(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(x)
         return h.flatten(1) if self.pool else h.mean(dim=(2, 3))
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's ``padding='SAME'``: ``(before, after)`` so the output has ``ceil(size / stride)`` positions.
+
+    The extra pixel, when the total is odd, goes *after*: for a stride-2 3x3
+    conv on 28 pixels TF pads ``(0, 1)`` where PyTorch's ``padding=1`` pads
+    ``(1, 1)``; both give 14 outputs, sampled at different places.
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class _NormAffine(nn.Module):
+    """BatchNorm's learnable offset (and scale, unless ``scale=False``) as plain parameters; ``higher`` patches modules, not ParameterLists."""
+
+    def __init__(self, channels: int, scale: bool):
+        super().__init__()
+        self.scale = scale
+        self.bias = nn.Parameter(torch.zeros(channels))
+        if scale:
+            self.weight = nn.Parameter(torch.ones(channels))
+
+
+class ConvNet(nn.Module):
+    """Conv-4 classifier of the gradient-based methods, evaluated per task with its own fast weights.
+
+    Four blocks of [3x3 conv (TF 'SAME' padding) -> BatchNorm with batch
+    statistics -> (2x2 max-pool) -> ReLU], then a linear head on the spatial
+    mean (``features="mean"``) or the flattened last block (``"flatten"``).
+
+    * MAML on Omniglot (Finn et al. 2017, sec. 5.2; cbfinn/maml ``maml.py``):
+      ``ConvNet(1, ways, 64, pool=False, features="mean", bn_scale=False,
+      head_init="normal")``: strided convs, ``tf.contrib.layers.batch_norm``
+      defaults (offset only, no scale; eps 1e-3), head ``N(0, 1)``.
+    * Reptile on Omniglot (Nichol et al. 2018; openai/supervised-reptile
+      ``models.py``): ``ConvNet(1, ways, 64, pool=False,
+      features="flatten")``: ``tf.layers.batch_normalization`` (scale and
+      offset, eps 1e-3), Glorot-uniform dense head on the 2x2x64 block.
+
+    BatchNorm never keeps running statistics: both codes normalise with the
+    statistics of the batch at hand, at training and at test time.
+
+    :meth:`forward_batched` runs ``T`` tasks in one grouped computation: task
+    ``t``'s channels occupy channel block ``t`` of a ``(n, T*C, H, W)``
+    tensor, so a grouped convolution applies each task's own kernels and
+    ``batch_norm`` over that tensor computes exactly the per-task,
+    per-channel statistics. A test holds it equal to a per-task loop, second
+    derivatives included, and to float64 finite differences.
+    """
+
+    def __init__(self, in_channels: int = 1, ways: int = 5, filters: int = 64, pool: bool = False, features: str = "mean",
+                 image_size: int = 28, bn_scale: bool = True, bn_eps: float = 1e-3, head_init: str = "glorot"):
+        super().__init__()
+        if features not in ("mean", "flatten"):
+            raise ValueError(f"features must be 'mean' or 'flatten', got {features!r}")
+        self.in_channels, self.filters, self.pool, self.features, self.bn_eps = in_channels, filters, pool, features, bn_eps
+        self.convs = nn.ModuleList(nn.Conv2d(in_channels if i == 0 else filters, filters, 3) for i in range(4))
+        self.norms = nn.ModuleList(_NormAffine(filters, bn_scale) for _ in range(4))
+        size = image_size
+        for _ in range(4):
+            size = size // 2 if pool else -(-size // 2)
+        self.final_size = size
+        self.head = nn.Linear(filters if features == "mean" else filters * size * size, ways)
+        for conv in self.convs:  # tf glorot-uniform kernels, zero biases (both reference codes)
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        if head_init == "normal":  # cbfinn/maml: tf.random_normal([dim_hidden, dim_output]) for non-miniimagenet conv nets
+            nn.init.normal_(self.head.weight)
+        elif head_init == "glorot":
+            nn.init.xavier_uniform_(self.head.weight)
+        else:
+            raise ValueError(f"head_init must be 'normal' or 'glorot', got {head_init!r}")
+        nn.init.zeros_(self.head.bias)
+
+    def own_parameters(self) -> dict[str, torch.Tensor]:
+        """Parameters by name, read by attribute (so ``higher``'s patched fast weights are seen)."""
+        out = {}
+        for i in range(4):
+            out[f"convs.{i}.weight"], out[f"convs.{i}.bias"] = self.convs[i].weight, self.convs[i].bias
+            out[f"norms.{i}.bias"] = self.norms[i].bias
+            if self.norms[i].scale:
+                out[f"norms.{i}.weight"] = self.norms[i].weight
+        out["head.weight"], out["head.bias"] = self.head.weight, self.head.bias
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (n, C, H, W) -> logits (n, ways)``."""
+        params = {k: v.unsqueeze(0) for k, v in self.own_parameters().items()}
+        return self.forward_batched(params, x.unsqueeze(0))[0]
+
+    def forward_batched(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``params[name] (T, *shape)``, ``x (T, n, C, H, W) -> logits (T, n, ways)``."""
+        tasks, n = x.shape[:2]
+        h = x.transpose(0, 1).reshape(n, tasks * x.shape[2], *x.shape[3:])
+        stride = 1 if self.pool else 2
+        for i in range(4):
+            weight = params[f"convs.{i}.weight"]
+            pad_h, pad_w = same_padding(h.shape[2], 3, stride), same_padding(h.shape[3], 3, stride)
+            h = F.conv2d(F.pad(h, (*pad_w, *pad_h)), weight.reshape(-1, *weight.shape[2:]), params[f"convs.{i}.bias"].reshape(-1),
+                         stride=stride, groups=tasks)
+            scale = params.get(f"norms.{i}.weight")
+            h = F.batch_norm(h, None, None, None if scale is None else scale.reshape(-1), params[f"norms.{i}.bias"].reshape(-1),
+                             training=True, eps=self.bn_eps)
+            if self.pool:  # before the ReLU: equal, and cheaper (see conv_block)
+                h = F.max_pool2d(h, 2)
+            h = F.relu(h)
+        if self.features == "mean":
+            feats = h.mean(dim=(2, 3)).view(n, tasks, -1).transpose(0, 1)  # (T, n, filters)
+        else:  # (c, h, w) order; TF's (h, w, c) is a permutation of the head's inputs, the same model
+            feats = h.reshape(n, tasks, -1).transpose(0, 1)
+        return torch.baddbmm(params["head.bias"].unsqueeze(1), feats, params["head.weight"].transpose(1, 2))

@@ -31,6 +31,9 @@ class MAML(nn.Module):
         test_steps: inner steps at evaluation (default: ``inner_steps``).
         first_order: drop second-order terms (FOMAML).
         engine: inner-loop engine, ``"func"`` or ``"higher"``.
+        frozen: backbone parameters the inner loop does not adapt (cbfinn/maml
+            keeps BatchNorm's offsets out of its fast weights: they are
+            meta-learned by the outer loop only).
     """
 
     def __init__(
@@ -42,11 +45,12 @@ class MAML(nn.Module):
         test_steps: int | None = None,
         first_order: bool = False,
         engine: str = "func",
+        frozen: tuple[str, ...] = (),
     ):
         super().__init__()
         self.backbone = backbone
         self.task_loss = task_loss
-        self.train_loop = InnerLoop(steps=inner_steps, lr=inner_lr, first_order=first_order, engine=engine)
+        self.train_loop = InnerLoop(steps=inner_steps, lr=inner_lr, first_order=first_order, engine=engine, frozen=frozenset(frozen))
         self.test_steps = inner_steps if test_steps is None else test_steps
 
     def meta_parameters(self) -> dict[str, torch.Tensor]:
@@ -76,3 +80,9 @@ class MAML(nn.Module):
             adapted = self.adapt(batch.support_x, batch.support_y, training=False)
             pred = adapted.predict(batch.query_x)
         return self.task_loss(pred.detach(), batch.query_y)
+
+    def predict(self, batch: Episode) -> torch.Tensor:
+        """Query predictions after test-time adaptation, ``(T, n_query, ...)``, no graph."""
+        with torch.enable_grad():
+            adapted = self.adapt(batch.support_x, batch.support_y, training=False)
+            return adapted.predict(batch.query_x).detach()

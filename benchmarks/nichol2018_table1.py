@@ -1,0 +1,126 @@
+"""Reptile on Omniglot: Nichol, Achiam & Schulman 2018, Table 1 (Omniglot rows).
+
+Anchor table (not one of the five seed papers; numbers from REFERENCE.md).
+Rows: MAML + transduction and first-order MAML + transduction (numbers Nichol
+et al. quote from Finn et al.; run here with ``finn2017-table1``'s protocol,
+second and first order), Reptile, Reptile + transduction.
+
+Reptile's protocol is its README's commands (openai/supervised-reptile
+@5d5589cc; ``docs/protocols/omniglot.md``):
+
+* Conv-4, 64 filters, stride-2 3x3 convs ('SAME'), ``tf.layers`` BatchNorm
+  (scale and offset, eps 1e-3, batch statistics), flatten (2x2x64), dense
+  head; Glorot initialisation; images not inverted.
+* Training tasks of 10 examples per class (``--train-shots 10``); inner Adam
+  (beta1 = 0), lr 1e-3 (5-way) / 5e-4 (20-way), 5 / 10 inner iterations of
+  mini-batches of 10 / 20; meta-batch 5; meta step 1 annealed linearly to 0;
+  100,000 (5-way) / 200,000 (20-way) meta-iterations.
+* Training characters: 1200 x 4 rotations; test characters: the other 423,
+  unrotated. Test: 50 inner iterations, mini-batches of 5 (5-way) / 10
+  (20-way) from the support set, one query per class; non-transductive
+  prediction classifies each query in its own forward pass with the support
+  set, transductive all queries in one pass. 10,000 test tasks; the code
+  reports the mean only, the suite adds 1.96 std / sqrt(n) over tasks.
+
+The transductive and non-transductive rows evaluate the same trained model
+(the README trains once; ``--transductive`` is an evaluation flag).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from benchmarks.base import Cell
+from benchmarks.finn2017_table1 import BENCHMARK as FINN
+from benchmarks.finn2017_table1 import maml_training_key
+from benchmarks.omniglot_gbml import SMOKE_DATA, OmniglotGBML, chunked_scores, minibatch_order, parse_column, test_episodes
+from metarepro.episodes import Episode, task_rng
+from metarepro.results import config_hash
+from metarepro.trainer import lr_schedule_linear
+from methods.backbones import ConvNet
+from methods.reptile import Reptile
+
+MAML_ROWS = {"MAML + Transduction": False, "1st-order MAML + Transduction": True}  # row -> first order
+REPTILE_ROWS = {"Reptile": False, "Reptile + Transduction": True}  # row -> transductive
+REPTILE_SETTINGS = {5: {"inner_lr": 1e-3, "inner_iters": 5, "inner_batch": 10, "iterations": 100_000, "eval_batch": 5},
+                    20: {"inner_lr": 5e-4, "inner_iters": 10, "inner_batch": 20, "iterations": 200_000, "eval_batch": 10}}
+REPTILE_PROTOCOL = {"train_shots": 10, "meta_batch": 5, "meta_step": 1.0, "meta_step_final": 0.0, "eval_iters": 50, "test_queries": 1,
+                    "test_tasks": 10_000, "filters": 64, "invert": False, "test_rotations": [0], "data": "omniglot", "train_seed": 0,
+                    "test_seed": 2018, "checkpoint_every": 1000, "log_every": 100}
+REPTILE_SCALES = {"paper": {}, "quick": {"iterations": 3000, "test_tasks": 1000, "checkpoint_every": 250, "log_every": 50},
+                  "smoke": {"iterations": 6, "test_tasks": 10, "eval_iters": 20, "checkpoint_every": 3, "log_every": 2, **SMOKE_DATA}}
+#: rough, for `reproduce`'s estimate only (1 thread); `list --timings` reads measured times from the records
+MS_PER_ITERATION = {5: 80.0, 20: 400.0}
+TRAINING_KEYS = ("ways", "train_shots", "meta_batch", "inner_lr", "inner_iters", "inner_batch", "iterations", "meta_step", "meta_step_final",
+                 "filters", "invert", "data", "train_seed")
+
+
+class Nichol2018Table1(OmniglotGBML):
+    id = "nichol2018-table1"
+    title = "Reptile on Omniglot (Nichol et al. 2018, Table 1), accuracy %"
+    paper = ""  # not among ../shared/papers; numbers from REFERENCE.md
+    rows = (*MAML_ROWS, *REPTILE_ROWS)
+
+    def config(self, cell: Cell, scale: str) -> dict:
+        if cell.row in MAML_ROWS:
+            cfg = FINN.config(Cell("MAML", cell.column), scale)
+            return {**cfg, "benchmark": self.id, "method": cell.row, "first_order": MAML_ROWS[cell.row]}
+        ways, shots = parse_column(cell.column)
+        return {"benchmark": self.id, "method": cell.row, "ways": ways, "shots": shots, "scale": scale, "transductive": REPTILE_ROWS[cell.row],
+                **REPTILE_PROTOCOL, **REPTILE_SETTINGS[ways], **REPTILE_SCALES[scale],
+                "ms_per_iteration_estimate": MS_PER_ITERATION[ways], "ms_per_test_task_estimate": 3.0 * ways}
+
+    def training_key(self, cell: Cell, scale: str) -> str:
+        cfg = self.config(cell, scale)
+        if cell.row in MAML_ROWS:
+            return maml_training_key(cfg)
+        # shots only matter at test: one Reptile model per way count serves both shots and both evaluation modes
+        return f"reptile-{cfg['ways']}w-" + config_hash({k: cfg[k] for k in TRAINING_KEYS})
+
+    def _is_maml(self, cfg: dict) -> bool:
+        return cfg["method"] in MAML_ROWS
+
+    def build_model(self, cfg: dict, engine: str = "func") -> torch.nn.Module:
+        if self._is_maml(cfg):
+            return FINN.build_model(cfg, engine)
+        net = ConvNet(1, cfg["ways"], cfg["filters"], pool=False, features="flatten", bn_scale=True, bn_eps=1e-3, head_init="glorot")
+        return Reptile(net, cfg["inner_lr"], cfg["inner_batch"], cfg["eval_iters"], cfg["eval_batch"], transductive=cfg["transductive"])
+
+    def make_optimizer(self, model, cfg: dict) -> torch.optim.Optimizer:
+        if self._is_maml(cfg):
+            return super().make_optimizer(model, cfg)
+        return torch.optim.SGD(model.backbone.parameters(), lr=cfg["meta_step"])
+
+    def lr_schedule(self, cfg: dict):
+        if self._is_maml(cfg):
+            return None
+        return lr_schedule_linear(cfg["iterations"], cfg["meta_step_final"] / cfg["meta_step"])
+
+    def train_batch(self, pool, cfg: dict, index: int) -> Episode:
+        if self._is_maml(cfg):
+            return FINN.train_batch(pool, cfg, index)
+        rng = task_rng(cfg["train_seed"], "train", index)
+        tasks = []
+        for _ in range(cfg["meta_batch"]):
+            e = self.sample(pool, rng, cfg["ways"], cfg["train_shots"], 0, cfg["invert"])
+            order = minibatch_order(rng, len(e.support_y), cfg["inner_batch"], cfg["inner_iters"]).reshape(-1)
+            tasks.append(Episode(e.support_x[order], e.support_y[order], e.query_x, e.query_y))
+        return Episode.stack(tasks)
+
+    def test_scores(self, model, pool, cfg: dict, device: str, progress: bool) -> np.ndarray:
+        if self._is_maml(cfg):
+            return FINN.test_scores(model, pool, cfg, device, progress)
+
+        def chunk(start: int, stop: int) -> np.ndarray:
+            batch = test_episodes(self, pool, cfg, start, stop).to(device)
+            n_support = batch.support_y.shape[1]
+            order = torch.from_numpy(np.stack([minibatch_order(task_rng(cfg["test_seed"], "test-order", i), n_support, cfg["eval_batch"],
+                                                               cfg["eval_iters"]) for i in range(start, stop)]))
+            correct = (model.predict(batch, order).argmax(-1) == batch.query_y).double().mean(1)
+            return 100.0 * correct.cpu().numpy()
+
+        return chunked_scores(chunk, cfg["test_tasks"], 100, progress, "test tasks")
+
+
+BENCHMARK = Nichol2018Table1()
