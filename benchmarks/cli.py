@@ -35,11 +35,45 @@ def _status(benchmark: Benchmark) -> dict:
     }
 
 
+def timing_rows(benchmark: Benchmark) -> list[dict]:
+    """Per main cell: the measured time per meta-iteration (latest record with timings) and the projected paper-scale hours.
+
+    Projection = ms per iteration x the paper's iterations + the record's test time scaled to the paper's test tasks, on
+    the machine and thread count the record names. Cells without a timed record show the benchmark's rough estimate.
+    """
+    if not hasattr(benchmark, "paper_iterations"):
+        return []
+    timed: dict[tuple[str, str], dict] = {}
+    for record in R.load_records(benchmark.id):
+        if record.get("variant") == MAIN and "timing" in record and record["scale"] != "smoke":
+            timed[(record["row"], record["column"])] = record  # paper overrides quick: records load quick before paper
+    rows = []
+    for cell in benchmark.cells():
+        paper = benchmark.config(cell, "paper")
+        record = timed.get((cell.row, cell.column))
+        if record is None:
+            rows.append({"cell": cell.label, "measured at": "-", "ms / iteration": "-", "paper iterations": paper["iterations"],
+                         "projected paper h": f"~{benchmark.estimated_seconds(cell, 'paper') / 3600:.1f} (estimate)"})
+            continue
+        t = record["timing"]
+        hours = (t["ms_per_iteration"] * paper["iterations"] / 1000 + t["test_s"] / t["test_tasks"] * paper["test_tasks"]) / 3600
+        rows.append({"cell": cell.label, "measured at": f"{record['scale']}, {t['threads']} thread(s), {t['device']}",
+                     "ms / iteration": round(t["ms_per_iteration"], 1), "paper iterations": paper["iterations"],
+                     "projected paper h": round(hours, 1)})
+    return rows
+
+
 def cmd_list(args) -> int:
     from tabulate import tabulate
 
     table = [_status(b) for b in BENCHMARKS.values()]
     print(tabulate(table, headers="keys", tablefmt="github"))
+    if args.timings:
+        for b in BENCHMARKS.values():
+            rows = timing_rows(b)
+            if rows:
+                print(f"\n{b.id}: measured time per meta-iteration and projected paper-scale hours (one job)")
+                print(tabulate(rows, headers="keys", tablefmt="github"))
     return 0
 
 
@@ -212,7 +246,9 @@ def cmd_render(args) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="metarepro", description="Reproduce few-shot meta-learning tables.")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="every benchmark with its status").set_defaults(fn=cmd_list)
+    ls = sub.add_parser("list", help="every benchmark with its status")
+    ls.add_argument("--timings", action="store_true", help="also the measured time per meta-iteration and projected paper hours per cell")
+    ls.set_defaults(fn=cmd_list)
 
     r = sub.add_parser("reproduce", help="train and evaluate a benchmark's cells, pin the records")
     r.add_argument("benchmark")

@@ -16,6 +16,7 @@ Every cell records its measured time per meta-iteration; ``metarepro list
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +134,8 @@ class OmniglotGBML(Benchmark):
             scores=scores, deviations=self.deviations(cfg), wall_time_s=state.elapsed_s + test_s, train_wall_time_s=state.elapsed_s,
             extra={"loss_curve": state.loss_curve, "checkpoint_key": key, "timing": {
                 "ms_per_iteration": 1000 * state.elapsed_s / max(state.iteration, 1), "iterations_timed": state.iteration,
-                "test_s": test_s, "test_tasks": cfg["test_tasks"], "threads": torch.get_num_threads(), "device": device}},
+                "test_s": test_s, "test_tasks": cfg["test_tasks"], "threads": torch.get_num_threads(), "device": device,
+                "load_average_1min": os.getloadavg()[0]}},  # > threads: other work shared the cores, the times are inflated
         )
 
     def deviations(self, cfg: dict) -> list[str]:
