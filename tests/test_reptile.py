@@ -63,7 +63,7 @@ def test_meta_step_moves_theta_toward_the_mean_of_sequentially_adapted_weights()
     for n, p in net.named_parameters():
         torch.testing.assert_close(p.detach(), expected[n], rtol=1e-10, atol=1e-9)  # conv biases: BN cancels them, gradient is rounding noise
     assert int(model.adam_steps) == 4
-    torch.testing.assert_close(getattr(model, "adam_v__head__weight"), v["head.weight"], rtol=1e-10, atol=1e-15)
+    torch.testing.assert_close(model.adam_v__head__weight, v["head.weight"], rtol=1e-10, atol=1e-15)
 
 
 def test_non_transductive_prediction_sees_only_the_support_set_and_one_query():

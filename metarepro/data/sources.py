@@ -9,6 +9,14 @@ provenance names (``../shared/data/splits/PROVENANCE.md``).
 Archives are extracted under the data root; what is pinned there is the
 *content* digest of the extracted tree (sha256 of ``"<sha256>  <path>"``
 lines, sorted), which is the same whichever source the archive came from.
+Where nobody verified an extracted tree for the project (CIFAR-100, CUB: no
+copy on these machines), the archive is checked against its publisher's MD5
+and the content digest is recorded on first fetch, then checked by
+``metarepro data verify``.
+
+ImageNet-derived sets (mini-/tiered-ImageNet) cannot be downloaded under
+ImageNet's terms: their datasets list no file, and ``manual`` says where a
+user who has the files puts them.
 """
 
 from __future__ import annotations
@@ -37,9 +45,12 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class Dataset:
+    """``manual``: for a dataset the suite cannot fetch, where its files go (``files`` is empty)."""
+
     name: str
     description: str
     files: tuple[SourceFile, ...] = field(default_factory=tuple)
+    manual: str = ""
 
 
 def _raw(repo: str, commit: str, path: str) -> str:
@@ -131,4 +142,53 @@ _SPLIT_FILES = (
 
 SPLITS = Dataset("splits", "Standard few-shot class splits, as published by their authors (PROVENANCE.md)", _SPLIT_FILES)
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (OMNIGLOT, SPLITS)}
+RECORDED = "content digest recorded on first fetch (no verified copy to pin it from)"
+
+CIFAR100 = Dataset(
+    "cifar100",
+    "CIFAR-100 python version (Krizhevsky 2009): 100 classes x 600 32x32 RGB; CIFAR-FS and FC100 take class splits of it",
+    (
+        SourceFile(
+            url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+            mirror_path="cifar100/cifar-100-python.tar.gz",
+            target="cifar100/cifar-100-python",
+            digests=("md5:eb9058c3a382ffc7106e4002c42a8d85",),  # published on https://www.cs.toronto.edu/~kriz/cifar.html
+            archive=True,
+            note=RECORDED,
+        ),
+    ),
+)
+
+CUB = Dataset(
+    "cub",
+    "CUB-200-2011 (Wah et al. 2011): 200 bird species, 11,788 JPEGs; few-shot class split of Chen et al. 2019",
+    (
+        SourceFile(
+            url="https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1",
+            mirror_path="cub/CUB_200_2011.tgz",
+            target="cub/CUB_200_2011",
+            # the MD5 every torchvision-style CUB loader checks (e.g. TDeVries/cub2011_dataset, avalanche's CUB200)
+            digests=("md5:97eceeb196236b17998738112f37df78",),
+            archive=True,
+            note=RECORDED,
+        ),
+    ),
+)
+
+MINI_IMAGENET = Dataset(
+    "mini_imagenet",
+    "mini-ImageNet (Vinyals et al. 2016, Ravi & Larochelle split): 100 ImageNet classes x 600, 84x84 RGB",
+    manual=("ImageNet-derived, not downloadable by the suite: put Ravi & Larochelle's images/ folder "
+            "(n0153282900000005.jpg, ...) or mini-imagenet-cache-{train,val,test}.pkl into <data root>/mini_imagenet/; "
+            "the csv split files come with `metarepro data fetch splits`"),
+)
+
+TIERED_IMAGENET = Dataset(
+    "tiered_imagenet",
+    "tiered-ImageNet (Ren et al. 2018): 608 ImageNet classes in 34 categories, 84x84 RGB",
+    manual=("ImageNet-derived, not downloadable by the suite: extract Ren et al.'s tiered-imagenet.tar (linked from "
+            "renmengye/few-shot-ssl-public) and put {train,val,test}_labels.pkl with {train,val,test}_images_png.pkl "
+            "(or {train,val,test}_images.npz) into <data root>/tiered_imagenet/"),
+)
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (OMNIGLOT, SPLITS, CIFAR100, CUB, MINI_IMAGENET, TIERED_IMAGENET)}

@@ -15,9 +15,11 @@ import hashlib
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from metarepro.data.sources import DATASETS, Dataset, SourceFile
@@ -98,24 +100,47 @@ def _obtain(file: SourceFile, scratch: Path, mirror: Path | None) -> tuple[Path,
     return local, file.url
 
 
-def _extract(archive: Path, file: SourceFile, scratch: Path) -> Path:
-    """Extract ``archive``; return its top folder after checking the content digest."""
-    out = scratch / "extracted"
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+def _extract_tar(archive: Path, out: Path) -> None:
+    """Extract a (gzipped) tar; members that would land outside ``out``, links and devices are refused."""
     try:
-        with zipfile.ZipFile(archive) as z:
-            bad = z.testzip()
-            if bad is not None:
-                raise DataError(f"{archive}: member {bad} is corrupt (CRC mismatch); fetch the archive again")
-            z.extractall(out)
-    except zipfile.BadZipFile as err:
-        raise DataError(f"{archive} is not a readable zip ({err}); fetch it again") from err
+        with tarfile.open(archive, "r:*") as t:
+            if hasattr(tarfile, "data_filter"):
+                t.extractall(out, filter="data")
+                return
+            for member in t.getmembers():
+                target = (out / member.name).resolve()
+                if not (member.isfile() or member.isdir()) or not str(target).startswith(str(out.resolve())):
+                    raise DataError(f"{archive}: refusing member {member.name!r} (a link, a device or a path outside the archive)")
+            t.extractall(out)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        raise DataError(f"{archive} is not a readable tar archive ({err}); fetch it again") from err
+
+
+def _extract(archive: Path, file: SourceFile, scratch: Path) -> tuple[Path, str]:
+    """Extract ``archive``; return its top folder and content digest, checked against the pin if there is one."""
+    out = scratch / "extracted"
+    if file.mirror_path.endswith(TAR_SUFFIXES):
+        _extract_tar(archive, out)
+    else:
+        try:
+            with zipfile.ZipFile(archive) as z:
+                bad = z.testzip()
+                if bad is not None:
+                    raise DataError(f"{archive}: member {bad} is corrupt (CRC mismatch); fetch the archive again")
+                z.extractall(out)
+        except zipfile.BadZipFile as err:
+            raise DataError(f"{archive} is not a readable zip ({err}); fetch it again") from err
     top = out / Path(file.target).name
     if not top.is_dir():
-        raise DataError(f"{archive}: expected a top folder {top.name}/ inside, found {sorted(p.name for p in out.iterdir())}")
+        found = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        raise DataError(f"{archive}: expected a top folder {top.name}/ inside, found {found}")
     digest = tree_digest(top)
     if file.content_sha256 and digest != file.content_sha256:
         raise DataError(f"{archive}: extracted content digest {digest} differs from the pinned {file.content_sha256}")
-    return top
+    return top, digest
 
 
 def _read_manifest(root: Path) -> dict:
@@ -133,6 +158,8 @@ def _write_manifest(root: Path, manifest: dict) -> None:
 def fetch(name: str, root: Path | None = None, mirror: Path | None = None, log=print) -> list[Path]:
     """Fetch, verify and install every file of dataset ``name``; skip what is already there."""
     dataset = get_dataset(name)
+    if not dataset.files and dataset.manual:
+        raise DataError(f"{name} cannot be fetched: {dataset.manual}")
     root = Path(root or data_root())
     mirror = mirror if mirror is not None else mirror_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -146,14 +173,17 @@ def fetch(name: str, root: Path | None = None, mirror: Path | None = None, log=p
         with tempfile.TemporaryDirectory(dir=root, prefix=".fetch-") as scratch:
             local, source = _obtain(file, Path(scratch), mirror)
             matched = check_digest(local, file.digests)
-            payload = _extract(local, file, Path(scratch)) if file.archive else local
+            payload, content = _extract(local, file, Path(scratch)) if file.archive else (local, None)
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():  # present but unrecorded: replace it with the verified copy
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
             os.replace(payload, target)
-        manifest[file.target] = {"source": source, "digest": matched, "content_sha256": file.content_sha256}
+        # the content digest found: the pinned one, or for an archive without a pin the one recorded now
+        manifest[file.target] = {"source": source, "digest": matched, "content_sha256": content}
         _write_manifest(root, manifest)
         log(f"  {file.target}: {matched.split(':')[0]} ok ({source})")
+        if file.archive and not file.content_sha256:
+            log(f"  {file.target}: content digest {content} recorded on first fetch (no pinned value)")
         installed.append(target)
     return installed
 
@@ -165,7 +195,7 @@ def verify(root: Path | None = None, log=print) -> list[str]:
     files = {f.target: f for d in DATASETS.values() for f in d.files}
     problems = []
     for target in sorted(manifest):
-        found = _check_installed(root, target, files.get(target))
+        found = _check_installed(root, target, files.get(target), manifest[target])
         if found:
             problems.append(found)
         else:
@@ -173,17 +203,25 @@ def verify(root: Path | None = None, log=print) -> list[str]:
     return problems
 
 
-def _check_installed(root: Path, target: str, file: SourceFile | None) -> str | None:
-    """What is wrong with one installed target, or None."""
+def _check_installed(root: Path, target: str, file: SourceFile | None, recorded: dict | None = None) -> str | None:
+    """What is wrong with one installed target, or None.
+
+    An archive's tree is checked against its pinned content digest, or, without a pin, the one
+    recorded in the manifest when it was first fetched.
+    """
     path = root / target
     if file is None:
         return f"{target}: recorded in {MANIFEST} but no longer a known source"
     if not path.exists():
         return f"{path} is missing: run `metarepro data fetch` again"
     if file.archive:
+        expected = file.content_sha256 or (recorded or {}).get("content_sha256")
+        if not expected:
+            return f"{path}: no content digest pinned or recorded; delete it and fetch it again"
         digest = tree_digest(path)
-        if digest != file.content_sha256:
-            return f"{path}: content digest {digest}, pinned {file.content_sha256}; fetch it again"
+        if digest != expected:
+            kind = "pinned" if file.content_sha256 else "recorded on first fetch"
+            return f"{path}: content digest {digest}, {kind} {expected}; fetch it again"
         return None
     try:
         check_digest(path, tuple(d for d in file.digests if d.startswith("sha256:")))
