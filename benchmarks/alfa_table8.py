@@ -67,7 +67,7 @@ from metarepro.evaluate import score_episodes
 from metarepro.inner import mse_per_task
 from metarepro.results import config_hash
 from metarepro.timing import now
-from metarepro.trainer import load_checkpoint, train
+from metarepro.trainer import train
 from methods import METHODS
 from methods.alfa import ALFA
 from methods.backbones import MLP
@@ -267,11 +267,7 @@ class AlfaTable8(Benchmark):
         )
 
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
-        self.check_cell(cell)
-        cfg = self.config(cell, scale)
-        payload = load_checkpoint(checkpoint, self.training_key(cell, scale))
-        model = self.build_model(cfg)
-        model.load_state_dict(payload["model"])
+        cfg, model = self.load_trained(checkpoint, cell, scale)
         return self.test_scores(model.to(device), cfg, device)
 
 

@@ -146,3 +146,14 @@ class Benchmark:
 
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
         raise NotImplementedError
+
+    def load_trained(self, checkpoint: Path, cell: Cell, scale: str, key: str | None = None):
+        """``(config, model)`` of a saved checkpoint, refused (CheckpointError) when it was trained with another configuration."""
+        from metarepro.trainer import load_checkpoint
+
+        self.check_cell(cell)
+        cfg = self.config(cell, scale)
+        payload = load_checkpoint(checkpoint, key or self.training_key(cell, scale))
+        model = self.build_model(cfg)
+        model.load_state_dict(payload["model"])
+        return cfg, model

@@ -28,7 +28,7 @@ from metarepro.data.omniglot import ClassPool, load_cache, read_split
 from metarepro.data.store import DataError, data_root
 from metarepro.episodes import Episode, task_rng
 from metarepro.timing import now
-from metarepro.trainer import load_checkpoint, train
+from metarepro.trainer import train
 
 COLUMNS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
 #: what ``quick`` and ``smoke`` change; everything else is the paper's protocol
@@ -114,22 +114,28 @@ class OmniglotGBML(Benchmark):
             e = Episode(1.0 - e.support_x, e.support_y, 1.0 - e.query_x, e.query_y)
         return e
 
-    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
-                 device: str = "cpu", progress_position: int | None = None) -> CellResult:
-        self.check_cell(cell)
-        cfg = self.config(cell, scale)
+    def train_and_test(self, cell: Cell, cfg: dict, key: str, runs_dir: Path, engine: str, progress: bool, device: str,
+                       progress_position: int | None, desc: str):
+        """Train (resumably) one model of ``cfg`` under checkpoint ``key``; return ``(test scores, train state, test seconds)``."""
         pools = self.pools(cfg, runs_dir)
         torch.manual_seed(cfg["train_seed"])
         model = self.build_model(cfg, engine).to(device)
         optimizer = self.make_optimizer(model, cfg)
-        key = self.training_key(cell, scale)
         state = train(model, optimizer, lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"],
                       Path(runs_dir) / key / "checkpoint.pt", key, checkpoint_every=cfg["checkpoint_every"], log_every=cfg["log_every"],
-                      progress=progress, desc=f"{cell.label} [{scale}]", meta={"benchmark": self.id, "cell": cell.__dict__, "scale": scale},
+                      progress=progress, desc=desc, meta={"benchmark": self.id, "cell": cell.__dict__, "scale": cfg["scale"]},
                       progress_position=progress_position, lr_schedule=self.lr_schedule(cfg))
         started = now(device)
         scores = self.test_scores(model, pools["test"], cfg, device, progress)
-        test_s = now(device) - started
+        return scores, state, now(device) - started
+
+    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
+                 device: str = "cpu", progress_position: int | None = None) -> CellResult:
+        self.check_cell(cell)
+        cfg = self.config(cell, scale)
+        key = self.training_key(cell, scale)
+        scores, state, test_s = self.train_and_test(cell, cfg, key, runs_dir, engine, progress, device, progress_position,
+                                                    f"{cell.label} [{scale}]")
         return CellResult(
             scores=scores, deviations=self.deviations(cfg), wall_time_s=state.elapsed_s + test_s, train_wall_time_s=state.elapsed_s,
             extra={"loss_curve": state.loss_curve, "checkpoint_key": key, "timing": {
@@ -142,11 +148,8 @@ class OmniglotGBML(Benchmark):
         return []
 
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
-        self.check_cell(cell)
-        cfg = self.config(cell, scale)
-        payload = load_checkpoint(checkpoint, self.training_key(cell, scale))
-        model = self.build_model(cfg)
-        model.load_state_dict(payload["model"])
+        key = Path(checkpoint).parent.name  # per-run checkpoints (guiroy-fig9) extend the cell's training key
+        cfg, model = self.load_trained(checkpoint, cell, scale, key if key.startswith(self.training_key(cell, scale)) else None)
         pools = self.pools(cfg, Path(checkpoint).parent.parent)
         return self.test_scores(model.to(device), pools["test"], cfg, device, progress=True)
 

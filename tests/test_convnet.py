@@ -156,3 +156,19 @@ def test_second_order_meta_gradient_against_float64_finite_differences():
     first_order = _maml(model.backbone, first_order=True)
     fo = torch.autograd.grad(first_order.outer_loss(batch), params)
     assert abs(float(sum((gr * d).sum() for gr, d in zip(fo, direction))) - fd) > 1e-4
+
+
+def test_parameter_counts_by_hand():
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    convs = lambda c_in, f: (9 * c_in * f + f) + 3 * (9 * f * f + f)  # noqa: E731  3x3 kernels + biases
+    # MAML Omniglot 5-way: BN offsets only (tf.contrib batch_norm defaults), head on the 64-d spatial mean
+    assert count(ConvNet(1, 5, 64, pool=False, features="mean", bn_scale=False)) == convs(1, 64) + 4 * 64 + (64 * 5 + 5) == 112_005
+    # Reptile Omniglot 20-way: BN scale and offset, head on the flattened 2x2x64 block
+    assert count(ConvNet(1, 20, 64, pool=False, features="flatten")) == convs(1, 64) + 4 * 128 + (256 * 20 + 20)
+    # MAML mini-ImageNet (32 filters) and Guiroy et al.'s (48), max-pool, 84 -> 42 -> 21 -> 10 -> 5, flattened
+    for f in (32, 48):
+        net = ConvNet(3, 5, f, pool=True, features="flatten", image_size=84, bn_scale=False)
+        assert count(net) == convs(3, f) + 4 * f + (f * 25 * 5 + 5)
+        assert net(torch.zeros(2, 3, 84, 84)).shape == (2, 5)

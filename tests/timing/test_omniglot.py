@@ -37,14 +37,6 @@ pytestmark = pytest.mark.timing
 DEVICE = torch.device(os.environ.get("METAREPRO_DEVICE", "cpu"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory) -> ClassPool:
     if (data_root() / "omniglot").is_dir():

@@ -43,14 +43,6 @@ def make_step(engine):
     return step, grads
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("engine", ["func", "higher"])
 def test_meta_iteration(benchmark, engine):
     step, _ = make_step(engine)
