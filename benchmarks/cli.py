@@ -92,7 +92,8 @@ def render_readme(path: Path | None = None) -> Path:
     ]
     for b in BENCHMARKS.values():
         rows = comparison(b)
-        out += [f"## `{b.id}` — {b.title}", "", f"Paper: `{b.paper}`. Metric: {b.metric} "
+        source = f"Paper: `{b.paper}`" if b.paper else "Anchor table (paper not under `../shared/papers`; numbers from REFERENCE.md)"
+        out += [f"## `{b.id}` — {b.title}", "", f"{source}. Metric: {b.metric} "
                 f"({'higher' if b.higher_is_better else 'lower'} is better).", ""]
         shown = [r for r in rows if r["variant"] == MAIN or r["verdict"] != "not_reproduced"]
         out += [R.markdown_table(shown, b.metric), ""]
@@ -118,8 +119,9 @@ def render_readme(path: Path | None = None) -> Path:
             training = {r.get("checkpoint_key", id(r)): r["provenance"].get("train_wall_time_s", 0) for r in paper}
             evaluation = sum(r["provenance"].get("wall_time_s", 0) - r["provenance"].get("train_wall_time_s", 0) for r in paper)
             hours = (sum(training.values()) + evaluation) / 3600
+            layouts = sorted({f"{r['provenance'].get('jobs', '?')} job(s) x {r['provenance'].get('threads', '?')} thread(s)" for r in paper})
             out += [f"Paper-scale records: {len(paper)} from {len(training)} trained models, commit(s) {', '.join(commits)}; "
-                    f"{hours:.1f} job-hours (each model counted once; two jobs ran side by side).", ""]
+                    f"{hours:.1f} job-hours (each model counted once; run as {', '.join(layouts)}).", ""]
         devs = sorted({d for r in rows for d in r["deviations"]})
         if devs:
             out += ["Deviations recorded by the runs:", ""] + [f"- {d}" for d in devs] + [""]
@@ -127,7 +129,10 @@ def render_readme(path: Path | None = None) -> Path:
             out += ["Runs that left no record:", ""] + [f"- {r} / {c} [{v}]: {why}" for (r, c, v), why in b.run_notes.items()] + [""]
         if b.known_deviations:
             out += ["Known deviations (cells that do not reproduce, with the finding):", ""]
-            out += [f"- {r} / {c}: {why}" for (r, c), why in b.known_deviations.items()] + [""]
+            by_finding: dict[str, list[str]] = {}
+            for (r, c), why in b.known_deviations.items():
+                by_finding.setdefault(why, []).append(f"{r} / {c}")
+            out += [f"- {', '.join(cells)}: {why}" for why, cells in by_finding.items()] + [""]
     path.write_text("\n".join(out))
     return path
 

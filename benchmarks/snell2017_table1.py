@@ -105,6 +105,15 @@ class Snell2017Table1(Benchmark):
     rows = ("Prototypical Networks",)
     columns = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
     requires_data = "omniglot"
+    _ONE_SHOT_FINDING = (
+        "the 1-shot model (paper scale, 75-epoch cap per phase, run of 2026-11-22) gives 98.42 +/- 0.18 (5-way) and 94.78 +/- 0.17 "
+        "(20-way) against 98.8 and 96.0; validation loss had flattened (best 0.0438 at epoch 62, 0.047 at the cap, learning rate "
+        "already 1/8 of its start), so the cap is an unlikely cause of 1.2 points. An independent PyTorch re-implementation "
+        "(orobix/Prototypical-Networks-for-Few-shot-Learning-PyTorch, README at ed7a2341, 100 epochs, no train+val retraining) "
+        "reports 98.5 and 95.1 for these cells: the published 1-shot numbers sit above what the described procedure gives in "
+        "PyTorch. Snell et al. print no interval, so 'within' uses the reproduced CI only.")
+    known_deviations = {("Prototypical Networks", "5-way 1-shot"): _ONE_SHOT_FINDING,
+                        ("Prototypical Networks", "20-way 1-shot"): _ONE_SHOT_FINDING}
 
     def config(self, cell: Cell, scale: str) -> dict:
         way, shot = parse_column(cell.column)
