@@ -13,6 +13,7 @@ from benchmarks.runner import claim_checks, comparison, estimated_hours, extra_r
 from metarepro import results as R
 from metarepro.data.store import DataError, data_root
 from metarepro.evaluate import mean_ci95
+from metarepro.precision import PRECISIONS
 from metarepro.runtime import keep_freed_memory
 from metarepro.trainer import CheckpointError, NonFiniteLossError
 
@@ -137,6 +138,14 @@ def render_readme(path: Path | None = None) -> Path:
     return path
 
 
+def with_precision(benchmark, cells: list[Cell], precision: str) -> list[Cell]:
+    """The ``precision`` variant of each main cell: lower precision is a protocol variant, recorded beside fp32."""
+    if precision not in benchmark.variants:
+        raise SystemExit(f"{benchmark.id} has no {precision} variant (its variants: {', '.join(benchmark.variants) or 'none'}); "
+                         "it runs in fp32 only")
+    return [Cell(c.row, c.column, precision) if c.variant == MAIN else c for c in cells]
+
+
 def cmd_reproduce(args) -> int:
     benchmark = get_benchmark(args.benchmark)
     if args.scale != "smoke" and not benchmark.data_available():
@@ -152,6 +161,8 @@ def cmd_reproduce(args) -> int:
         cells = [Cell.parse(c) for c in args.cells]
     else:
         cells = benchmark.cells(variants=args.variants)
+    if args.precision != "fp32":
+        cells = with_precision(benchmark, cells, args.precision)
     if args.scale == "paper" and not args.yes:
         print("paper scale: the paper's full schedule; see the estimate below. Ctrl-C stops safely (checkpoints).")
     if args.device.startswith("cuda") and args.jobs > 1:
@@ -264,6 +275,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=2, help="cells trained side by side (default 2, one per core)")
     r.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
     r.add_argument("--engine", choices=("func", "higher"), default="func")
+    r.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="bf16: autocast forward passes; runs the benchmark's bf16 variant, recorded beside the fp32 cells")
     r.add_argument("--restart", action="store_true", help="discard checkpoints and records of these cells")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     r.add_argument("--no-progress", action="store_true")

@@ -85,7 +85,7 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
             benchmark=benchmark_id, row=cell.row, column=cell.column, variant=cell.variant, scale=scale,
             metric=benchmark.metric, scores=result.scores, config=cfg, deviations=result.deviations,
             provenance=R.provenance(
-                **git, command=command, engine=engine, precision="fp32", threads=threads, jobs=jobs,
+                **git, command=command, engine=engine, precision=cfg.get("precision", "fp32"), threads=threads, jobs=jobs,
                 device=describe_device(device), wall_time_s=round(result.wall_time_s, 2),
                 train_wall_time_s=round(result.train_wall_time_s, 2),
                 seeds={k: v for k, v in cfg.items() if k.endswith("seed")}, dataset_digest=benchmark.dataset_digest(),

@@ -40,6 +40,7 @@ from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import DRAWERS, ClassPool, load_cache, read_split
 from metarepro.data.store import DataError, data_root
 from metarepro.episodes import Episode, task_rng
+from metarepro.precision import autocast
 from metarepro.results import config_hash
 from metarepro.timing import now
 from metarepro.trainer import EarlyStopping, load_checkpoint, step_decay, train
@@ -115,10 +116,14 @@ class Snell2017Table1(Benchmark):
     known_deviations = {("Prototypical Networks", "5-way 1-shot"): _ONE_SHOT_FINDING,
                         ("Prototypical Networks", "20-way 1-shot"): _ONE_SHOT_FINDING}
 
+    variants = {"bf16": "training, validation and test embeddings under bf16 autocast (issue #4's speed option; "
+                        "weights and Adam state stay float32); everything else as the main protocol"}
+
     def config(self, cell: Cell, scale: str) -> dict:
         way, shot = parse_column(cell.column)
+        precision = {"precision": "bf16"} if cell.variant == "bf16" else {}  # fp32 configs keep their hash
         return {"benchmark": self.id, "method": cell.row, "test_way": way, "shot": shot, "scale": scale,
-                **PROTOCOL, **SCALE_OVERRIDES[scale]}
+                **PROTOCOL, **SCALE_OVERRIDES[scale], **precision}
 
     def training_key(self, cell: Cell, scale: str) -> str:
         """One model per shot serves both the 5-way and the 20-way cell; the hash covers its training config."""
@@ -189,7 +194,7 @@ class Snell2017Table1(Benchmark):
                       checkpoint_every=per_epoch, log_every=per_epoch, progress=progress,
                       desc=f"ProtoNet {cfg['shot']}-shot [{phase}]", early_stopping=early,
                       lr_schedule=step_decay(cfg["decay_every_epochs"] * per_epoch), progress_position=position,
-                      meta={"benchmark": self.id, "phase": phase})
+                      meta={"benchmark": self.id, "phase": phase}, precision=cfg.get("precision", "fp32"))
         return model, state
 
     def trained_model(self, cfg: dict, runs_dir: Path, key: str, progress: bool = True, device: str = "cpu",
@@ -222,9 +227,9 @@ class Snell2017Table1(Benchmark):
         """Accuracy (%) of each fixed test episode, every test image embedded once."""
         model.eval()
         images = as_reference_input(torch.from_numpy(pool.all_images()).float().div_(255.0)).unsqueeze(2)  # (C, 20, 1, H, W)
-        with torch.no_grad():
+        with torch.no_grad(), autocast(device, cfg.get("precision", "fp32")):
             flat = images.flatten(0, 1)
-            embeddings = torch.cat([model.backbone(flat[i : i + 2048].to(device)).cpu() for i in range(0, len(flat), 2048)])
+            embeddings = torch.cat([model.backbone(flat[i : i + 2048].to(device)).float().cpu() for i in range(0, len(flat), 2048)])
         embeddings = embeddings.view(len(pool), DRAWERS, -1)
         episodes = [pool.sample_indices(task_rng(cfg["test_seed"], "test", i), cfg["test_way"], cfg["shot"], cfg["test_query"])
                     for i in range(cfg["test_episodes"])]

@@ -13,6 +13,8 @@ any moment leaves the last complete checkpoint, never a torn one.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import sys
@@ -26,6 +28,7 @@ import torch
 from torch import nn
 
 from metarepro.episodes import Episode
+from metarepro.precision import autocast
 
 CHECKPOINT_FORMAT = "metarepro-checkpoint-1"
 
@@ -109,9 +112,10 @@ def load_checkpoint(path: Path, config_hash: str | None = None) -> dict:
     return payload
 
 
-def _default_step(model: nn.Module, batch: Episode, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+def _default_step(model: nn.Module, batch: Episode, optimizer: torch.optim.Optimizer, forward_context=contextlib.nullcontext) -> torch.Tensor:
     optimizer.zero_grad(set_to_none=True)
-    loss = model.outer_loss(batch)
+    with forward_context():
+        loss = model.outer_loss(batch)
     if not torch.isfinite(loss):
         return loss.detach()  # the loop raises before anything is stepped
     loss.backward()
@@ -135,6 +139,7 @@ def train(
     progress_position: int | None = None,
     early_stopping: EarlyStopping | None = None,
     lr_schedule: Callable[[int], float] | None = None,
+    precision: str = "fp32",
 ) -> TrainState:
     """Meta-train ``model`` to ``iterations``, resuming from ``checkpoint_path``.
 
@@ -147,7 +152,11 @@ def train(
     the run before ``iterations``. ``lr_schedule(iteration)`` multiplies each
     parameter group's initial learning rate before that iteration's step (a
     pure function of the iteration, so resuming needs no scheduler state).
+    ``precision="bf16"`` runs forward passes (and validation) under bf16
+    autocast; a model with its own ``train_step`` runs the whole step under it.
     """
+    device = next(model.parameters()).device
+    forward_context = functools.partial(autocast, device, precision)
     checkpoint_path = Path(checkpoint_path)
     state = TrainState()
     if checkpoint_path.exists():
@@ -172,7 +181,10 @@ def train(
     own_step = getattr(model, "train_step", None)
 
     def step(batch: Episode, opt: torch.optim.Optimizer):
-        return own_step(batch, opt) if own_step is not None else _default_step(model, batch, opt)
+        if own_step is None:
+            return _default_step(model, batch, opt, forward_context)
+        with forward_context():
+            return own_step(batch, opt)
 
     from tqdm import tqdm
 
@@ -211,7 +223,8 @@ def train(
                 window = []
             validated = early_stopping is not None and state.iteration % early_stopping.every == 0
             if validated:
-                _validate(model, early_stopping, state, meta)
+                with forward_context():
+                    _validate(model, early_stopping, state, meta)
                 bar.set_postfix(loss=f"{state.loss_curve[-1][1]:.4g}" if state.loss_curve else "-",
                                 val=f"{state.val_curve[-1][1]:.4g}", refresh=False)
             if validated or state.iteration % checkpoint_every == 0 or state.iteration == iterations:

@@ -181,3 +181,24 @@ def test_step_decay_schedule_matches_torch_steplr(tmp_path):
         sched.step()
     assert torch.equal(model.w.detach(), oracle.w.detach())
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)
+
+
+def test_bf16_precision_runs_forward_passes_in_bf16_and_keeps_float32_weights(tmp_path):
+    """The trainer's bf16 option: convolutions see bf16 under autocast, weights, grads and Adam state stay float32."""
+    from methods.backbones import Conv4
+    from methods.protonet import ProtoNet
+    from metarepro.episodes import Episode
+
+    torch.manual_seed(0)
+    model = ProtoNet(Conv4(1, 8, pool=True))
+    seen = []
+    model.backbone.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    x = torch.rand(3, 2, 1, 28, 28)
+    batch = Episode(x[:, 0], torch.arange(3), x[:, 1], torch.arange(3))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train(model, opt, lambda i: batch, 2, tmp_path / "bf16.pt", "bf16", progress=False, precision="bf16")
+    assert seen and all(d == torch.bfloat16 for d in seen)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(s["exp_avg"].dtype == torch.float32 for s in opt.state.values())
+    with pytest.raises(ValueError, match="unknown precision"):
+        train(model, opt, lambda i: batch, 3, tmp_path / "x.pt", "x", progress=False, precision="fp16")
