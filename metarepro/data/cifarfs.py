@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from metarepro.data.pool import ImageCache, ImagePool, as_str, cache_path, load_or_build, load_pickle, str_keys, write_cache
-from metarepro.data.store import DataError, data_root
+from metarepro.data.store import DataError, data_root, require_split_file
 
 PARTS = ("train", "test")
 SIZE = 32
@@ -102,10 +102,7 @@ def default_split_file(split: str, root: Path | None = None) -> Path:
 
 def read_class_split(path: Path) -> list[str]:
     """Fine class names of a CIFAR-FS split file: ``.txt`` one per line, or torchmeta's ``.json`` pairs."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"split file {path} not found: run `metarepro data fetch splits` (METAREPRO_MIRROR=../shared/data "
-                        "for the local mirror)")
+    path = require_split_file(path)
     if path.suffix == ".json":
         try:
             pairs = json.loads(path.read_text())

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from metarepro.data.pool import ImageCache, ImagePool, cache_path, decode_rgb, load_or_build, write_cache
-from metarepro.data.store import DataError, data_root
+from metarepro.data.store import DataError, data_root, require_split_file
 
 SIZE = 84
 
@@ -81,10 +81,7 @@ def default_split_file(split: str, root: Path | None = None) -> Path:
 
 def read_class_split(path: Path) -> list[str]:
     """Class folder names of a CUB split file (a json list, torchmeta's form)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"split file {path} not found: run `metarepro data fetch splits` (METAREPRO_MIRROR=../shared/data "
-                        "for the local mirror)")
+    path = require_split_file(path)
     try:
         names = json.loads(path.read_text())
     except ValueError as err:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from metarepro.data.pool import ImageCache, ImagePool, as_str, cache_path, decode_rgb, load_or_build, load_pickle, str_keys, write_cache
-from metarepro.data.store import DataError, data_root
+from metarepro.data.store import DataError, data_root, require_split_file
 
 SPLITS = ("train", "val", "test")
 SIZE = 84
@@ -62,10 +62,7 @@ def default_split_file(split: str, root: Path | None = None) -> Path:
 
 def read_ravi_csv(path: Path) -> list[tuple[str, str]]:
     """``(filename, wnid)`` per row of a Ravi & Larochelle csv (header ``filename,label``)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"split file {path} not found: run `metarepro data fetch splits` (METAREPRO_MIRROR=../shared/data "
-                        "for the local mirror)")
+    path = require_split_file(path)
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)

@@ -36,6 +36,15 @@ def data_root() -> Path:
     return Path(os.environ.get("METAREPRO_DATA", PROJECT_ROOT / "data"))
 
 
+def require_split_file(path: Path) -> Path:
+    """``path``, or a DataError that says how to get the split files."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"split file {path} not found: run `metarepro data fetch splits` (METAREPRO_MIRROR=../shared/data "
+                        "for the local mirror)")
+    return path
+
+
 def mirror_root() -> Path | None:
     mirror = os.environ.get("METAREPRO_MIRROR")
     return Path(mirror) if mirror else None
