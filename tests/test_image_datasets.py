@@ -446,3 +446,13 @@ def test_imagenet_derived_datasets_say_where_their_files_go(tmp_path):
         fetch("mini_imagenet", root=tmp_path, mirror=tmp_path)
     with pytest.raises(DataError, match=r"tiered_imagenet cannot be fetched: .*tiered-imagenet\.tar"):
         fetch("tiered_imagenet", root=tmp_path, mirror=tmp_path)
+
+
+@pytest.mark.parametrize("module", ["cifarfs", "cub", "miniimagenet"])
+def test_a_missing_split_file_says_how_to_fetch_it(tmp_path, module):
+    import importlib
+
+    loader = importlib.import_module(f"metarepro.data.{module}")
+    reader = getattr(loader, "read_class_split", None) or loader.read_ravi_csv
+    with pytest.raises(DataError, match=r"split file .*absent\.\w+ not found: run `metarepro data fetch splits`"):
+        reader(tmp_path / "absent.json")

@@ -185,9 +185,9 @@ def test_step_decay_schedule_matches_torch_steplr(tmp_path):
 
 def test_bf16_precision_runs_forward_passes_in_bf16_and_keeps_float32_weights(tmp_path):
     """The trainer's bf16 option: convolutions see bf16 under autocast, weights, grads and Adam state stay float32."""
+    from metarepro.episodes import Episode
     from methods.backbones import Conv4
     from methods.protonet import ProtoNet
-    from metarepro.episodes import Episode
 
     torch.manual_seed(0)
     model = ProtoNet(Conv4(1, 8, pool=True))

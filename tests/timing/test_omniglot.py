@@ -262,7 +262,8 @@ def test_maml_meta_iteration_batched_vs_loop_and_higher(benchmark, pool, workloa
     achieved = flops / best["batched"]
     benchmark.group = f"maml-omniglot-{workload.replace(' ', '')}"
     benchmark.extra_info.update(
-        workload=f"{workload}, meta-batch {meta_batch}, {steps} step(s), lr {lr}, second order, inverted images (the protocol), Conv-4 64 strided, fp32, 1 thread",
+        workload=(f"{workload}, meta-batch {meta_batch}, {steps} step(s), lr {lr}, second order, inverted images (the protocol), "
+                  "Conv-4 64 strided, fp32, 1 thread"),
         baselines="per-task loop over stock nn layers (torch.func) and higher 0.2.1 over the same", **{f"{k}_s": v for k, v in best.items()},
         speedup_vs_loop=best["loop"] / best["batched"], speedup_vs_higher=best["higher"] / best["batched"], meta_gradient_rel_diff=rel,
         flops_per_iteration=flops, achieved_flops=achieved, matmul_peak_flops=peak, fraction_of_peak=achieved / peak,
