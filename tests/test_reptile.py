@@ -2,6 +2,7 @@
 and supervised-reptile's mini-batch order."""
 
 import numpy as np
+import pytest
 import torch
 
 from benchmarks.omniglot_gbml import minibatch_order
@@ -66,7 +67,11 @@ def test_meta_step_moves_theta_toward_the_mean_of_sequentially_adapted_weights()
     torch.testing.assert_close(model.adam_v__head__weight, v["head.weight"], rtol=1e-10, atol=1e-15)
 
 
-def test_non_transductive_prediction_sees_only_the_support_set_and_one_query():
+@pytest.mark.parametrize("chunk_images", [8192, 9])  # 9 images: chunks of 2 pseudo-tasks, crossing task boundaries
+def test_non_transductive_prediction_sees_only_the_support_set_and_one_query(chunk_images, monkeypatch):
+    import methods.reptile
+
+    monkeypatch.setattr(methods.reptile, "PSEUDO_TASK_IMAGES", chunk_images)
     torch.manual_seed(2)
     net = ConvNet(1, 3, 4, pool=False, features="flatten", image_size=8).double()
     model = Reptile(net, inner_lr=1e-2, inner_batch=3, eval_iters=2, eval_batch=3, transductive=False)
