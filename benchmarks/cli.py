@@ -150,7 +150,7 @@ def render_readme(path: Path | None = None) -> Path:
 def with_precision(benchmark, cells: list[Cell], precision: str) -> list[Cell]:
     """The ``precision`` variant of each main cell: lower precision is a protocol variant, recorded beside fp32."""
     if precision not in benchmark.variants:
-        raise SystemExit(f"{benchmark.id} has no {precision} variant (its variants: {', '.join(benchmark.variants) or 'none'}); "
+        raise ValueError(f"{benchmark.id} has no {precision} variant (its variants: {', '.join(benchmark.variants) or 'none'}); "
                          "it runs in fp32 only")
     return [Cell(c.row, c.column, precision) if c.variant == MAIN else c for c in cells]
 

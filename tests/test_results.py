@@ -91,6 +91,15 @@ def test_unknown_cell_is_a_clear_error(isolated_results, capsys):
     assert "has no cell" in capsys.readouterr().err
 
 
+def test_precision_runs_the_bf16_variant_or_says_the_benchmark_has_none(isolated_results, capsys):
+    assert main(["reproduce", BENCH.id, "--scale", "smoke", "--precision", "bf16"]) == 2
+    assert f"{BENCH.id} has no bf16 variant" in capsys.readouterr().err
+    assert main(["reproduce", "snell2017-table1", "--scale", "smoke", "--cells", "Prototypical Networks/5-way 1-shot",
+                 "--precision", "bf16", "--jobs", "1", "--no-progress"]) == 0
+    record = json.loads(R.record_path("snell2017-table1", "smoke", "prototypical-networks--5-way-1-shot--bf16").read_text())
+    assert record["variant"] == "bf16" and record["provenance"]["precision"] == "bf16" and record["config"]["precision"] == "bf16"
+
+
 def test_evaluate_reproduces_the_record_and_refuses_a_corrupt_checkpoint(isolated_results, tmp_path, capsys):
     cell = "MAML/2x40 5-shot"
     assert main(["reproduce", BENCH.id, "--scale", "smoke", "--cells", cell, "--jobs", "1", "--no-progress"]) == 0
