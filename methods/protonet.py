@@ -63,6 +63,10 @@ class ProtoNet(nn.Module):
         protos = prototypes(z[:n_support], episode.support_y, int(episode.support_y.max()) + 1)
         return -squared_euclidean(z[n_support:], protos)
 
+    def forward(self, episode: Episode) -> torch.Tensor:
+        """Query cross-entropy of one episode (the loss bilevel wrappers such as L2G call functionally)."""
+        return F.cross_entropy(self.episode_logits(episode), episode.query_y)
+
     def outer_loss(self, batch: Episode) -> torch.Tensor:
         """Mean query cross-entropy over the episode(s) of ``batch``."""
         losses = [F.cross_entropy(self.episode_logits(e), e.query_y) for e in self._episodes(batch)]

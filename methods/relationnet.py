@@ -140,6 +140,10 @@ class RelationNet(nn.Module):
     def _episodes(self, batch: Episode) -> list[Episode]:
         return [batch.task(t) for t in range(batch.n_tasks)] if batch.support_x.dim() == 5 else [batch]
 
+    def forward(self, episode: Episode) -> torch.Tensor:
+        """Relation MSE of one episode (the loss bilevel wrappers such as L2G call functionally)."""
+        return relation_mse(self.episode_scores(episode), episode.query_y)
+
     def outer_loss(self, batch: Episode) -> torch.Tensor:
         """Mean over the episode(s) of ``batch`` of the relation MSE."""
         return torch.stack([relation_mse(self.episode_scores(e), e.query_y) for e in self._episodes(batch)]).mean()

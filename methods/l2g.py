@@ -1,0 +1,77 @@
+"""Learning to Generalize (L2G): bilevel training of a metric-based learner across tasks of disjoint classes.
+
+``../shared/papers/l2g-learning-to-generalize.txt``, Algorithm 1 and eqs. 3-5:
+one gradient step on the first task ``T_i``, ``theta' = theta - alpha *
+grad L_{T_i}(theta)`` (eq. 3), then the loss of a second task ``T_j`` whose
+classes are disjoint from ``T_i``'s, evaluated at ``theta'`` (eq. 4), is
+minimised with respect to ``theta`` (eq. 5), differentiating through the
+inner step (second order). At test time the model is used as it is, without
+any inner step (sec. 3.3: "which do not need fine-tuning").
+
+The metric learner (``methods.protonet.ProtoNet``, ``methods.relationnet.RelationNet``)
+supplies ``forward(episode) -> loss`` of one episode; every parameter takes
+the inner step (the paper adapts "the model parameters theta"). The paper
+fixes ``alpha`` (1e-2 in its experiments, sec. 5) and averages the outer loss
+over the task pairs of one backward pass (5 in its experiments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from metarepro.episodes import Episode
+
+
+@dataclass
+class TaskPairs:
+    """``P`` pairs of episodes ``(T_i, T_j)``, ``first[p]`` and ``second[p]``; optionally the class ids each drew."""
+
+    first: list[Episode]
+    second: list[Episode]
+    first_classes: list[np.ndarray] | None = None
+    second_classes: list[np.ndarray] | None = None
+
+    def __post_init__(self):
+        if len(self.first) != len(self.second):
+            raise ValueError(f"{len(self.first)} first tasks but {len(self.second)} second tasks")
+        if self.first_classes is not None and self.second_classes is not None:
+            for p, (a, b) in enumerate(zip(self.first_classes, self.second_classes)):
+                shared = np.intersect1d(np.asarray(a), np.asarray(b))  # pool class ids (an Omniglot rotation is its own class)
+                if len(shared):
+                    raise ValueError(f"task pair {p}: T_i and T_j share {len(shared)} class(es); L2G needs disjoint classes")
+
+    def to(self, device) -> TaskPairs:
+        return TaskPairs([e.to(device) for e in self.first], [e.to(device) for e in self.second], self.first_classes, self.second_classes)
+
+
+def l2g_objective(model: nn.Module, params: dict[str, torch.Tensor], first: Episode, second: Episode, inner_lr: float,
+                  first_order: bool = False) -> torch.Tensor:
+    """``L_{T_j}(theta - alpha grad L_{T_i}(theta))`` (eq. 4) for ``params`` = theta, differentiable in theta."""
+    call = torch.func.functional_call
+    inner = call(model, params, (first,))
+    grads = torch.autograd.grad(inner, list(params.values()), create_graph=not first_order)
+    adapted = {n: p - inner_lr * g for (n, p), g in zip(params.items(), grads)}
+    return call(model, adapted, (second,))
+
+
+class L2G(nn.Module):
+    """L2G around a metric learner ``model`` (``forward(episode) -> loss``)."""
+
+    def __init__(self, model: nn.Module, inner_lr: float = 1e-2, first_order: bool = False):
+        super().__init__()
+        self.model, self.inner_lr, self.first_order = model, inner_lr, first_order
+
+    def outer_loss(self, batch: TaskPairs) -> torch.Tensor:
+        """Mean over the pairs of eq. 4."""
+        params = dict(self.model.named_parameters())
+        return torch.stack([l2g_objective(self.model, params, a, b, self.inner_lr, self.first_order)
+                            for a, b in zip(batch.first, batch.second)]).mean()
+
+    @torch.no_grad()
+    def score(self, batch: Episode) -> torch.Tensor:
+        """Test as the base learner does: no inner step."""
+        return self.model.score(batch)
