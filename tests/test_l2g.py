@@ -98,3 +98,28 @@ def test_the_sampler_gives_l2g_disjoint_pairs_and_the_check_would_catch_a_shared
         ti, tj, ci, cj = disjoint_pair(pool, rng, (5, 1), queries=1)
         TaskPairs([ti], [tj], [ci], [cj])
         assert len(np.intersect1d(ci, cj)) == 0
+
+
+def test_maml_plus_metric_steps_on_the_support_set_and_never_writes_the_model():
+    """MAML + ProtoNet: its objective is eq. 4 with T_i = the task's support set classifying itself (checked against an
+    explicit step), second order, and a test-time step changes the scores."""
+    from methods.maml_metric import MAMLMetric, support_only
+
+    torch.manual_seed(0)
+    model = ProtoNet(TinyEmbedding()).double()
+    g = torch.Generator().manual_seed(5)
+    episode = _episode(g, 3, 2, 2)
+    params = dict(model.named_parameters())
+    maml = MAMLMetric(model, inner_lr=0.5)
+    analytic = torch.autograd.grad(maml.outer_loss(episode), list(params.values()))
+    # by hand: one explicit step on the support set, then the episode loss
+    inner = torch.autograd.grad(model(Episode(episode.support_x, episode.support_y, episode.support_x, episode.support_y)),
+                                list(params.values()), create_graph=True)
+    adapted = {n: p - 0.5 * gi for (n, p), gi in zip(params.items(), inner)}
+    by_hand = torch.autograd.grad(torch.func.functional_call(model, adapted, (episode,)), list(params.values()))
+    for a, b in zip(analytic, by_hand):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert torch.equal(support_only(episode).query_x, episode.support_x)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    maml.score(episode)
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())  # adaptation never writes to the model
