@@ -136,9 +136,11 @@ class OmniglotGBML(Benchmark):
         key = self.training_key(cell, scale)
         scores, state, test_s = self.train_and_test(cell, cfg, key, runs_dir, engine, progress, device, progress_position,
                                                     f"{cell.label} [{scale}]")
+        selection = ({"selection": {"val_curve": state.val_curve, "selected_iteration": state.best_iteration,
+                                    "validation_value": state.best_value}} if state.val_curve else {})
         return CellResult(
             scores=scores, deviations=self.deviations(cfg), wall_time_s=state.elapsed_s + test_s, train_wall_time_s=state.elapsed_s,
-            extra={"loss_curve": state.loss_curve, "checkpoint_key": key, "timing": {
+            extra={"loss_curve": state.loss_curve, **selection, "checkpoint_key": key, "timing": {
                 "ms_per_iteration": 1000 * state.elapsed_s / max(state.iteration, 1), "iterations_timed": state.iteration,
                 "test_s": test_s, "test_tasks": cfg["test_tasks"], "threads": torch.get_num_threads(), "device": device,
                 "load_average_1min": os.getloadavg()[0]}},  # > threads: other work shared the cores, the times are inflated

@@ -125,10 +125,25 @@ class RelationNet(nn.Module):
     Omniglot: ``RelationNet(1, 28)``; mini-ImageNet: ``RelationNet(3, 84, relation_padding=0)``.
     """
 
-    def __init__(self, in_channels: int = 1, image_size: int = 28, filters: int = 64, hidden: int = 8, relation_padding: int = 1):
+    def __init__(self, in_channels: int = 1, image_size: int = 28, filters: int = 64, hidden: int = 8, relation_padding: int = 1,
+                 clip_grad_norm: float | None = None):
         super().__init__()
         self.encoder = RelationEncoder(in_channels, filters)
         self.relation = RelationModule(RelationEncoder.output_size(image_size), filters, hidden, relation_padding)
+        self.clip_grad_norm = clip_grad_norm
+
+    def train_step(self, batch: Episode, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """One training step; with ``clip_grad_norm`` each network's gradient norm is clipped separately (the code: 0.5)."""
+        optimizer.zero_grad(set_to_none=True)
+        loss = self.outer_loss(batch)
+        if not torch.isfinite(loss):
+            return loss.detach()
+        loss.backward()
+        if self.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.encoder.parameters(), self.clip_grad_norm)
+            nn.utils.clip_grad_norm_(self.relation.parameters(), self.clip_grad_norm)
+        optimizer.step()
+        return loss.detach()
 
     def episode_scores(self, episode: Episode) -> torch.Tensor:
         """Relation scores ``(n_query, ways)`` of one episode."""
