@@ -61,6 +61,10 @@ class Episode:
         """The ``index``-th task of a batched episode."""
         return Episode(*(getattr(self, f)[index] for f in Episode._fields()))
 
+    def image_tasks(self) -> list[Episode]:
+        """The tasks of an image episode, batched ``(T, n, C, H, W)`` or single ``(n, C, H, W)``, one by one."""
+        return [self.task(t) for t in range(self.n_tasks)] if self.support_x.dim() == 5 else [self]
+
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Episode:
         """Move to a device; ``dtype`` casts floating tensors only."""
 

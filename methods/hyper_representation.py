@@ -107,9 +107,6 @@ class HyperRepresentation(nn.Module):
         self.representation, self.steps, self.l2, self.mode = representation, steps, l2, mode
         self.eta = nn.Parameter(torch.tensor(float(eta)))
 
-    def _episodes(self, batch: Episode) -> list[Episode]:
-        return [batch.task(t) for t in range(batch.n_tasks)] if batch.support_x.dim() == 5 else [batch]
-
     def episode_loss(self, episode: Episode) -> torch.Tensor:
         """Outer loss of one episode (reverse mode: a graph through the ``T`` steps)."""
         ways = int(episode.support_y.max()) + 1
@@ -121,7 +118,7 @@ class HyperRepresentation(nn.Module):
     def hypergradient(self, batch: Episode) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(mean outer loss, gradients of it w.r.t. self.parameters())`` by ``self.mode``."""
         params = list(self.parameters())
-        episodes = self._episodes(batch)
+        episodes = batch.image_tasks()
         if self.mode == "reverse":
             loss = torch.stack([self.episode_loss(e) for e in episodes]).mean()
             return loss.detach(), list(torch.autograd.grad(loss, params, allow_unused=True))
@@ -159,7 +156,7 @@ class HyperRepresentation(nn.Module):
     def score(self, batch: Episode) -> torch.Tensor:
         """Query accuracy of each episode after training its ground model for ``steps`` steps."""
         accs = []
-        for e in self._episodes(batch):
+        for e in batch.image_tasks():
             ways, n = int(e.support_y.max()) + 1, len(e.support_y)
             z = self.representation(torch.cat([e.support_x, e.query_x]))
             w = train_ground_model(z[:n], e.support_y, ways, self.steps, self.eta, self.l2)

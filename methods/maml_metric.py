@@ -42,19 +42,16 @@ class MAMLMetric(nn.Module):
         super().__init__()
         self.model, self.inner_lr, self.first_order = model, inner_lr, first_order
 
-    def _episodes(self, batch: Episode) -> list[Episode]:
-        return [batch.task(t) for t in range(batch.n_tasks)] if batch.support_x.dim() == 5 else [batch]
-
     def outer_loss(self, batch: Episode) -> torch.Tensor:
         params = dict(self.model.named_parameters())
         return torch.stack([l2g_objective(self.model, params, support_only(e), e, self.inner_lr, self.first_order)
-                            for e in self._episodes(batch)]).mean()
+                            for e in batch.image_tasks()]).mean()
 
     def score(self, batch: Episode) -> torch.Tensor:
         """Query accuracy after one inner step on each test task's support set, ``(T,)``."""
         accs = []
         params = dict(self.model.named_parameters())
-        for e in self._episodes(batch):
+        for e in batch.image_tasks():
             with torch.enable_grad():
                 inner = torch.func.functional_call(self.model, params, (support_only(e),))
                 grads = torch.autograd.grad(inner, list(params.values()))

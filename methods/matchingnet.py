@@ -89,12 +89,9 @@ class MatchingNet(nn.Module):
         """Query negative log-likelihood of one episode."""
         return F.nll_loss(torch.log(self.episode_probabilities(episode).clamp_min(1e-12)), episode.query_y)
 
-    def _episodes(self, batch: Episode) -> list[Episode]:
-        return [batch.task(t) for t in range(batch.n_tasks)] if batch.support_x.dim() == 5 else [batch]
-
     def outer_loss(self, batch: Episode) -> torch.Tensor:
-        return torch.stack([self(e) for e in self._episodes(batch)]).mean()
+        return torch.stack([self(e) for e in batch.image_tasks()]).mean()
 
     @torch.no_grad()
     def score(self, batch: Episode) -> torch.Tensor:
-        return torch.stack([(self.episode_probabilities(e).argmax(1) == e.query_y).float().mean() for e in self._episodes(batch)])
+        return torch.stack([(self.episode_probabilities(e).argmax(1) == e.query_y).float().mean() for e in batch.image_tasks()])

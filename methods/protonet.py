@@ -47,9 +47,6 @@ class ProtoNet(nn.Module):
         """``(n_query, ways)`` negative squared distances."""
         return -squared_euclidean(self.backbone(query_x), protos)
 
-    def _episodes(self, batch: Episode) -> list[Episode]:
-        return [batch.task(t) for t in range(batch.n_tasks)] if batch.support_x.dim() == 5 else [batch]
-
     def episode_logits(self, episode: Episode) -> torch.Tensor:
         """Query logits ``(n_query, ways)`` with support and query embedded in *one* forward pass.
 
@@ -69,13 +66,12 @@ class ProtoNet(nn.Module):
 
     def outer_loss(self, batch: Episode) -> torch.Tensor:
         """Mean query cross-entropy over the episode(s) of ``batch``."""
-        losses = [F.cross_entropy(self.episode_logits(e), e.query_y) for e in self._episodes(batch)]
-        return torch.stack(losses).mean()
+        return torch.stack([self(e) for e in batch.image_tasks()]).mean()
 
     @torch.no_grad()
     def score(self, batch: Episode) -> torch.Tensor:
         """Query accuracy of each episode, ``(T,)`` (``(1,)`` for one episode)."""
-        accs = [(self.episode_logits(e).argmax(1) == e.query_y).float().mean() for e in self._episodes(batch)]
+        accs = [(self.episode_logits(e).argmax(1) == e.query_y).float().mean() for e in batch.image_tasks()]
         return torch.stack(accs)
 
 

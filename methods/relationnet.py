@@ -152,18 +152,15 @@ class RelationNet(nn.Module):
         pairs = relation_pairs(classes, self.encoder(episode.query_x))
         return self.relation(pairs).view(len(episode.query_y), ways)
 
-    def _episodes(self, batch: Episode) -> list[Episode]:
-        return [batch.task(t) for t in range(batch.n_tasks)] if batch.support_x.dim() == 5 else [batch]
-
     def forward(self, episode: Episode) -> torch.Tensor:
         """Relation MSE of one episode (the loss bilevel wrappers such as L2G call functionally)."""
         return relation_mse(self.episode_scores(episode), episode.query_y)
 
     def outer_loss(self, batch: Episode) -> torch.Tensor:
         """Mean over the episode(s) of ``batch`` of the relation MSE."""
-        return torch.stack([relation_mse(self.episode_scores(e), e.query_y) for e in self._episodes(batch)]).mean()
+        return torch.stack([self(e) for e in batch.image_tasks()]).mean()
 
     @torch.no_grad()
     def score(self, batch: Episode) -> torch.Tensor:
         """Query accuracy of each episode, ``(T,)``: the class of highest relation score."""
-        return torch.stack([(self.episode_scores(e).argmax(1) == e.query_y).float().mean() for e in self._episodes(batch)])
+        return torch.stack([(self.episode_scores(e).argmax(1) == e.query_y).float().mean() for e in batch.image_tasks()])
