@@ -28,7 +28,7 @@ from metarepro.data.omniglot import ClassPool, load_cache, read_split
 from metarepro.data.store import DataError, data_root
 from metarepro.episodes import Episode, task_rng
 from metarepro.timing import now
-from metarepro.trainer import train
+from metarepro.trainer import EarlyStopping, load_checkpoint, train
 
 COLUMNS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
 #: what ``quick`` and ``smoke`` change; everything else is the paper's protocol
@@ -71,6 +71,15 @@ class OmniglotGBML(Benchmark):
         return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["meta_lr"])
 
     def lr_schedule(self, cfg: dict):
+        return None
+
+    def checkpoint_intervals(self, cfg: dict) -> tuple[int, int]:
+        """``(checkpoint_every, log_every)`` in iterations."""
+        return cfg["checkpoint_every"], cfg["log_every"]
+
+    def early_stopping(self, model: torch.nn.Module, pools: dict[str, ClassPool], cfg: dict, run_dir: Path,
+                       device: str) -> EarlyStopping | None:
+        """Validation during training (the best checkpoint is then the one tested); none by default."""
         return None
 
     # -- shared --------------------------------------------------------------
@@ -121,10 +130,14 @@ class OmniglotGBML(Benchmark):
         torch.manual_seed(cfg["train_seed"])
         model = self.build_model(cfg, engine).to(device)
         optimizer = self.make_optimizer(model, cfg)
+        checkpoint_every, log_every = self.checkpoint_intervals(cfg)
+        early = self.early_stopping(model, pools, cfg, Path(runs_dir) / key, device)
         state = train(model, optimizer, lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"],
-                      Path(runs_dir) / key / "checkpoint.pt", key, checkpoint_every=cfg["checkpoint_every"], log_every=cfg["log_every"],
+                      Path(runs_dir) / key / "checkpoint.pt", key, checkpoint_every=checkpoint_every, log_every=log_every,
                       progress=progress, desc=desc, meta={"benchmark": self.id, "cell": cell.__dict__, "scale": cfg["scale"]},
-                      progress_position=progress_position, lr_schedule=self.lr_schedule(cfg))
+                      progress_position=progress_position, early_stopping=early, lr_schedule=self.lr_schedule(cfg))
+        if early is not None and early.best_path.exists():  # test the checkpoint of best validation, not the last one
+            model.load_state_dict(load_checkpoint(early.best_path, None)["model"])
         started = now(device)
         scores = self.test_scores(model, pools["test"], cfg, device, progress)
         return scores, state, now(device) - started

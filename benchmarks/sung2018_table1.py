@@ -40,8 +40,7 @@ from metarepro.data.omniglot import ClassPool, load_cache, read_split
 from metarepro.data.store import DataError, data_root
 from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
-from metarepro.timing import now
-from metarepro.trainer import EarlyStopping, load_checkpoint, step_decay, train
+from metarepro.trainer import EarlyStopping, step_decay
 from methods.relationnet import RelationNet
 
 QUERIES = {(5, 1): 19, (5, 5): 15, (20, 1): 10, (20, 5): 5}
@@ -140,27 +139,22 @@ class Sung2018Table1(OmniglotGBML):
         with torch.no_grad():
             return np.array([100.0 * float(model.score(e.to(device))[0]) for e in episodes])
 
-    # -- training with selection on validation -------------------------------
-    def train_and_test(self, cell: Cell, cfg: dict, key: str, runs_dir: Path, engine: str, progress: bool, device: str,
-                       progress_position: int | None, desc: str):
-        pools = self.pools(cfg, runs_dir)
-        torch.manual_seed(cfg["train_seed"])
-        model = self.build_model(cfg).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    # -- training, with selection on validation --------------------------------
+    def make_optimizer(self, model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+
+    def lr_schedule(self, cfg: dict):
+        return step_decay(cfg["decay_every"])
+
+    def checkpoint_intervals(self, cfg: dict) -> tuple[int, int]:
+        return cfg["val_every"], max(1, cfg["val_every"] // 10)
+
+    def early_stopping(self, model: torch.nn.Module, pools: dict[str, ClassPool], cfg: dict, run_dir: Path,
+                       device: str) -> EarlyStopping:
         val = [e.to(device) for e in self.fixed_episodes(pools["val"], cfg, "val", cfg["val_episodes"])]
-        best_path = Path(runs_dir) / key / "best.pt"
         # lower is better: validation error %; patience beyond the budget, so this only keeps the best checkpoint
-        early = EarlyStopping(validate=lambda: 100.0 - 100.0 * float(torch.cat([model.score(e) for e in val]).mean()),
-                              every=cfg["val_every"], patience=cfg["iterations"], best_path=best_path)
-        state = train(model, optimizer, lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"],
-                      Path(runs_dir) / key / "checkpoint.pt", key, checkpoint_every=cfg["val_every"], log_every=max(1, cfg["val_every"] // 10),
-                      progress=progress, desc=desc, meta={"benchmark": self.id, "cell": cell.__dict__, "scale": cfg["scale"]},
-                      progress_position=progress_position, early_stopping=early, lr_schedule=step_decay(cfg["decay_every"]))
-        if best_path.exists():  # the checkpoint of best validation accuracy, not the last one
-            model.load_state_dict(load_checkpoint(best_path, None)["model"])
-        started = now(device)
-        scores = self.test_scores(model, pools["test"], cfg, device, progress)
-        return scores, state, now(device) - started
+        return EarlyStopping(validate=lambda: 100.0 - 100.0 * float(torch.cat([model.score(e) for e in val]).mean()),
+                             every=cfg["val_every"], patience=cfg["iterations"], best_path=run_dir / "best.pt")
 
 
 BENCHMARK = Sung2018Table1()
