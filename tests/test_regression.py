@@ -71,6 +71,8 @@ def test_published_numbers_appear_in_the_paper_text(benchmark_id):
         assert float(numbers[0]) == cell["mean"]
         if cell.get("interval") is not None:
             assert float(numbers[1]) == cell["interval"]
-        # the mean and its interval stand together, e.g. "1.24{\pm}0.21" or "0.75 {\pm} 0.15"
-        pattern = r"(?<![\d.])" + r"\s*(?:\{\\pm\}|\\pm|±)\s*".join(re.escape(n) for n in numbers) + r"(?!\d)"
+        # the mean and its interval stand together, e.g. "1.24{\pm}0.21", "0.75 {\pm} 0.15", "43.56 ± 0.84",
+        # "$47.01 \pm 1.35$", "58.52 $\pm$ 0.38" or "60.64 <math>\pm</math> 0.31"
+        pm = r"\s*(?:\{\\pm\}|\$\\pm\$|<math>\\pm</math>|\\pm|±)\s*"
+        pattern = r"(?<![\d.])" + pm.join(re.escape(n) for n in numbers) + r"(?!\d)"
         assert re.search(pattern, text), f"{cell['printed']} ({cell['row']} / {cell['column']}) is not in {paper.name}"
