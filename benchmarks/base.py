@@ -71,6 +71,8 @@ class Benchmark:
     known_deviations: dict[tuple[str, str], str] = {}
     #: ``(row, column, variant)`` -> what happened to a run that left no record (divergence, ...)
     run_notes: dict[tuple[str, str, str], str] = {}
+    #: rows the paper cites from other work: compared tables show their published numbers; never trained here
+    cited_rows: tuple[str, ...] = ()
     #: any method of ``methods.METHODS`` may run as an extra row under this protocol
     accepts_registered_methods: bool = False
     #: the data it needs under the data root, or None for generated tasks
@@ -135,6 +137,16 @@ class Benchmark:
     def trivial_score(self, cell: Cell, scale: str) -> float:
         """The score of a model that learned nothing (chance accuracy, predict-zero MSE): smoke runs must beat it."""
         raise NotImplementedError
+
+    def render_figures(self, scale: str) -> list[Path]:
+        """Draw the benchmark's figure(s) from its records at ``scale`` into ``results/figures/`` (figure benchmarks
+        override this); returns the PNG paths written."""
+        return []
+
+    def figure_path(self, scale: str, part: str = "") -> Path:
+        from metarepro.results import results_dir
+
+        return results_dir() / "figures" / f"{self.id}--{scale}{'--' + slugify(part) if part else ''}.png"
 
     def paired_claims(self) -> list[tuple[str, str, str]]:
         """``(claim, baseline row, method row)`` checked cell by cell on shared test episodes."""

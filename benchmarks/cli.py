@@ -96,7 +96,8 @@ def render_readme(path: Path | None = None) -> Path:
         "Rendered by `metarepro render` from `published/` and `reproduced/`; do not edit by hand.",
         "Verdicts: *within* — the published and reproduced 95% intervals overlap (paper scale only);",
         "*outside*; *quick only* — only a reduced-budget run exists, shown for the trend, not a reproduction;",
-        "*stale* — the benchmark's configuration changed since the record was made; *not reproduced*.",
+        "*stale* — the benchmark's configuration changed since the record was made; *not reproduced*;",
+        "*cited* — a baseline the paper quotes from other work, shown for reference and not trained by the suite.",
         "Rows marked *variant, post hoc* use another documented protocol than the paper's main one.",
         "",
     ]
@@ -178,6 +179,8 @@ def cmd_reproduce(args) -> int:
         args.jobs = 1  # one process owns the GPU
     reproduce(benchmark, args.scale, cells, jobs=args.jobs, threads=args.threads, engine=args.engine,
               restart=args.restart, progress=not args.no_progress, device=args.device)
+    for figure in benchmark.render_figures(args.scale):
+        print(f"figure: {figure}")
     render_readme()
     from tabulate import tabulate
 
@@ -264,6 +267,10 @@ def cmd_data(args) -> int:
 
 
 def cmd_render(args) -> int:
+    for b in BENCHMARKS.values():  # figures from the records at every scale that has some
+        for scale in sorted({r["scale"] for r in R.load_records(b.id)}):
+            for figure in b.render_figures(scale):
+                print(f"wrote {figure}")
     print(f"wrote {render_readme()}")
     return 0
 

@@ -158,6 +158,11 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
                              benchmark.config_hash(cell, "quick"))
         row["benchmark"] = benchmark.id
         rows.append(row)
+    for pub in published.values():  # baselines the paper cites and the suite does not train
+        if pub.row in benchmark.cited_rows:
+            row = R.compare_cell(pub, [], "", MAIN)
+            row.update(benchmark=benchmark.id, verdict="cited")
+            rows.append(row)
     return rows
 
 

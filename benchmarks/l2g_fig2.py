@@ -1,0 +1,95 @@
+"""L2G Figure 2: meta-training loss of ProtoNet / RelationNet with and without L2G, 5-way 5-shot, mini- and tiered-ImageNet
+(``../shared/papers/l2g-learning-to-generalize.txt``, sec. 5: "Models trained with our L2G framework converge only slightly
+slower compared to the base models, and eventually converge at lower loss").
+
+The curves are those of the ``l2g-table1`` / ``l2g-table2`` 5-way 5-shot
+models: the same training keys, so the runs are shared (whichever command
+runs first trains them, the other reuses the checkpoints). The plotted loss
+is each model's own meta-training objective: a base model's episode loss,
+L2G's outer loss on ``T_j`` after its inner step on ``T_i`` (cross-entropy
+for ProtoNet, MSE for RelationNet), logged as the mean over each logging
+interval. A cell's number is the final loss (the mean of the last tenth of
+the logged points) of each run; the paper prints no numbers, so there is
+nothing to compare and the claim is checked pairwise (lower loss with L2G).
+The figure: ``results/figures/l2g-fig2--<scale>--<column>.png``, the mean
+curve over runs with its min-max band.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from benchmarks.base import Cell
+from benchmarks.fewshot_metric import FewShotMetricTable
+from benchmarks.l2g_table1 import BENCHMARK as TABLE1
+from benchmarks.l2g_table2 import BENCHMARK as TABLE2
+from metarepro import results as R
+
+TABLES = {"mini-ImageNet 5-way 5-shot": TABLE1, "tiered-ImageNet 5-way 5-shot": TABLE2}
+
+
+def final_loss(loss_curve: list[list[float]]) -> float:
+    """Mean of the last tenth (at least one) of the logged ``[iteration, loss]`` points."""
+    if not loss_curve:
+        raise ValueError("an empty loss curve: the run logged nothing")
+    tail = max(1, len(loss_curve) // 10)
+    return float(np.mean([loss for _, loss in loss_curve[-tail:]]))
+
+
+class L2GFig2(FewShotMetricTable):
+    id = "l2g-fig2"
+    title = "L2G, meta-training loss, 5-way 5-shot (Lee et al. 2019, Fig. 2), final loss"
+    paper = "l2g-learning-to-generalize.txt"
+    metric = "final meta-training loss"
+    higher_is_better = False
+    rows = ("Prototypical Network", "L2G + Prototypical Network", "Relation Network", "L2G + Relation Network")
+    columns = tuple(TABLES)
+
+    def config(self, cell: Cell, scale: str) -> dict:
+        table = TABLES[cell.column]
+        cfg = table.config(Cell(cell.row, "5-way 5-shot"), scale)
+        return {**cfg, "benchmark": self.id, "column": cell.column, "trained_by": table.id}
+
+    def training_key(self, cell: Cell, scale: str) -> str:
+        return TABLES[cell.column].training_key(Cell(cell.row, "5-way 5-shot"), scale)
+
+    def data_available(self) -> bool:
+        return all(t.data_available() for t in TABLES.values())
+
+    def trivial_score(self, cell: Cell, scale: str) -> float:
+        """The loss of uniform predictions: ln 5 (cross-entropy), 4/25 (MSE of 1/5 against one-hot)."""
+        return math.log(5) if "Prototypical" in cell.row else 0.16
+
+    def score_run(self, model, pools, cfg, device, state=None):
+        return np.array([final_loss(state.loss_curve)]), {}
+
+    def estimated_seconds(self, cell: Cell, scale: str) -> float:
+        return TABLES[cell.column].estimated_seconds(Cell(cell.row, "5-way 5-shot"), scale)
+
+    def paired_claims(self) -> list[tuple[str, str, str]]:
+        return [("L2G converges at a lower loss than ProtoNet (Fig. 2)", "Prototypical Network", "L2G + Prototypical Network"),
+                ("L2G converges at a lower loss than RelationNet (Fig. 2)", "Relation Network", "L2G + Relation Network")]
+
+    def render_figures(self, scale: str) -> list:
+        from metarepro.figures import line_figure
+
+        records = [r for r in R.load_records(self.id) if r["scale"] == scale]
+        written = []
+        for column in self.columns:
+            series, bands = {}, {}
+            for r in (r for r in records if r["column"] == column):
+                curves = [np.array(c) for c in r["loss_curves"] if c]
+                n = min(len(c) for c in curves)
+                stacked = np.stack([c[:n] for c in curves])  # (runs, n, 2)
+                x = stacked[0, :, 0]
+                series[r["row"]] = list(zip(x.tolist(), stacked[:, :, 1].mean(0).tolist()))
+                bands[r["row"]] = list(zip(x.tolist(), stacked[:, :, 1].min(0).tolist(), stacked[:, :, 1].max(0).tolist()))
+            if series:
+                written.append(line_figure(series, self.figure_path(scale, column), f"{column} ({scale} scale)", "update",
+                                           "meta-training loss", logy=True, bands=bands))
+        return written
+
+
+BENCHMARK = L2GFig2()
