@@ -30,12 +30,16 @@ training length            60K updates (ProtoNet family: 6 halvings) and 500K (R
                            none]; the checkpoint of best validation accuracy is tested [choice]
 queries per class          15 in training and test (Snell et al., Sung et al. on mini-ImageNet)
 training ways / shots      those of the test column (L2G's "C-way N-shot" episodes)
-inner step of L2G / MAML+X  one step of 1e-2 (L2G sec. 5), second order
+inner step (L2G, MAML+X)   one step of 1e-2 (L2G sec. 5), second order
 BatchNorm at test          running statistics for the ProtoNet family and Matching Nets (Snell et
                            al.'s code calls ``model.eval()``); batch statistics of the episode for
                            the RelationNet family (Sung et al.'s code never leaves training mode),
                            MAML (its code) and Hyper-Representation [choice]
 pixels                     RGB in [0, 1], no standardisation [choice]
+gradient clipping          none [choice: Sung et al.'s code clips each network at 0.5 (``sung2018-table1``
+                           does); L2G does not say, so base and bilevel rows are treated alike]
+Matching Nets              full context embeddings, one attention read step (the variant of the cited
+                           numbers, :mod:`methods.matchingnet`)
 =========================  =====================================================================
 """
 
@@ -121,7 +125,11 @@ def build_learner(cfg: dict, ways: int) -> nn.Module:
     if base == "protonet":
         model = ProtoNet(Conv4(channels, filters, pool=True))
     elif base == "matchingnet":
-        model = MatchingNet(Conv4(channels, filters, pool=True), fce=False)
+        # with full context embeddings: the variant the cited 43.56 / 55.31 are (methods/matchingnet.py); one read step [choice]
+        backbone = Conv4(channels, filters, pool=True)
+        with torch.no_grad():
+            dim = backbone(torch.zeros(2, channels, size, size)).shape[1]
+        model = MatchingNet(backbone, fce=cfg["fce"], dim=dim)
     elif base == "relationnet":
         # Sung et al.: padded relation convs on 28x28 Omniglot, unpadded on 84x84 (methods/relationnet.py)
         model = RelationNet(channels, size, filters, 8, relation_padding=1 if size == 28 else 0)
@@ -214,6 +222,8 @@ class FewShotMetricTable(Benchmark):
             cfg["tasks_per_update"] = 4 if shots == [1] else 2
         if base == "hyperrepr":
             cfg["tasks_per_update"] = 4
+        if base == "matchingnet":
+            cfg["fce"] = True
         cfg.update(self.protocol)
         overrides = dict(self.scale_overrides.get(scale, {}))
         cap, rn_iterations = overrides.pop("tasks_per_update_cap", None), overrides.pop("relationnet_iterations", None)
