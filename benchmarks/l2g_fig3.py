@@ -7,8 +7,9 @@ shows one model; same training key, shared checkpoints). Columns: episodes
 of the meta-training classes ("after meta-training") and of the meta-test
 classes ("at meta-testing"), 15 queries per class. In place of judging a
 scatter plot by eye, each cell records the silhouette coefficient of the
-query embeddings (the model's own feature space, Euclidean, classes as
-clusters; :func:`metarepro.figures.silhouette`) on 100 fixed episodes, so
+episode's support and query embeddings (the model's own feature space,
+Euclidean, classes as clusters; :func:`metarepro.figures.silhouette`) on 100
+fixed episodes, so
 the claim "L2G separates the classes better" is checked on the same
 episodes; the figure draws the t-SNE of episode 0 (stars: support, dots:
 queries), as ``results/figures/l2g-fig3--<scale>.png``.
@@ -45,7 +46,7 @@ class L2GFig3(FewShotMetricTable):
     id = "l2g-fig3"
     title = "L2G, embedding separation on tiered-ImageNet 5-way 5-shot (Lee et al. 2019, Fig. 3), silhouette"
     paper = "l2g-learning-to-generalize.txt"
-    metric = "silhouette of query embeddings"
+    metric = "silhouette of episode embeddings"
     higher_is_better = True
     dataset = "tiered_imagenet"
     rows = ("Prototypical Network", "L2G + Prototypical Network")
