@@ -128,7 +128,8 @@ def build_learner(cfg: dict, ways: int) -> nn.Module:
         # with full context embeddings: the variant the cited 43.56 / 55.31 are (methods/matchingnet.py); one read step [choice]
         backbone = Conv4(channels, filters, pool=True)
         with torch.no_grad():
-            dim = backbone(torch.zeros(2, channels, size, size)).shape[1]
+            dim = backbone.eval()(torch.zeros(1, channels, size, size)).shape[1]  # eval: the probe must not move BN statistics
+        backbone.train()
         model = MatchingNet(backbone, fce=cfg["fce"], dim=dim)
     elif base == "relationnet":
         # Sung et al.: padded relation convs on 28x28 Omniglot, unpadded on 84x84 (methods/relationnet.py)
