@@ -107,7 +107,7 @@ def render_readme(path: Path | None = None) -> Path:
         out += [f"## `{b.id}` — {b.title}", "", f"{source}. Metric: {b.metric} "
                 f"({'higher' if b.higher_is_better else 'lower'} is better).", ""]
         shown = [r for r in rows if r["variant"] == MAIN or r["verdict"] != "not_reproduced"]
-        out += [R.markdown_table(shown, b.metric), ""]
+        out += [R.markdown_table(shown, b.metric) if rows else records_table(b), ""]
         if len(shown) < len(rows):
             out += [f"{len(rows) - len(shown)} cell(s) of protocol variants have not been run (`metarepro compare {b.id}` lists them).", ""]
         extra = extra_rows(b)
@@ -146,6 +146,20 @@ def render_readme(path: Path | None = None) -> Path:
             out += [f"- {', '.join(cells)}: {why}" for why, cells in by_finding.items()] + [""]
     path.write_text("\n".join(out))
     return path
+
+
+def records_table(benchmark) -> str:
+    """The records of a benchmark with no published numbers (a figure, a claim check), largest scale first."""
+    from tabulate import tabulate
+
+    order = {"paper": 0, "quick": 1, "smoke": 2}
+    records = sorted((r for r in R.load_records(benchmark.id) if r["scale"] != "smoke"),
+                     key=lambda r: (order[r["scale"]], benchmark.rows.index(r["row"]) if r["row"] in benchmark.rows else 99, r["column"]))
+    if not records:
+        return "No published numbers (a figure or a claim check) and no runs yet."
+    return ("No published numbers (a figure or a claim check); the runs:\n\n"
+            + tabulate([[r["row"], r["column"], r["variant"], r["scale"], f"{r['mean']:.3f} ± {r['ci95']:.3f}", r["n_episodes"]]
+                        for r in records], headers=["row", "column", "protocol", "scale", benchmark.metric, "scores"], tablefmt="github"))
 
 
 def with_precision(benchmark, cells: list[Cell], precision: str) -> list[Cell]:
@@ -209,7 +223,7 @@ def cmd_compare(args) -> int:
         print(json.dumps(rows, indent=1))
     else:
         shown = rows if args.all else [r for r in rows if r["variant"] == MAIN or r["verdict"] != "not_reproduced"]
-        print(R.markdown_table(shown, benchmark.metric))
+        print(R.markdown_table(shown, benchmark.metric) if rows else records_table(benchmark))
         if len(shown) < len(rows):
             print(f"({len(rows) - len(shown)} variant cell(s) not run; --all shows them)")
     if args.format != "json":
