@@ -58,6 +58,8 @@ def test_benchmark_runs_at_smoke_scale(benchmark_id, isolated_results, capsys):
         ), "smoke records must never count as reproductions"
     else:  # a figure or a claim check: the paper prints no numbers, so there is nothing to compare
         assert rows == []
+        assert main(["compare", benchmark_id]) == 0
+        assert "No published numbers" in capsys.readouterr().out
     assert all(r["reproduced_mean"] is None for r in rows if r["verdict"] == "cited"), "cited baselines are never trained"
     if type(benchmark).render_figures is not Benchmark.render_figures:
         figures = list((isolated_results / "figures").glob(f"{benchmark_id}--smoke*.png"))
