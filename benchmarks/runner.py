@@ -192,7 +192,7 @@ def claim_checks(benchmark: Benchmark) -> list[dict]:
                         better = diff < -ci if not benchmark.higher_is_better else diff > ci
                         worse = diff > ci if not benchmark.higher_is_better else diff < -ci
                         out.append({"claim": claim, "column": column, "protocol": variant, "scale": scale,
-                                    f"{method_row} - {base_row}": f"{diff:+.3f} ± {ci:.3f}",
+                                    "method - baseline": f"{diff:+.3f} ± {ci:.3f}",
                                     "holds": "yes" if better else ("reversed" if worse else "no difference")})
                         break
     return out
