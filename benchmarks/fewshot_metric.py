@@ -181,8 +181,6 @@ class FewShotMetricTable(Benchmark):
     absent: tuple[tuple[str, str], ...] = ()
     #: rows shown from the paper as cited baselines, never trained
     cited_rows: tuple[str, ...] = ()
-    #: benchmark whose runs/ folder holds the trained models (figures reuse the tables' trainings)
-    trained_by: str | None = None
 
     def cells(self, variants: list[str] | None = None) -> list[Cell]:
         return [c for c in super().cells(variants) if (c.row, c.column) not in self.absent]
@@ -347,10 +345,10 @@ class FewShotMetricTable(Benchmark):
         return model, state, pools
 
     def runs_home(self, runs_dir: Path, cfg: dict | None = None) -> Path:
-        """Where the trained models live: this benchmark's runs/ folder, or that of the benchmark named by ``trained_by``
+        """Where the trained models live: this benchmark's runs/ folder, or that of the benchmark named by the config's ``trained_by``
         (figures reuse the tables' trainings: same training key, same folder)."""
         runs_dir = Path(runs_dir)
-        owner = (cfg or {}).get("trained_by") or self.trained_by
+        owner = (cfg or {}).get("trained_by")
         return runs_dir if owner is None else runs_dir.parent.parent / owner / runs_dir.name
 
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
