@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
-from benchmarks.runner import claim_checks, comparison, estimated_hours, extra_rows, failing, reproduce
+from benchmarks.runner import claim_checks, comparison, estimated_hours, extra_rows, failing, projected_seconds, reproduce, timed_record
 from metarepro import results as R
 from metarepro.data.store import DataError, data_root
 from metarepro.evaluate import mean_ci95
@@ -22,16 +22,7 @@ def _status(benchmark: Benchmark) -> dict:
     rows = comparison(benchmark)
     main = [r for r in rows if r["variant"] == MAIN]
     counts = {v: sum(r["verdict"] == v for r in rows) for v in R.VERDICTS}
-    paper_h = estimated_hours(benchmark, benchmark.cells(variants=["all"]), "paper")
-    measured = {row["cell"]: row["projected paper h"] for row in timing_rows(benchmark)}
-    if any(isinstance(h, float) for h in measured.values()):  # measured projections replace the rough estimates
-        per_model: dict[str, float] = {}
-        for cell in benchmark.cells():
-            h = measured[cell.label]
-            h = h if isinstance(h, float) else benchmark.estimated_seconds(cell, "paper") / 3600
-            key = benchmark.training_key(cell, "paper")
-            per_model[key] = max(per_model.get(key, 0.0), h)
-        paper_h = sum(per_model.values())
+    paper_h = estimated_hours(benchmark, benchmark.cells(variants=["all"]), "paper")  # measured where a record is timed
     return {
         "id": benchmark.id,
         "published": len(main),
@@ -46,31 +37,26 @@ def _status(benchmark: Benchmark) -> dict:
 
 
 def timing_rows(benchmark: Benchmark) -> list[dict]:
-    """Per main cell: the measured time per meta-iteration (latest record with timings) and the projected paper-scale hours.
+    """Per main cell: the measured time per training iteration (its timed record) and the projected paper-scale hours.
 
-    Projection = ms per iteration x the paper's iterations + the record's test time scaled to the paper's test tasks, on
-    the machine and thread count the record names. Cells without a timed record show the benchmark's rough estimate.
+    Projection (:func:`benchmarks.runner.projected_seconds`): the record's training time scaled to the paper's
+    iterations plus its test time scaled to the paper's test episodes, on the machine and threads the record names.
+    Cells without a timed record show the benchmark's rough estimate. Benchmarks with no timed record give no rows.
     """
-    if not hasattr(benchmark, "paper_iterations"):
-        return []
-    timed: dict[tuple[str, str], dict] = {}
-    for record in R.load_records(benchmark.id):
-        if record.get("variant") == MAIN and "timing" in record and record["scale"] != "smoke":
-            timed[(record["row"], record["column"])] = record  # paper overrides quick: records load quick before paper
     rows = []
     for cell in benchmark.cells():
-        paper = benchmark.config(cell, "paper")
-        record = timed.get((cell.row, cell.column))
+        record = timed_record(benchmark, cell)
+        hours = projected_seconds(benchmark, cell, "paper") / 3600
+        iterations = benchmark.config(cell, "paper").get("iterations", "-")
         if record is None:
-            rows.append({"cell": cell.label, "measured at": "-", "ms / iteration": "-", "paper iterations": paper["iterations"],
-                         "projected paper h": f"~{benchmark.estimated_seconds(cell, 'paper') / 3600:.1f} (estimate)"})
+            rows.append({"cell": cell.label, "measured at": "-", "ms / iteration": "-", "paper iterations": iterations,
+                         "projected paper h": f"~{hours:.1f} (estimate)"})
             continue
         t = record["timing"]
-        hours = (t["ms_per_iteration"] * paper["iterations"] / 1000 + t["test_s"] / t["test_tasks"] * paper["test_tasks"]) / 3600
         rows.append({"cell": cell.label, "measured at": f"{record['scale']}, {t['threads']} thread(s), {t['device']}",
-                     "ms / iteration": round(t["ms_per_iteration"], 1), "paper iterations": paper["iterations"],
+                     "ms / iteration": round(t["ms_per_iteration"], 1), "paper iterations": iterations,
                      "projected paper h": round(hours, 1)})
-    return rows
+    return rows if any(r["measured at"] != "-" for r in rows) else []
 
 
 def cmd_list(args) -> int:

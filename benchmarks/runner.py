@@ -53,9 +53,34 @@ def _init_worker(slots) -> None:
     keep_freed_memory()
 
 
+def timed_record(benchmark: Benchmark, cell: Cell) -> dict | None:
+    """The cell's record with measured timings, ``paper`` scale preferred over ``quick`` (smoke runs time fixtures)."""
+    timed = {r["scale"]: r for r in R.load_records(benchmark.id)
+             if (r["row"], r["column"], r["variant"]) == (cell.row, cell.column, cell.variant) and "timing" in r}
+    return timed.get("paper") or timed.get("quick")
+
+
+def projected_seconds(benchmark: Benchmark, cell: Cell, scale: str) -> float:
+    """Seconds to train and test ``cell`` at ``scale`` on the machine and threads of its timed record.
+
+    The record's measured training time scaled by the ratio of training iterations (so a benchmark that trains one
+    model per grid point is projected with its grid) plus its test time scaled by the ratio of test episodes. Cells
+    without a timed record, or whose configs do not count iterations, fall back to the benchmark's rough estimate.
+    """
+    record = timed_record(benchmark, cell)
+    if record is None:
+        return benchmark.estimated_seconds(cell, scale)
+    source, target, t = record["config"], benchmark.config(cell, scale), record["timing"]
+    tests = next((k for k in ("test_tasks", "test_episodes") if k in source and k in target), None)
+    if "iterations" not in source or "iterations" not in target or tests is None:
+        return benchmark.estimated_seconds(cell, scale)
+    train_s = t["ms_per_iteration"] * t["iterations_timed"] / 1000 * target["iterations"] / source["iterations"]
+    return train_s + t["test_s"] * target[tests] / source[tests]
+
+
 def group_seconds(benchmark: Benchmark, cells: list[Cell], scale: str) -> float:
-    """Estimated seconds of cells that share one trained model (trained once)."""
-    return max(benchmark.estimated_seconds(c, scale) for c in cells)
+    """Projected seconds of cells that share one trained model (trained once)."""
+    return max(projected_seconds(benchmark, c, scale) for c in cells)
 
 
 def estimated_hours(benchmark: Benchmark, cells: list[Cell], scale: str) -> float:
@@ -117,7 +142,7 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
     total = sum(group_seconds(benchmark, g, scale) for g in order)
     if todo:
         log(f"{benchmark.id}: {len(todo)} cell(s) at {scale} scale, expected ~{total / 60 / max(1, min(jobs, len(order))):.0f} min "
-            f"with {jobs} job(s) x {threads} thread(s) (estimates measured on a 2-core CPU)")
+            f"with {jobs} job(s) x {threads} thread(s) (projected from the cells' timed records where they have one)")
     command = " ".join(shlex.quote(a) for a in ["metarepro", *sys.argv[1:]]) if sys.argv else "metarepro"
     git = R.git_state()  # the code that runs is the code at launch, whatever is committed meanwhile
     args = lambda g: (benchmark.id, scale, [c.__dict__ for c in g], engine, threads, progress, command, jobs, git, device)  # noqa: E731

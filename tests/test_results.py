@@ -128,3 +128,27 @@ def test_paired_difference_is_the_ci_of_per_episode_differences():
     other = fake_record("paper", [1.0, 2.0, 3.0, 4.0], cell=Cell("ALFA+MAML", "2x40 10-shot"))
     with pytest.raises(ValueError, match="same test episodes"):
         R.paired_difference(a, other)
+
+
+def test_projection_scales_the_timed_record_and_prefers_paper_timings(isolated_results):
+    """Projected seconds = measured training time x iteration ratio + test time x test-episode ratio (by hand)."""
+    from benchmarks.runner import projected_seconds
+
+    sung = BENCHMARKS["sung2018-table1"]
+    cell = Cell("Relation Networks", "5-way 1-shot")
+    assert projected_seconds(sung, cell, "paper") == sung.estimated_seconds(cell, "paper")  # no timed record yet
+
+    def timed(scale, ms, timed_iterations, test_s):
+        record = R.make_record(benchmark=sung.id, row=cell.row, column=cell.column, variant=cell.variant, scale=scale,
+                               metric="accuracy %", scores=np.array([90.0, 95.0]), config=sung.config(cell, scale),
+                               deviations=[], provenance={"test": True})
+        record["timing"] = {"ms_per_iteration": ms, "iterations_timed": timed_iterations, "test_s": test_s, "threads": 1,
+                            "device": "cpu"}
+        R.write_record(record, cell.slug)
+
+    # quick: 2,000 iterations and 300 test tasks; paper: 100,000 and 1,000. Two models per cell (a grid) double the time.
+    timed("quick", 90.0, 4000, 6.0)
+    assert projected_seconds(sung, cell, "paper") == pytest.approx(0.090 * 4000 * 50 + 6.0 * 1000 / 300)
+    assert projected_seconds(sung, cell, "quick") == pytest.approx(0.090 * 4000 + 6.0)
+    timed("paper", 100.0, 100_000, 20.0)  # a paper-scale timing replaces the quick one
+    assert projected_seconds(sung, cell, "quick") == pytest.approx(0.100 * 100_000 / 50 + 20.0 * 300 / 1000)
