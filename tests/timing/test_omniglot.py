@@ -27,6 +27,7 @@ from metarepro.data.omniglot import ClassPool, load_cache
 from metarepro.data.store import data_root
 from metarepro.episodes import Episode, task_rng
 from metarepro.inner import cross_entropy_per_task
+from metarepro.precision import autocast
 from metarepro.runtime import keep_freed_memory
 from metarepro.timing import synchronize
 from methods.backbones import Conv4, ConvNet
@@ -241,12 +242,23 @@ def test_maml_meta_iteration_batched_vs_loop_and_higher(benchmark, pool, workloa
 
     models = {"batched": maml(net, "func"), "loop": maml(stock, "func"), "higher": maml(stock, "higher")}
 
-    def step(model):
+    def step(model, precision="fp32"):
         params = [p for p in model.backbone.parameters() if p.requires_grad]
-        return lambda: torch.autograd.grad(model.outer_loss(batch), params)
+
+        def meta_gradient():
+            with autocast(DEVICE, precision):
+                loss = model.outer_loss(batch)
+            return torch.autograd.grad(loss, params)
+
+        return meta_gradient
 
     steps_ = {k: step(m) for k, m in models.items()}
+    steps_["batched_bf16"] = step(models["batched"], "bf16")
     g_batched, g_loop = steps_["batched"](), steps_["loop"]()
+    # bf16 autocast (issue #4's precision option) on the grouped form: its meta-gradient against the fp32 one
+    g_bf16 = torch.cat([g.flatten() for g in steps_["batched_bf16"]()])
+    flat_fp32 = torch.cat([g.flatten() for g in g_batched])
+    bf16_rel, bf16_cos = float((g_bf16 - flat_fp32).norm() / flat_fp32.norm()), float(F.cosine_similarity(g_bf16, flat_fp32, dim=0))
     order = [0, 1, 3, 4, 6, 7, 9, 10, 2, 5, 8, 11, 12, 13]
     g_loop = [g_loop[i] for i in order]
     rel = float(torch.cat([(a - b).flatten() for a, b in zip(g_batched, g_loop)]).norm() / torch.cat([b.flatten() for b in g_loop]).norm())
@@ -266,10 +278,12 @@ def test_maml_meta_iteration_batched_vs_loop_and_higher(benchmark, pool, workloa
                   "Conv-4 64 strided, fp32, 1 thread"),
         baselines="per-task loop over stock nn layers (torch.func) and higher 0.2.1 over the same", **{f"{k}_s": v for k, v in best.items()},
         speedup_vs_loop=best["loop"] / best["batched"], speedup_vs_higher=best["higher"] / best["batched"], meta_gradient_rel_diff=rel,
+        bf16_over_fp32=best["batched"] / best["batched_bf16"], bf16_meta_gradient_rel_diff=bf16_rel, bf16_meta_gradient_cosine=bf16_cos,
         flops_per_iteration=flops, achieved_flops=achieved, matmul_peak_flops=peak, fraction_of_peak=achieved / peak,
         load_average_1min=os.getloadavg()[0])
     benchmark.pedantic(steps_["batched"], rounds=2, iterations=1)
     print(f"\nMAML {workload}: batched {best['batched']:.3f} s, loop {best['loop']:.3f} s ({best['loop'] / best['batched']:.2f}x), "
           f"higher {best['higher']:.3f} s ({best['higher'] / best['batched']:.2f}x); {flops / 1e9:.2f} GFLOP, "
-          f"{achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.0f}% of the matmul peak {peak / 1e9:.0f} GFLOP/s; rel diff {rel:.1e}")
+          f"{achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.0f}% of the matmul peak {peak / 1e9:.0f} GFLOP/s; rel diff {rel:.1e}; "
+          f"bf16 autocast {best['batched'] / best['batched_bf16']:.2f}x, meta-gradient {bf16_rel:.1e} from fp32 (cosine {bf16_cos:.3f})")
     assert rel < 1e-5
