@@ -16,7 +16,10 @@ inner and outer losses are the *mean* cross-entropy (``tf.reduce_mean``);
 ``lr = 1e-3 / (1 + 1e-5 * step)`` (``inverse_time_decay``), meta-batch 4.
 An optional L2 term on ``w`` (0 in the paper) makes the inner problem
 strongly convex, which the tests use to compare ``w_T`` with an independent
-solver.
+solver. The support (training) and query (validation) sets are embedded in
+separate passes, as the code feeds them (``tr_fd`` / ``val_fd``): with a
+representation whose BatchNorm normalises with the batch at hand, one joint
+pass would let the queries shape the support features (a transductive test).
 
 Hypergradients, two ways, held equal by a test:
 
@@ -104,16 +107,26 @@ class HyperRepresentation(nn.Module):
         super().__init__()
         if mode not in ("reverse", "forward"):
             raise ValueError(f"mode must be 'reverse' or 'forward', got {mode!r}")
-        self.representation, self.steps, self.l2, self.mode = representation, steps, l2, mode
+        self.representation, self.l2, self.mode = representation, l2, mode
         self.eta = nn.Parameter(torch.tensor(float(eta)))
+        # T is part of the model (a buffer, so a checkpoint restores the T it was trained and selected with)
+        self.register_buffer("ground_steps", torch.tensor(int(steps)))
+
+    @property
+    def steps(self) -> int:
+        """``T``, the ground model's gradient steps."""
+        return int(self.ground_steps)
 
     def episode_loss(self, episode: Episode) -> torch.Tensor:
         """Outer loss of one episode (reverse mode: a graph through the ``T`` steps)."""
         ways = int(episode.support_y.max()) + 1
-        z = self.representation(torch.cat([episode.support_x, episode.query_x]))
-        n = len(episode.support_y)
-        w = train_ground_model(z[:n], episode.support_y, ways, self.steps, self.eta, self.l2)
-        return ground_loss(w, z[n:], episode.query_y)
+        support, query = self.embed(episode)
+        w = train_ground_model(support, episode.support_y, ways, self.steps, self.eta, self.l2)
+        return ground_loss(w, query, episode.query_y)
+
+    def embed(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(support features (n_s, d), query features (n_q, d))``, each set in its own pass (module docstring)."""
+        return self.representation(episode.support_x), self.representation(episode.query_x)
 
     def hypergradient(self, batch: Episode) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(mean outer loss, gradients of it w.r.t. self.parameters())`` by ``self.mode``."""
@@ -126,15 +139,15 @@ class HyperRepresentation(nn.Module):
         losses = []
         for e in episodes:
             ways, n = int(e.support_y.max()) + 1, len(e.support_y)
-            z = self.representation(torch.cat([e.support_x, e.query_x]))
-            w_t, z_feat, z_eta = forward_mode_tangents(z[:n], e.support_y, ways, self.steps, self.eta, self.l2)
+            z_support, z_query = self.embed(e)
+            w_t, z_feat, z_eta = forward_mode_tangents(z_support, e.support_y, ways, self.steps, self.eta, self.l2)
             w_t = w_t.requires_grad_()
-            query = z[n:].detach().requires_grad_()
+            query = z_query.detach().requires_grad_()
             outer = ground_loss(w_t, query, e.query_y) / len(episodes)
             dw, dquery = torch.autograd.grad(outer, (w_t, query))
             dw = dw.reshape(-1)
             d_support = (dw @ z_feat).view(n, -1)
-            grads = torch.autograd.grad(z, params, torch.cat([d_support, dquery]), allow_unused=True)
+            grads = torch.autograd.grad((z_support, z_query), params, (d_support, dquery), allow_unused=True)
             for k, (p, g) in enumerate(zip(params, grads)):
                 if p is self.eta:
                     total[k] = total[k] + dw @ z_eta
@@ -157,9 +170,9 @@ class HyperRepresentation(nn.Module):
         """Query accuracy of each episode after training its ground model for ``steps`` steps."""
         accs = []
         for e in batch.image_tasks():
-            ways, n = int(e.support_y.max()) + 1, len(e.support_y)
-            z = self.representation(torch.cat([e.support_x, e.query_x]))
-            w = train_ground_model(z[:n], e.support_y, ways, self.steps, self.eta, self.l2)
-            logits = z[n:] @ w[:, :-1].T + w[:, -1]
+            ways = int(e.support_y.max()) + 1
+            support, query = self.embed(e)
+            w = train_ground_model(support, e.support_y, ways, self.steps, self.eta, self.l2)
+            logits = query @ w[:, :-1].T + w[:, -1]
             accs.append((logits.argmax(1) == e.query_y).float().mean())
         return torch.stack(accs)

@@ -106,3 +106,30 @@ def test_closed_form_ground_gradient_equals_autograd(l2):
     x, y = torch.randn(7, 5, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 2])
     (auto,) = torch.autograd.grad(ground_loss(w, x, y, l2), w)
     torch.testing.assert_close(ground_gradient(w, x, y, l2), auto, rtol=1e-12, atol=1e-14)
+
+
+def test_support_features_do_not_see_the_queries_under_batch_statistics():
+    """With BatchNorm on batch statistics, a joint pass would let the queries shape the support features; each set has its own."""
+    from methods.backbones import Conv4
+    from metarepro.episodes import Episode
+
+    torch.manual_seed(0)
+    model = HyperRepresentation(Conv4(1, 8, pool=True), steps=2).eval()
+    for m in model.modules():  # batch statistics in eval mode, as fewshot_metric.use_batch_statistics sets them
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.track_running_stats, m.running_mean, m.running_var = False, None, None
+    support_x, y = torch.rand(5, 1, 28, 28), torch.arange(5)
+    a = Episode(support_x, y, torch.rand(10, 1, 28, 28), y.repeat(2))
+    b = Episode(support_x, y, 3 * torch.rand(10, 1, 28, 28), y.repeat(2))
+    assert torch.equal(model.embed(a)[0], model.embed(b)[0])
+    joint = [model.representation(torch.cat([e.support_x, e.query_x]))[:5] for e in (a, b)]
+    assert (joint[0] - joint[1]).abs().max() > 1e-3  # the check is not vacuous: a joint pass differs
+
+
+def test_a_checkpoint_restores_its_number_of_ground_steps():
+    from methods.backbones import Conv4
+
+    trained = HyperRepresentation(Conv4(1, 8, pool=True), steps=1)
+    rebuilt = HyperRepresentation(Conv4(1, 8, pool=True), steps=5)
+    rebuilt.load_state_dict(trained.state_dict())
+    assert rebuilt.steps == 1
