@@ -47,6 +47,7 @@ class CellResult:
     wall_time_s: float
     train_wall_time_s: float
     extra: dict
+    score_unit: str = "episode"  # or "run": ``scores`` are the means of independent training runs (t interval)
 
 
 class Benchmark:

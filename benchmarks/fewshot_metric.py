@@ -4,8 +4,11 @@ and their Omniglot claim checks.
 A cell trains ``runs`` independent models (training seeds ``0..runs-1``) and
 tests each on the same fixed test episodes; L2G's tables report "mean and 95%
 confidence interval over 5 runs, each the mean accuracy over 600 episodes",
-so a cell's scores are the run means and its interval is over runs (the
-per-episode accuracies of every run stay in the record). A benchmark with
+so a cell's scores are the run means and its interval is over runs: the
+Student-t interval on their sample deviation (``score_unit = "run"``; the
+normal one would be ~1.6x too narrow at five runs). The per-episode
+accuracies of every run stay in the record; two rows are compared run by
+run (:func:`metarepro.results.paired_difference`). A benchmark with
 ``runs = 1`` (Hyper-Representation, the Omniglot claim checks) scores per
 test episode instead, so that two rows can be compared episode by episode.
 
@@ -22,10 +25,11 @@ episodes per update        1 for ProtoNet / RelationNet / Matching Nets (their o
                            task pairs for L2G + X ("the number of tasks for the backward
                            propagation to 5", L2G sec. 4) and 5 tasks for MAML + X [choice: as
                            L2G, the paper gives MAML + X no setting of its own]
-learning rate              Adam 1e-3, halved every 10K episodes (ProtoNet family) or 100K
-                           (RelationNet family): L2G sec. 4 for its own models, applied to the
-                           baselines too [choice]
-training length            60K updates (ProtoNet family: 6 halvings) and 500K (RelationNet
+learning rate              Adam 1e-3, halved every 10K (ProtoNet family) or 100K (RelationNet
+                           family) updates: L2G sec. 4 for its own models ("at every 10K
+                           episode"; one update counts as one episode [choice], though an L2G
+                           update draws 5 task pairs), applied to the baselines too [choice]
+training length            60K updates (ProtoNet family: 5 halvings) and 500K (RelationNet
                            family, Sung et al.'s mini-ImageNet code budget) [choice: L2G gives
                            none]; the checkpoint of best validation accuracy is tested [choice]
 queries per class          15 in training and test (Snell et al., Sung et al. on mini-ImageNet)

@@ -1,5 +1,5 @@
 """L2G Figure 2: meta-training loss of ProtoNet / RelationNet with and without L2G, 5-way 5-shot, mini- and tiered-ImageNet
-(``../shared/papers/l2g-learning-to-generalize.txt``, sec. 5: "Models trained with our L2G framework converge only slightly
+(``../shared/papers/l2g-learning-to-generalize.txt``, sec. 4: "Models trained with our L2G framework converge only slightly
 slower compared to the base models, and eventually converge at lower loss").
 
 The curves are those of the ``l2g-table1`` / ``l2g-table2`` 5-way 5-shot

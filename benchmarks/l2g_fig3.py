@@ -1,5 +1,5 @@
 """L2G Figure 3: t-SNE of support and query embeddings, ProtoNet vs L2G + ProtoNet on tiered-ImageNet
-(``../shared/papers/l2g-learning-to-generalize.txt``, sec. 5: "the embedding after meta-training" and "at the meta-testing
+(``../shared/papers/l2g-learning-to-generalize.txt``, sec. 4: "the embedding after meta-training" and "at the meta-testing
 time"; "L2G obtains a space that separates well between unseen classes").
 
 The models are ``l2g-table2``'s 5-way 5-shot models, run 1 of 5 (the paper

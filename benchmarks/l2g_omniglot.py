@@ -17,7 +17,7 @@ step 1e-2, selection on validation accuracy); one run per cell, so that the
 two rows are compared episode by episode. There are no published numbers.
 
 Budget [choice, for this CPU]: ``paper`` = 20K updates for every row
-(ProtoNet family: two halvings of the rate; RelationNet family: none),
+(ProtoNet family: one halving of the rate, at 10K; RelationNet family: none),
 validation every 1K on 300 episodes; ``quick`` = 2K. The record's timing
 shows what a longer budget costs.
 """

@@ -1,12 +1,12 @@
 """L2G Table 1: mini-ImageNet 5/10-way 1/5-shot (Lee et al., "Learning to Generalize to Unseen Tasks with Bilevel
-Optimization", ``../shared/papers/l2g-learning-to-generalize.txt``, sec. 5).
+Optimization", ``../shared/papers/l2g-learning-to-generalize.txt``, sec. 4).
 
 Every row but the Meta-learner LSTM (Ravi & Larochelle 2017, shown as a cited
 baseline the suite does not train) is trained here with the protocol of
 :mod:`benchmarks.fewshot_metric`: five runs, each the mean accuracy over the
 same 600 test episodes (15 queries per class); a cell is the mean and 95% CI
 over the five run means. Data: Ravi & Larochelle's 64/16/20-class split
-(sec. 5, "[19]"), 84x84. The table prints no 10-way numbers for Matching
+(sec. 4, "[19]"), 84x84. The table prints no 10-way numbers for Matching
 Nets: those cells are not run.
 
 ``paper`` scale is a GPU workload (the L2G + RelationNet cells alone are
@@ -42,8 +42,8 @@ class L2GTable1(FewShotMetricTable):
     scale_overrides = {"smoke": SMOKE, "quick": QUICK}
 
     def paired_claims(self) -> list[tuple[str, str, str]]:
-        return [("L2G improves Prototypical Networks (sec. 5)", "Prototypical Network", "L2G + Prototypical Network"),
-                ("L2G improves Relation Networks (sec. 5)", "Relation Network", "L2G + Relation Network")]
+        return [("L2G improves Prototypical Networks (sec. 4)", "Prototypical Network", "L2G + Prototypical Network"),
+                ("L2G improves Relation Networks (sec. 4)", "Relation Network", "L2G + Relation Network")]
 
 
 BENCHMARK = L2GTable1()

@@ -1,4 +1,4 @@
-"""L2G Table 2: tiered-ImageNet 5/10-way 1/5-shot (``../shared/papers/l2g-learning-to-generalize.txt``, sec. 5).
+"""L2G Table 2: tiered-ImageNet 5/10-way 1/5-shot (``../shared/papers/l2g-learning-to-generalize.txt``, sec. 4).
 
 Protocol as :mod:`benchmarks.l2g_table1` on tiered-ImageNet (Ren et al. 2018:
 351 / 97 / 160 classes, 84x84; the paper follows "[21]" for its settings).
@@ -24,8 +24,8 @@ class L2GTable2(FewShotMetricTable):
     scale_overrides = {"smoke": SMOKE, "quick": QUICK}
 
     def paired_claims(self) -> list[tuple[str, str, str]]:
-        return [("L2G improves Prototypical Networks (sec. 5)", "Prototypical Network", "L2G + Prototypical Network"),
-                ("L2G improves Relation Networks (sec. 5)", "Relation Network", "L2G + Relation Network")]
+        return [("L2G improves Prototypical Networks (sec. 4)", "Prototypical Network", "L2G + Prototypical Network"),
+                ("L2G improves Relation Networks (sec. 4)", "Relation Network", "L2G + Relation Network")]
 
 
 BENCHMARK = L2GTable2()

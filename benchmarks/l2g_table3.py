@@ -1,4 +1,4 @@
-"""L2G Table 3: any-way any-shot classification on mini-ImageNet (``../shared/papers/l2g-learning-to-generalize.txt``, sec. 5).
+"""L2G Table 3: any-way any-shot classification on mini-ImageNet (``../shared/papers/l2g-learning-to-generalize.txt``, sec. 4).
 
 "The number of shots randomly varies between 1, 5, 10-shots for each
 episode, and similarly, the number of classes at each episode randomly

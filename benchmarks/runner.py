@@ -115,7 +115,7 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
                 train_wall_time_s=round(result.train_wall_time_s, 2),
                 seeds={k: v for k, v in cfg.items() if k.endswith("seed")}, dataset_digest=benchmark.dataset_digest(),
             ),
-            extra=result.extra,
+            extra=result.extra, score_unit=result.score_unit,
         )
         written.append(str(R.write_record(record, cell.slug)))
     return written

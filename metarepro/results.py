@@ -140,11 +140,12 @@ def make_record(
     deviations: list[str],
     provenance: dict,
     extra: dict | None = None,
+    score_unit: str = "episode",
 ) -> dict:
-    """A reproduced cell; mean and CI are derived from ``scores``."""
+    """A reproduced cell; mean and CI are derived from ``scores`` (one per test episode, or per run: ``score_unit``)."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose one of {SCALES}")
-    mean, ci = mean_ci95(scores)
+    mean, ci = mean_ci95(scores, score_unit)
     return {
         "benchmark": benchmark,
         "row": row,
@@ -156,6 +157,7 @@ def make_record(
         "ci95": ci,
         "n_episodes": int(len(scores)),
         "scores": [float(s) for s in scores],
+        **({"score_unit": score_unit} if score_unit != "episode" else {}),
         "config": config,
         "config_hash": config_hash(config),
         "deviations": list(deviations),
@@ -183,7 +185,7 @@ def load_records(benchmark_id: str, root: Path | None = None) -> list[dict]:
 
 def check_record(record: dict) -> None:
     """Raise if a record's mean/CI disagree with its own per-episode scores."""
-    mean, ci = mean_ci95(record["scores"])
+    mean, ci = mean_ci95(record["scores"], record.get("score_unit", "episode"))
     if not (np.isclose(mean, record["mean"], rtol=1e-9, atol=1e-12) and np.isclose(ci, record["ci95"], rtol=1e-9, atol=1e-12)):
         raise ValueError(
             f"record {record['benchmark']}/{record['row']}/{record['column']}/{record['variant']} states "
@@ -253,14 +255,19 @@ def paired_difference(a: dict, b: dict) -> tuple[float, float]:
     """Mean and 95% half-width of ``b - a`` over the same test episodes.
 
     Both records must have scored the very same episodes (same test seed,
-    count and points), so per-episode differences are meaningful; the paired
-    interval is much tighter than comparing two independent intervals.
+    count, ways, shots, queries and points), so per-episode differences are
+    meaningful; the paired interval is much tighter than comparing two
+    independent intervals. Records whose scores are run means pair run ``i``
+    with run ``i`` (both scored the same fixed episodes) and take the t
+    interval over the run differences: the runs' own variance stays in it.
     """
-    keys = ("test_seed", "test_tasks", "test_points", "shots", "task_family")
+    keys = ("test_seed", "test_tasks", "test_episodes", "test_points", "shots", "test_ways", "test_shots", "queries",
+            "task_family")
     mismatched = [k for k in keys if a["config"].get(k) != b["config"].get(k)]
-    if mismatched or len(a["scores"]) != len(b["scores"]):
-        raise ValueError(f"records did not score the same test episodes (differ in {mismatched or 'count'})")
-    return mean_ci95(np.asarray(b["scores"]) - np.asarray(a["scores"]))
+    units = {a.get("score_unit", "episode"), b.get("score_unit", "episode")}
+    if mismatched or len(a["scores"]) != len(b["scores"]) or len(units) > 1:
+        raise ValueError(f"records did not score the same test episodes (differ in {mismatched or 'count or unit'})")
+    return mean_ci95(np.asarray(b["scores"]) - np.asarray(a["scores"]), units.pop())
 
 
 def markdown_table(rows: list[dict], metric: str = "") -> str:

@@ -11,8 +11,22 @@ any inner step (sec. 3.3: "which do not need fine-tuning").
 The metric learner (``methods.protonet.ProtoNet``, ``methods.relationnet.RelationNet``)
 supplies ``forward(episode) -> loss`` of one episode; every parameter takes
 the inner step (the paper adapts "the model parameters theta"). The paper
-fixes ``alpha`` (1e-2 in its experiments, sec. 5) and averages the outer loss
+fixes ``alpha`` (1e-2 in its experiments, sec. 4) and averages the outer loss
 over the task pairs of one backward pass (5 in its experiments).
+
+Choices where the paper is silent or loose:
+
+* the loss scale: the base learners' losses are *means* (over queries for
+  ProtoNet, over query x class scores for RelationNet), as in Snell et al.'s
+  and Sung et al.'s code; the paper writes them as sums (eqs. 8, 11). With
+  ``alpha`` fixed the choice sets the real inner step: a sum would move
+  ``theta'`` 75x (ProtoNet) / 375x (RelationNet) further on 5-way 1-shot
+  with 15 queries. ``loss="sum"`` takes the paper's sums (eqs. 8, 11); the
+  ``l2g-omniglot`` claim check runs both;
+* BatchNorm: both passes of a pair (``theta`` on ``T_i``, ``theta'`` on
+  ``T_j``) run in training mode, so the running statistics that the ProtoNet
+  family tests with are updated by both, as a standard BatchNorm module would
+  be by the paper's procedure.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """MAML + X: a metric-based learner (ProtoNet, RelationNet) trained in the MAML framework, L2G's baseline row 6.
 
-``../shared/papers/l2g-learning-to-generalize.txt``, sec. 5: "MAML + Prototypical
+``../shared/papers/l2g-learning-to-generalize.txt``, sec. 4: "MAML + Prototypical
 Networks and MAML + Relation Networks which are basically Prototypical
 Networks and Relation Networks trained in MAML framework", "not trained to
 generalize to another task". The paper does not say which loss the inner

@@ -30,6 +30,29 @@ def test_mean_ci95_rejects_bad_input():
         mean_ci95([1.0, float("nan")])
 
 
+@pytest.mark.parametrize("df", [1, 2, 4, 9, 29, 30, 31, 45, 100, 1000])
+def test_t_quantiles_match_scipy(df):
+    from scipy.stats import t
+
+    from metarepro.evaluate import t975
+
+    assert t975(df) == pytest.approx(float(t.ppf(0.975, df)), abs=1e-8 if df <= 30 else 1e-6)
+
+
+def test_an_interval_over_run_means_is_students_t_on_the_sample_deviation():
+    from scipy import stats
+
+    runs = np.array([61.2, 63.0, 62.1, 60.4, 62.9])
+    mean, half = mean_ci95(runs, unit="run")
+    low, high = stats.t.interval(0.95, len(runs) - 1, loc=runs.mean(), scale=stats.sem(runs))
+    assert mean == pytest.approx(runs.mean()) and half == pytest.approx((high - low) / 2, rel=1e-8)
+    assert half > 1.5 * mean_ci95(runs)[1]  # the normal, ddof=0 interval would be far too narrow at n = 5
+    with pytest.raises(ValueError, match="two runs"):
+        mean_ci95([60.0], unit="run")
+    with pytest.raises(ValueError, match="unit"):
+        mean_ci95(runs, unit="seed")
+
+
 def test_sinusoid_sampler_is_deterministic_per_seed_and_index():
     a = SINUSOID_METASGD.train_batch(seed=1, index=5, n_tasks=4, n_support=5, n_query=7)
     b = SINUSOID_METASGD.train_batch(seed=1, index=5, n_tasks=4, n_support=5, n_query=7)

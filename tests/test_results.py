@@ -152,3 +152,29 @@ def test_projection_scales_the_timed_record_and_prefers_paper_timings(isolated_r
     assert projected_seconds(sung, cell, "quick") == pytest.approx(0.090 * 4000 + 6.0)
     timed("paper", 100.0, 100_000, 20.0)  # a paper-scale timing replaces the quick one
     assert projected_seconds(sung, cell, "quick") == pytest.approx(0.100 * 100_000 / 50 + 20.0 * 300 / 1000)
+
+
+def test_records_of_run_means_carry_a_t_interval_and_pair_run_by_run():
+    from scipy import stats
+
+    l2g = BENCHMARKS["l2g-table1"]
+    cell = Cell("Prototypical Network", "mini-ImageNet 5-way 1-shot")
+
+    def record(row, runs):
+        return R.make_record(benchmark=l2g.id, row=row, column=cell.column, variant="main", scale="paper", metric="accuracy %",
+                             scores=np.asarray(runs), config=l2g.config(Cell(row, cell.column), "paper"), deviations=[],
+                             provenance={"test": True}, score_unit="run")
+
+    base, l2g_row = record(cell.row, [48.0, 49.5, 47.2, 48.8, 49.1]), record("L2G + Prototypical Network", [50.1, 51.0, 49.0, 50.2, 51.3])
+    R.check_record(base)
+    assert base["score_unit"] == "run" and base["ci95"] == pytest.approx(stats.t.ppf(0.975, 4) * stats.sem(base["scores"]))
+    diff, half = R.paired_difference(base, l2g_row)
+    d = np.subtract(l2g_row["scores"], base["scores"])
+    assert diff == pytest.approx(d.mean()) and half == pytest.approx(stats.t.ppf(0.975, 4) * stats.sem(d))
+    per_episode = {**base, "score_unit": "episode"}
+    per_episode.pop("score_unit")
+    with pytest.raises(ValueError, match="same test episodes"):
+        R.paired_difference(per_episode, l2g_row)  # run means are not paired with episode scores
+    other_queries = {**l2g_row, "config": {**l2g_row["config"], "queries": 10}}
+    with pytest.raises(ValueError, match="queries"):
+        R.paired_difference(base, other_queries)
