@@ -9,7 +9,17 @@ from pathlib import Path
 
 from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
-from benchmarks.runner import claim_checks, comparison, estimated_hours, extra_rows, failing, projected_seconds, reproduce, timed_record
+from benchmarks.runner import (
+    claim_checks,
+    comparison,
+    estimated_hours,
+    extra_rows,
+    failing,
+    projected_seconds,
+    record_is_current,
+    reproduce,
+    timed_record,
+)
 from metarepro import results as R
 from metarepro.data.store import DataError, data_root
 from metarepro.evaluate import mean_ci95
@@ -144,8 +154,10 @@ def records_table(benchmark) -> str:
     if not records:
         return "No published numbers (a figure or a claim check) and no runs yet."
     return ("No published numbers (a figure or a claim check); the runs:\n\n"
-            + tabulate([[r["row"], r["column"], r["variant"], r["scale"], f"{r['mean']:.3f} ± {r['ci95']:.3f}", r["n_episodes"]]
-                        for r in records], headers=["row", "column", "protocol", "scale", benchmark.metric, "scores"], tablefmt="github"))
+            + tabulate([[r["row"], r["column"], r["variant"], r["scale"], f"{r['mean']:.3f} ± {r['ci95']:.3f}", r["n_episodes"],
+                         "current" if record_is_current(benchmark, r) else "stale: re-run"] for r in records],
+                       headers=["row", "column", "protocol", "scale", benchmark.metric, "scores", "record"], tablefmt="github")
+            + "\n\nClaims below use current records only.")
 
 
 def with_precision(benchmark, cells: list[Cell], precision: str) -> list[Cell]:

@@ -203,9 +203,19 @@ def extra_rows(benchmark: Benchmark) -> list[dict]:
     return out
 
 
+def record_is_current(benchmark: Benchmark, record: dict) -> bool:
+    """Whether ``record`` was made with the configuration its cell has now (else it is stale: re-run it)."""
+    cell = Cell(record["row"], record["column"], record["variant"])
+    try:
+        return record["config_hash"] == benchmark.config_hash(cell, record["scale"])
+    except (KeyError, ValueError):  # a row or column the benchmark no longer has
+        return False
+
+
 def claim_checks(benchmark: Benchmark) -> list[dict]:
-    """Each paired claim per column and protocol, at the largest scale both rows have."""
-    records = {(r["row"], r["column"], r["variant"], r["scale"]): r for r in R.load_records(benchmark.id)}
+    """Each paired claim per column and protocol, at the largest scale both rows have current records for."""
+    records = {(r["row"], r["column"], r["variant"], r["scale"]): r for r in R.load_records(benchmark.id)
+               if record_is_current(benchmark, r)}
     out = []
     for claim, base_row, method_row in benchmark.paired_claims():
         for variant in [MAIN, *benchmark.variants]:

@@ -178,3 +178,24 @@ def test_records_of_run_means_carry_a_t_interval_and_pair_run_by_run():
     other_queries = {**l2g_row, "config": {**l2g_row["config"], "queries": 10}}
     with pytest.raises(ValueError, match="queries"):
         R.paired_difference(base, other_queries)
+
+
+def test_claims_use_current_records_only(isolated_results):
+    from benchmarks.runner import claim_checks, record_is_current
+
+    check = BENCHMARKS["l2g-omniglot"]
+    column = "5-way 1-shot"
+
+    def write(row, scores, config=None):
+        cell = Cell(row, column)
+        record = R.make_record(benchmark=check.id, row=row, column=column, variant="main", scale="quick", metric="accuracy %",
+                               scores=np.asarray(scores), config=config or check.config(cell, "quick"), deviations=[],
+                               provenance={"test": True})
+        R.write_record(record, cell.slug)
+        return record
+
+    base = write("Prototypical Network", [80.0, 90.0, 85.0, 95.0])
+    method = write("L2G + Prototypical Network", [90.0, 95.0, 95.0, 100.0])
+    assert record_is_current(check, base) and [c["method - baseline"] for c in claim_checks(check)] == ["+7.500 ± 2.450"]  # by hand: differences 10, 5, 10, 5
+    stale = write("L2G + Prototypical Network", [90.0, 95.0, 95.0, 100.0], config={**method["config"], "inner_lr": 0.1})
+    assert not record_is_current(check, stale) and claim_checks(check) == []
