@@ -149,8 +149,9 @@ class Benchmark:
 
         return results_dir() / "figures" / f"{self.id}--{scale}{'--' + slugify(part) if part else ''}.png"
 
-    def paired_claims(self) -> list[tuple[str, str, str]]:
-        """``(claim, baseline row, method row)`` checked cell by cell on shared test episodes."""
+    def paired_claims(self) -> list[tuple]:
+        """``(claim, baseline row, method row)`` checked cell by cell on shared test episodes, within each protocol; or
+        ``(claim, baseline row, method row, baseline protocol, method protocol)`` across two protocols."""
         return []
 
     def dataset_digest(self) -> str | None:

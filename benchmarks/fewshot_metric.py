@@ -155,7 +155,7 @@ def build_learner(cfg: dict, ways: int) -> nn.Module:
     if base in BATCH_STATISTICS:
         use_batch_statistics(model)
     if cfg["wrapper"] == "l2g":
-        return L2G(model, cfg["inner_lr"])
+        return L2G(model, cfg["inner_lr"], loss=cfg.get("l2g_loss", "mean"))
     if cfg["wrapper"] == "maml":
         return MAMLMetric(model, cfg["inner_lr"])
     return model

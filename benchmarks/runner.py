@@ -217,11 +217,15 @@ def claim_checks(benchmark: Benchmark) -> list[dict]:
     records = {(r["row"], r["column"], r["variant"], r["scale"]): r for r in R.load_records(benchmark.id)
                if record_is_current(benchmark, r)}
     out = []
-    for claim, base_row, method_row in benchmark.paired_claims():
-        for variant in [MAIN, *benchmark.variants]:
+    for claim, base_row, method_row, *protocols in benchmark.paired_claims():
+        # a claim names the two rows' protocols, or holds within each protocol
+        pairs = [tuple(protocols)] if protocols else [(v, v) for v in [MAIN, *benchmark.variants]]
+        for base_variant, method_variant in pairs:
+            variant = base_variant if base_variant == method_variant else f"{base_variant} vs {method_variant}"
             for column in benchmark.columns:
                 for scale in ("paper", "quick"):
-                    a, b = records.get((base_row, column, variant, scale)), records.get((method_row, column, variant, scale))
+                    a = records.get((base_row, column, base_variant, scale))
+                    b = records.get((method_row, column, method_variant, scale))
                     if a and b:
                         diff, ci = R.paired_difference(a, b)
                         better = diff < -ci if not benchmark.higher_is_better else diff > ci

@@ -62,27 +62,40 @@ class TaskPairs:
         return TaskPairs([e.to(device) for e in self.first], [e.to(device) for e in self.second], self.first_classes, self.second_classes)
 
 
+#: how a base learner's episode loss enters the objective: its own mean, or the sum the paper writes (eqs. 8, 11)
+LOSSES = ("mean", "sum")
+
+
+def episode_loss(model: nn.Module, params: dict[str, torch.Tensor], episode: Episode, loss: str = "mean") -> torch.Tensor:
+    """The base learner's loss of ``episode`` at ``params``: its mean, or the sum over its ``model.loss_terms(episode)`` terms."""
+    value = torch.func.functional_call(model, params, (episode,))
+    return value * model.loss_terms(episode) if loss == "sum" else value
+
+
 def l2g_objective(model: nn.Module, params: dict[str, torch.Tensor], first: Episode, second: Episode, inner_lr: float,
-                  first_order: bool = False) -> torch.Tensor:
+                  first_order: bool = False, loss: str = "mean") -> torch.Tensor:
     """``L_{T_j}(theta - alpha grad L_{T_i}(theta))`` (eq. 4) for ``params`` = theta, differentiable in theta."""
-    call = torch.func.functional_call
-    inner = call(model, params, (first,))
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    inner = episode_loss(model, params, first, loss)
     grads = torch.autograd.grad(inner, list(params.values()), create_graph=not first_order)
     adapted = {n: p - inner_lr * g for (n, p), g in zip(params.items(), grads)}
-    return call(model, adapted, (second,))
+    return episode_loss(model, adapted, second, loss)
 
 
 class L2G(nn.Module):
-    """L2G around a metric learner ``model`` (``forward(episode) -> loss``)."""
+    """L2G around a metric learner ``model`` (``forward(episode) -> loss``; ``loss_terms(episode)`` for ``loss="sum"``)."""
 
-    def __init__(self, model: nn.Module, inner_lr: float = 1e-2, first_order: bool = False):
+    def __init__(self, model: nn.Module, inner_lr: float = 1e-2, first_order: bool = False, loss: str = "mean"):
         super().__init__()
-        self.model, self.inner_lr, self.first_order = model, inner_lr, first_order
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        self.model, self.inner_lr, self.first_order, self.loss = model, inner_lr, first_order, loss
 
     def outer_loss(self, batch: TaskPairs) -> torch.Tensor:
         """Mean over the pairs of eq. 4."""
         params = dict(self.model.named_parameters())
-        return torch.stack([l2g_objective(self.model, params, a, b, self.inner_lr, self.first_order)
+        return torch.stack([l2g_objective(self.model, params, a, b, self.inner_lr, self.first_order, self.loss)
                             for a, b in zip(batch.first, batch.second)]).mean()
 
     @torch.no_grad()

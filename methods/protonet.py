@@ -64,6 +64,10 @@ class ProtoNet(nn.Module):
         """Query cross-entropy of one episode (the loss bilevel wrappers such as L2G call functionally)."""
         return F.cross_entropy(self.episode_logits(episode), episode.query_y)
 
+    def loss_terms(self, episode: Episode) -> int:
+        """How many terms :meth:`forward` averages: one per query (eq. 8 of L2G sums them)."""
+        return len(episode.query_y)
+
     def outer_loss(self, batch: Episode) -> torch.Tensor:
         """Mean query cross-entropy over the episode(s) of ``batch``."""
         return torch.stack([self(e) for e in batch.image_tasks()]).mean()

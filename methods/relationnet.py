@@ -156,6 +156,10 @@ class RelationNet(nn.Module):
         """Relation MSE of one episode (the loss bilevel wrappers such as L2G call functionally)."""
         return relation_mse(self.episode_scores(episode), episode.query_y)
 
+    def loss_terms(self, episode: Episode) -> int:
+        """How many terms :meth:`forward` averages: one relation score per query and class (eq. 11 of L2G sums them)."""
+        return len(episode.query_y) * (int(episode.support_y.max()) + 1)
+
     def outer_loss(self, batch: Episode) -> torch.Tensor:
         """Mean over the episode(s) of ``batch`` of the relation MSE."""
         return torch.stack([self(e) for e in batch.image_tasks()]).mean()

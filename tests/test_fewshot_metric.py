@@ -126,7 +126,7 @@ def test_a_cell_of_several_runs_scores_their_means(tmp_path):
     finally:
         TABLE1.scale_overrides["smoke"] = original
     per_run = [np.mean(s) for s in result.extra["episode_scores_per_run"]]
-    assert len(result.scores) == 2 and np.allclose(result.scores, per_run)
+    assert len(result.scores) == 2 and np.allclose(result.scores, per_run) and result.score_unit == "run"
     assert len(result.extra["episode_scores_per_run"][0]) == original["test_episodes"]
     assert not np.array_equal(*result.extra["episode_scores_per_run"])  # two seeds, two models
 
@@ -177,3 +177,22 @@ def test_hyper_representation_keeps_the_t_of_best_validation(tmp_path, monkeypat
     result = HYPER_TABLE1.run_cell(Cell("Hyper-Representation", "5-way 1-shot"), "smoke", tmp_path, progress=False)
     assert tested == [3] and result.extra["selected_T"] == 3  # validation error 25% < 40%
     assert json.dumps(result.extra["validation_accuracy_by_T"]) == json.dumps({"1": 60.0, "3": 75.0})
+
+
+def test_the_l2g_claim_checks_controls_change_only_what_they_name(mini_pools):
+    """'summed losses' (L2G rows): the paper's sums in L2G; '5 tasks per update' (base rows): 5 stacked episodes. Main cells keep
+    their configuration (and so their records)."""
+    from benchmarks.l2g_omniglot import FIVE_TASKS, SUMMED
+
+    pools, _ = mini_pools
+    column = "5-way 1-shot"
+    main, summed = (L2G_OMNIGLOT.config(Cell("L2G + Relation Network", column, v), "paper") for v in ("main", SUMMED))
+    assert {k: v for k, v in summed.items() if k != "l2g_loss"} == main and summed["l2g_loss"] == "sum"
+    assert build_learner(summed, 5).loss == "sum" and build_learner(main, 5).loss == "mean"
+    base, five = (L2G_OMNIGLOT.config(Cell("Prototypical Network", column, v), "paper") for v in ("main", FIVE_TASKS))
+    assert {**base, "tasks_per_update": 5} == five and base["tasks_per_update"] == 1
+    batch = L2G_OMNIGLOT.train_batch(pools["train"], {**five, "queries": 1}, 0, 0)
+    assert batch.n_tasks == 5
+    assert not L2G_OMNIGLOT.variant_applies("Prototypical Network", column, SUMMED)
+    assert not L2G_OMNIGLOT.variant_applies("L2G + Prototypical Network", column, FIVE_TASKS)
+    assert {c.variant for c in L2G_OMNIGLOT.cells(["all"]) if c.row == "L2G + Relation Network"} == {"main", SUMMED}

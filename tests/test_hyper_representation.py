@@ -110,8 +110,8 @@ def test_closed_form_ground_gradient_equals_autograd(l2):
 
 def test_support_features_do_not_see_the_queries_under_batch_statistics():
     """With BatchNorm on batch statistics, a joint pass would let the queries shape the support features; each set has its own."""
-    from methods.backbones import Conv4
     from metarepro.episodes import Episode
+    from methods.backbones import Conv4
 
     torch.manual_seed(0)
     model = HyperRepresentation(Conv4(1, 8, pool=True), steps=2).eval()

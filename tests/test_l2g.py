@@ -68,6 +68,62 @@ def test_second_order_meta_gradient_matches_float64_finite_differences():
     assert max(float((a - f).abs().max()) for a, f in zip(analytic, first_order)) > 1e-4
 
 
+def _eq8_by_hand(embedding, params, episode):
+    """L2G eq. 8 with explicit loops: sum over queries of d(rho_y, f(x)) + log sum_c exp(-d(rho_c, f(x))), rho_c = mean support."""
+    z = torch.func.functional_call(embedding, params, (torch.cat([episode.support_x, episode.query_x]),))
+    n = len(episode.support_y)
+    support, query = z[:n], z[n:]
+    ways = int(episode.support_y.max()) + 1
+    rho = [support[episode.support_y == c].mean(0) for c in range(ways)]
+    total = 0.0
+    for x, y in zip(query, episode.query_y):
+        d = torch.stack([((r - x) ** 2).sum() for r in rho])
+        total = total + d[int(y)] + torch.log(torch.exp(-d).sum())
+    return total
+
+
+@pytest.mark.parametrize("loss", ["sum", "mean"])
+def test_l2g_objective_is_eq4_with_eq8_by_hand(loss):
+    """theta' = theta - alpha grad L_{T_i}(theta) on the FIRST task, then L_{T_j}(theta') on the second (eqs. 3-4), with the
+    loss of eq. 8 written out by hand (summed, or divided by its number of queries for the mean)."""
+    torch.manual_seed(0)
+    model = ProtoNet(TinyEmbedding()).double()
+    g = torch.Generator().manual_seed(3)
+    first, second = _episode(g, 3, 2, 2), _episode(g, 3, 1, 3)
+    params = dict(model.named_parameters())
+    inner_params = {n.removeprefix("backbone."): p for n, p in params.items()}
+
+    def hand(p, e):
+        value = _eq8_by_hand(model.backbone, p, e)
+        return value if loss == "sum" else value / len(e.query_y)
+
+    step = torch.autograd.grad(hand(inner_params, first), list(inner_params.values()), create_graph=True)
+    adapted = {n: p - 0.1 * s for (n, p), s in zip(inner_params.items(), step)}
+    expected = hand(adapted, second)
+    got = l2g_objective(model, params, first, second, 0.1, loss=loss)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(got, list(params.values())), torch.autograd.grad(expected, list(params.values()))):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    swapped = l2g_objective(model, params, second, first, 0.1, loss=loss)  # the roles of the two tasks are not symmetric
+    assert abs(float(swapped - got)) > 1e-3
+
+
+def test_summed_loss_takes_a_step_as_many_times_longer_as_the_loss_has_terms():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(4)
+    cases = ((ProtoNet(TinyEmbedding()).double(), _episode(g, 3, 1, 4), 12),
+             (RelationNet(1, 28, filters=4).double(), _episode(g, 3, 1, 4, size=28), 36))
+    for model, first, terms in cases:
+        params = dict(model.named_parameters())
+        assert model.loss_terms(first) == terms
+        mean_grad = torch.autograd.grad(model(first), list(params.values()))
+        sum_value = torch.func.functional_call(model, params, (first,)) * model.loss_terms(first)
+        for a, b in zip(torch.autograd.grad(sum_value, list(params.values())), mean_grad):
+            torch.testing.assert_close(a, terms * b)
+    with pytest.raises(ValueError, match="loss"):
+        L2G(ProtoNet(TinyEmbedding()), loss="median")
+
+
 def test_relation_network_runs_under_l2g():
     torch.manual_seed(0)
     model = RelationNet(1, 28, filters=4)
