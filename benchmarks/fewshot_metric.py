@@ -258,7 +258,7 @@ class FewShotMetricTable(Benchmark):
         assumed 9x the pixels' cost. Records carry the measured times."""
         cfg = self.config(cell, scale)
         per_update_ms = (70.0 if cfg["dataset"] == "omniglot" else 630.0) * max(cfg["train_ways"]) / 5
-        per_update_ms *= 20 if cfg["wrapper"] else (5 * cfg["tasks_per_update"] if cfg["base"] in ("maml", "hyperrepr") else 1)
+        per_update_ms *= 20 if cfg["wrapper"] else (5 if cfg["base"] in ("maml", "hyperrepr") else 1) * cfg["tasks_per_update"]
         return cfg["runs"] * cfg["iterations"] * per_update_ms / 1000
 
     def deviations(self, cfg: dict) -> list[str]:

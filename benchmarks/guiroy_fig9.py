@@ -34,7 +34,9 @@ ROWS = {"MAML": None, "MAML + trajectory regularizer": 0.5}  # row -> gamma
 PROTOCOL = {"ways": 20, "shots": 1, "test_queries": 1, "meta_batch": 16, "inner_lr": 0.1, "inner_steps": 5, "test_steps": 5,
             "iterations": 60_000, "meta_lr": 1e-3, "test_tasks": 600, "runs": 5, "filters": 64, "invert": True,
             "test_rotations": [0, 90, 180, 270], "first_order": False, "transductive": True, "data": "omniglot", "test_seed": 2019,
-            "checkpoint_every": 500, "log_every": 100, "ms_per_iteration_estimate": 9000.0, "ms_per_test_task_estimate": 80.0}
+            "checkpoint_every": 500, "log_every": 100, "ms_per_iteration_estimate": 9000.0, "ms_per_test_task_estimate": 80.0,
+            # scores are run means: Student-t interval over them (records before this key took the normal one, ~9x too narrow at 2 runs)
+            "interval": "student-t over run means"}
 SCALES = {"paper": {}, "quick": {"iterations": 60, "test_tasks": 100, "runs": 2, "checkpoint_every": 20, "log_every": 10},
           "smoke": {"iterations": 4, "test_tasks": 8, "runs": 2, "checkpoint_every": 2, "log_every": 2, **SMOKE_DATA}}
 
@@ -55,9 +57,6 @@ class GuiroyFig9(OmniglotGBML):
 
     def trivial_score(self, cell: Cell, scale: str) -> float:
         return 5.0
-
-    def paper_iterations(self, cell: Cell) -> int:
-        return self.config(cell, "paper")["iterations"] * self.config(cell, "paper")["runs"]
 
     def build_model(self, cfg: dict, engine: str = "func"):
         model = FINN.build_model(cfg, engine)
@@ -89,7 +88,8 @@ class GuiroyFig9(OmniglotGBML):
             extra={"task_scores_per_run": [s.tolist() for s in run_scores], "timing": {
                 "ms_per_iteration": 1000 * train_s / max(iterations, 1), "iterations_timed": iterations, "test_s": test_s,
                 "test_tasks": cfg["test_tasks"] * cfg["runs"], "threads": torch.get_num_threads(), "device": device,
-                "load_average_1min": os.getloadavg()[0]}})
+                "load_average_1min": os.getloadavg()[0]}},
+            score_unit="run")
 
     def paired_claims(self) -> list[tuple[str, str, str]]:
         return [("the trajectory regularizer improves MAML (sec. 6, Fig. 9)", "MAML", "MAML + trajectory regularizer")]

@@ -96,9 +96,6 @@ class OmniglotGBML(Benchmark):
         cfg = self.config(cell, scale)
         return cfg["iterations"] * cfg["ms_per_iteration_estimate"] / 1000 + cfg["test_tasks"] * cfg["ms_per_test_task_estimate"] / 1000
 
-    def paper_iterations(self, cell: Cell) -> int:
-        return self.config(cell, "paper")["iterations"]
-
     def pools(self, cfg: dict, runs_dir: Path) -> dict[str, ClassPool]:
         rotations = (0, 90, 180, 270)
         if cfg["data"] == "fixture":

@@ -74,8 +74,10 @@ def projected_seconds(benchmark: Benchmark, cell: Cell, scale: str) -> float:
     tests = next((k for k in ("test_tasks", "test_episodes") if k in source and k in target), None)
     if "iterations" not in source or "iterations" not in target or tests is None:
         return benchmark.estimated_seconds(cell, scale)
-    train_s = t["ms_per_iteration"] * t["iterations_timed"] / 1000 * target["iterations"] / source["iterations"]
-    return train_s + t["test_s"] * target[tests] / source[tests]
+    runs = target.get("runs", 1) / source.get("runs", 1)  # a record's timing covers all of its runs
+    timed = t.get("iterations_timed", source["iterations"] * source.get("runs", 1))
+    train_s = t["ms_per_iteration"] * timed / 1000 * target["iterations"] / source["iterations"] * runs
+    return train_s + t["test_s"] * target[tests] / source[tests] * runs
 
 
 def group_seconds(benchmark: Benchmark, cells: list[Cell], scale: str) -> float:

@@ -111,11 +111,14 @@ class HyperRepresentation(nn.Module):
         self.eta = nn.Parameter(torch.tensor(float(eta)))
         # T is part of the model (a buffer, so a checkpoint restores the T it was trained and selected with)
         self.register_buffer("ground_steps", torch.tensor(int(steps)))
+        self.steps = int(steps)  # the buffer's value as a Python int (no device sync per episode)
 
-    @property
-    def steps(self) -> int:
-        """``T``, the ground model's gradient steps."""
-        return int(self.ground_steps)
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        if prefix + "ground_steps" not in state_dict:
+            error_msgs.append("this Hyper-Representation checkpoint predates separate support/query embedding and stored T "
+                              "(2026-11-30); it cannot be scored as it was trained: re-train it")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        self.steps = int(self.ground_steps)
 
     def episode_loss(self, episode: Episode) -> torch.Tensor:
         """Outer loss of one episode (reverse mode: a graph through the ``T`` steps)."""

@@ -133,3 +133,12 @@ def test_a_checkpoint_restores_its_number_of_ground_steps():
     rebuilt = HyperRepresentation(Conv4(1, 8, pool=True), steps=5)
     rebuilt.load_state_dict(trained.state_dict())
     assert rebuilt.steps == 1
+
+
+def test_a_checkpoint_without_its_t_is_refused_with_the_reason():
+    from methods.backbones import Conv4
+
+    model = HyperRepresentation(Conv4(1, 8, pool=True), steps=1)
+    old = {k: v for k, v in model.state_dict().items() if k != "ground_steps"}
+    with pytest.raises(RuntimeError, match="predates separate support/query embedding"):
+        HyperRepresentation(Conv4(1, 8, pool=True), steps=5).load_state_dict(old)

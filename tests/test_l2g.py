@@ -124,6 +124,20 @@ def test_summed_loss_takes_a_step_as_many_times_longer_as_the_loss_has_terms():
         L2G(ProtoNet(TinyEmbedding()), loss="median")
 
 
+def test_the_summed_objective_is_the_mean_one_with_a_longer_step_and_a_scaled_outer_loss():
+    """L_sum(T_j; theta - a grad L_sum(T_i)) = m_j L_mean(T_j; theta - a m_i grad L_mean(T_i)), m = the loss's terms; for both
+    base learners through l2g_objective (m_i, m_j: 12 and 9 queries for ProtoNet, 36 and 27 scores for RelationNet)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(6)
+    for model, size, terms in ((ProtoNet(TinyEmbedding()).double(), 8, (12, 9)), (RelationNet(1, 28, filters=4).double(), 28, (36, 27))):
+        first, second = _episode(g, 3, 1, 4, size=size), _episode(g, 3, 2, 3, size=size)
+        params = dict(model.named_parameters())
+        summed = l2g_objective(model, params, first, second, 1e-3, loss="sum")
+        mean = l2g_objective(model, params, first, second, 1e-3 * terms[0], loss="mean")
+        torch.testing.assert_close(summed, terms[1] * mean, rtol=1e-10, atol=1e-12)
+        assert abs(float(summed - terms[1] * l2g_objective(model, params, first, second, 1e-3, loss="mean"))) > 1e-8
+
+
 def test_relation_network_runs_under_l2g():
     torch.manual_seed(0)
     model = RelationNet(1, 28, filters=4)

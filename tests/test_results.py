@@ -153,6 +153,16 @@ def test_projection_scales_the_timed_record_and_prefers_paper_timings(isolated_r
     timed("paper", 100.0, 100_000, 20.0)  # a paper-scale timing replaces the quick one
     assert projected_seconds(sung, cell, "quick") == pytest.approx(0.100 * 100_000 / 50 + 20.0 * 300 / 1000)
 
+    # a record of run means times all its runs: guiroy-fig9's quick scale trains 2 runs of 60 iterations, its paper scale 5 of 60,000
+    guiroy = BENCHMARKS["guiroy-fig9"]
+    maml = Cell("MAML", "Omniglot 20-way 1-shot")
+    record = R.make_record(benchmark=guiroy.id, row=maml.row, column=maml.column, variant="main", scale="quick", metric="accuracy %",
+                           scores=np.array([26.0, 27.0]), config=guiroy.config(maml, "quick"), deviations=[], provenance={},
+                           score_unit="run")
+    record["timing"] = {"ms_per_iteration": 2000.0, "iterations_timed": 120, "test_s": 8.0, "threads": 1, "device": "cpu"}
+    R.write_record(record, maml.slug)
+    assert projected_seconds(guiroy, maml, "paper") == pytest.approx(2.0 * 120 * 1000 * 2.5 + 8.0 * 6 * 2.5)
+
 
 def test_records_of_run_means_carry_a_t_interval_and_pair_run_by_run():
     from scipy import stats
