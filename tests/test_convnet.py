@@ -172,3 +172,26 @@ def test_parameter_counts_by_hand():
         net = ConvNet(3, 5, f, pool=True, features="flatten", image_size=84, bn_scale=False)
         assert count(net) == convs(3, f) + 4 * f + (f * 25 * 5 + 5)
         assert net(torch.zeros(2, 3, 84, 84)).shape == (2, 5)
+
+
+def test_block_diagonal_kernel_is_the_grouped_convolution():
+    """The single-channel first layer's ordinary convolution with a block-diagonal kernel == the grouped one, values and grads."""
+    import torch.nn.functional as F
+
+    from methods.backbones import block_diagonal_kernel
+
+    g = torch.Generator().manual_seed(0)
+    tasks, out = 3, 4
+    x = torch.rand(5, tasks, 9, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(tasks, out, 1, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    grouped = F.conv2d(x, w.reshape(-1, 1, 3, 3), stride=2, groups=tasks)
+    ordinary = F.conv2d(x, block_diagonal_kernel(w), stride=2)
+    torch.testing.assert_close(ordinary, grouped, rtol=0, atol=1e-14)
+    v = torch.randn(grouped.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad((grouped * v).sum(), (x, w)), torch.autograd.grad((ordinary * v).sum(), (x, w))):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+    # block t of the output reads input channel t only
+    x2 = x.detach().clone()
+    x2[:, 1] += 1.0
+    moved = (F.conv2d(x2, block_diagonal_kernel(w.detach()), stride=2) - ordinary.detach()).abs().amax((0, 2, 3)).view(tasks, out)
+    assert torch.all(moved[1] > 0) and torch.all(moved[[0, 2]] == 0)
