@@ -150,7 +150,8 @@ def records_table(benchmark) -> str:
 
     order = {"paper": 0, "quick": 1, "smoke": 2}
     records = sorted((r for r in R.load_records(benchmark.id) if r["scale"] != "smoke"),
-                     key=lambda r: (order[r["scale"]], benchmark.rows.index(r["row"]) if r["row"] in benchmark.rows else 99, r["column"]))
+                     key=lambda r: (order[r["scale"]], benchmark.rows.index(r["row"]) if r["row"] in benchmark.rows else 99, r["column"],
+                                    r["variant"] != "main", r["variant"]))
     if not records:
         return "No published numbers (a figure or a claim check) and no runs yet."
     return ("No published numbers (a figure or a claim check); the runs:\n\n"
