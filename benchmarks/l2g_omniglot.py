@@ -20,6 +20,16 @@ Budget [choice, for this CPU]: ``paper`` = 20K updates for every row
 (ProtoNet family: one halving of the rate, at 10K; RelationNet family: none),
 validation every 1K on 300 episodes; ``quick`` = 2K. The record's timing
 shows what a longer budget costs.
+
+Two controls (protocol variants) ask *why* L2G wins at equal updates:
+``5 tasks per update`` trains the base model on as many tasks per Adam step
+as an L2G update backpropagates the loss of, and ``summed losses`` runs L2G
+with the paper's summed losses (eqs. 8, 11), whose inner step of 1e-2 is
+75x / 375x the mean-loss one. What they showed at quick scale, 5-way 1-shot
+(records of 2026-11-30, `metarepro compare l2g-omniglot`): the 5-task base
+models match or beat L2G (ProtoNet +0.59 +/- 0.22, RelationNet -0.03 +/-
+0.19 points against it), so the gain at equal updates is the larger
+meta-batch's; with summed losses L2G + ProtoNet reaches only 55.8%.
 """
 
 from __future__ import annotations
