@@ -78,6 +78,12 @@ class Sung2018Table1(OmniglotGBML):
     paper = ""  # not among ../shared/papers; numbers from REFERENCE.md
     rows = ("Relation Networks",)
     columns = COLUMNS
+    known_deviations = {("Relation Networks", "5-way 1-shot"): (
+        "paper scale, run of 2026-11-30 (158 min on one thread): 98.90 +/- 0.31 against 99.6 +/- 0.2, 0.7 points below, outside by "
+        "0.19. The budget is 1/10 of the code's (100K episodes, not 1M) and the checkpoint is chosen on validation, not on test: "
+        "validation error still drifted down across the run (3.8% at 5K, 1.8% at 20K, 1.48% at 50K, best 1.16% at 70K, 1.40% at "
+        "100K, 500 episodes each, so +/- ~0.5), and the code's best-of-200 *test* checkpoints biases its number upward by "
+        "construction. The same RelationNet under L2G's protocol (l2g-omniglot, 20K updates, 15 queries) gave 97.57 +/- 0.22.")}
 
     def config(self, cell: Cell, scale: str) -> dict:
         ways, shots = parse_column(cell.column)
