@@ -38,9 +38,7 @@ def describe_device(device: str) -> str:
 def is_current(benchmark: Benchmark, cell: Cell, scale: str) -> bool:
     """A record of this cell at this scale exists and matches the config."""
     path = R.record_path(benchmark.id, scale, cell.slug)
-    if not path.exists():
-        return False
-    return json.loads(path.read_text()).get("config_hash") == benchmark.config_hash(cell, scale)
+    return path.exists() and record_is_current(benchmark, json.loads(path.read_text()))
 
 
 #: this worker's line for its progress bar (set once per worker process)
