@@ -174,24 +174,22 @@ def test_parameter_counts_by_hand():
         assert net(torch.zeros(2, 3, 84, 84)).shape == (2, 5)
 
 
-def test_block_diagonal_kernel_is_the_grouped_convolution():
-    """The single-channel first layer's ordinary convolution with a block-diagonal kernel == the grouped one, values and grads."""
+@pytest.mark.parametrize("stride", [1, 2])
+def test_unfolded_first_layer_is_each_tasks_own_convolution(stride):
+    """The im2col first layer == F.conv2d task by task (float64), values, gradients and second derivatives (gradgradcheck)."""
     import torch.nn.functional as F
 
-    from methods.backbones import block_diagonal_kernel
+    from methods.backbones import conv_per_task_unfolded
 
     g = torch.Generator().manual_seed(0)
-    tasks, out = 3, 4
-    x = torch.rand(5, tasks, 9, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    tasks, n, out = 3, 2, 4
+    x = torch.rand(tasks, n, 1, 9, 9, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(tasks, out, 1, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    grouped = F.conv2d(x, w.reshape(-1, 1, 3, 3), stride=2, groups=tasks)
-    ordinary = F.conv2d(x, block_diagonal_kernel(w), stride=2)
-    torch.testing.assert_close(ordinary, grouped, rtol=0, atol=1e-14)
-    v = torch.randn(grouped.shape, generator=g, dtype=torch.float64)
-    for a, b in zip(torch.autograd.grad((grouped * v).sum(), (x, w)), torch.autograd.grad((ordinary * v).sum(), (x, w))):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
-    # block t of the output reads input channel t only
-    x2 = x.detach().clone()
-    x2[:, 1] += 1.0
-    moved = (F.conv2d(x2, block_diagonal_kernel(w.detach()), stride=2) - ordinary.detach()).abs().amax((0, 2, 3)).view(tasks, out)
-    assert torch.all(moved[1] > 0) and torch.all(moved[[0, 2]] == 0)
+    b = torch.randn(tasks, out, generator=g, dtype=torch.float64, requires_grad=True)
+    unfolded = conv_per_task_unfolded(x, w, b, stride)
+    per_task = torch.cat([F.conv2d(x[t], w[t], b[t], stride=stride) for t in range(tasks)], dim=1)  # (n, T*out, H', W')
+    torch.testing.assert_close(unfolded, per_task, rtol=0, atol=1e-14)
+    v = torch.randn(per_task.shape, generator=g, dtype=torch.float64)
+    for a, c in zip(torch.autograd.grad((unfolded * v).sum(), (x, w, b)), torch.autograd.grad((per_task * v).sum(), (x, w, b))):
+        torch.testing.assert_close(a, c, rtol=0, atol=1e-13)
+    assert torch.autograd.gradgradcheck(lambda *a: conv_per_task_unfolded(*a, stride), (x, w, b))
