@@ -147,7 +147,11 @@ def _single_task_forward(model: nn.Module, engine: str) -> BatchedForward:
         order = [n for n, _ in model.named_parameters()]
 
         def forward(p: Params, x: torch.Tensor) -> torch.Tensor:
-            return fmodel(x[0], params=[p[n][0] for n in order]).unsqueeze(0)
+            fast = [p[n][0] for n in order]
+            # higher refills a submodule's weights only when that submodule's own forward runs; ConvNet reads its
+            # layers' weights and calls F.conv2d itself, so every module is refilled here (the graph is kept)
+            fmodel.update_params(fast)
+            return fmodel(x[0], params=fast).unsqueeze(0)
 
         return forward
 

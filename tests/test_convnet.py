@@ -128,6 +128,11 @@ def test_batched_meta_gradient_equals_the_per_task_loop_and_higher(first_order):
             if not (name.startswith("convs.") and name.endswith(".bias")):
                 assert float((a - b).norm() / b.norm()) < 1e-5, (engine, name)
     assert all(g.abs().sum() > 0 for g in batched)  # frozen BN offsets are meta-learned: they get an outer gradient
+    # ConvNet itself through higher (``reproduce --engine higher``, ``metarepro time``'s "before"): higher must see the
+    # fast weights although ConvNet never calls its layers' own forward
+    patched = _meta_grads(_maml(net, "higher", first_order, inner_lr=0.1))
+    whole = torch.cat([(a - b).flatten() for a, b in zip(batched, patched)]).norm() / torch.cat([b.flatten() for b in patched]).norm()
+    assert float(whole) < 1e-5
 
 
 def test_second_order_meta_gradient_against_float64_finite_differences():
