@@ -1,4 +1,4 @@
-"""The ``metarepro`` command: list, reproduce, compare, evaluate, render."""
+"""The ``metarepro`` command: list, reproduce, time, compare, evaluate, render."""
 
 from __future__ import annotations
 
@@ -46,26 +46,32 @@ def _status(benchmark: Benchmark) -> dict:
     }
 
 
-def timing_rows(benchmark: Benchmark) -> list[dict]:
+def timing_rows(benchmark: Benchmark, meta_iterations: dict | None = None) -> list[dict]:
     """Per main cell: the measured time per training iteration (its timed record) and the projected paper-scale hours.
 
     Projection (:func:`benchmarks.runner.projected_seconds`): the record's training time scaled to the paper's
     iterations plus its test time scaled to the paper's test episodes, on the machine and threads the record names.
     Cells without a timed record show the benchmark's rough estimate. Benchmarks with no timed record give no rows.
+    ``meta_iterations`` (``metarepro time``'s file, :func:`benchmarks.cell_timing.load_timings`) adds each cell's
+    time per meta-iteration before (per-task loop) and after (batched).
     """
+    from benchmarks.cell_timing import before_after
+
+    timed = (meta_iterations or {}).get(benchmark.id)
     rows = []
     for cell in benchmark.cells():
         record = timed_record(benchmark, cell)
         hours = projected_seconds(benchmark, cell, "paper") / 3600
         iterations = benchmark.config(cell, "paper").get("iterations", "-")
         if record is None:
-            rows.append({"cell": cell.label, "measured at": "-", "ms / iteration": "-", "paper iterations": iterations,
-                         "projected paper h": f"~{hours:.1f} (estimate)"})
-            continue
-        t = record["timing"]
-        rows.append({"cell": cell.label, "measured at": f"{record['scale']}, {t['threads']} thread(s), {t['device']}",
-                     "ms / iteration": round(t["ms_per_iteration"], 1), "paper iterations": iterations,
-                     "projected paper h": round(hours, 1)})
+            row = {"cell": cell.label, "measured at": "-", "ms / iteration": "-", "paper iterations": iterations,
+                   "projected paper h": f"~{hours:.1f} (estimate)"}
+        else:
+            t = record["timing"]
+            row = {"cell": cell.label, "measured at": f"{record['scale']}, {t['threads']} thread(s), {t['device']}",
+                   "ms / iteration": round(t["ms_per_iteration"], 1), "paper iterations": iterations,
+                   "projected paper h": round(hours, 1)}
+        rows.append({**row, **before_after(timed.get(cell.label))} if timed is not None else row)
     return rows if any(r["measured at"] != "-" for r in rows) else []
 
 
@@ -75,11 +81,43 @@ def cmd_list(args) -> int:
     table = [_status(b) for b in BENCHMARKS.values()]
     print(tabulate(table, headers="keys", tablefmt="github"))
     if args.timings:
+        from benchmarks.cell_timing import load_timings, timings_path
+
+        meta_iterations = load_timings()
         for b in BENCHMARKS.values():
-            rows = timing_rows(b)
+            rows = timing_rows(b, meta_iterations)
             if rows:
                 print(f"\n{b.id}: measured time per meta-iteration and projected paper-scale hours (one job)")
                 print(tabulate(rows, headers="keys", tablefmt="github"))
+        if meta_iterations:
+            print(f"\nbefore / after: `metarepro time`, best of interleaved rounds, {timings_path()}")
+    return 0
+
+
+def cmd_time(args) -> int:
+    from tabulate import tabulate
+
+    from benchmarks.cell_timing import before_after, save_timing, time_cell, timings_path
+
+    benchmark = get_benchmark(args.benchmark)
+    if args.scale != "smoke" and not benchmark.data_available():
+        raise DataError(f"{benchmark.id} needs {benchmark.requires_data} under {data_root()}: run "
+                        f"`metarepro data fetch {benchmark.requires_data} splits`")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cells = [Cell.parse(c) for c in args.cells] if args.cells else benchmark.cells()
+    rows, seen = [], {}
+    for cell in cells:
+        benchmark.check_cell(cell)
+        key = benchmark.training_key(cell, args.scale)  # cells trained by one model share its timing
+        if key not in seen:
+            print(f"{benchmark.id} {cell.label}: timing {args.rounds} round(s) per engine ...", flush=True)
+            seen[key] = time_cell(benchmark, cell, args.scale, args.rounds, args.device)
+        save_timing(benchmark.id, cell, seen[key], args.device)
+        rows.append({"cell": cell.label, **before_after(seen[key]), "load": round(seen[key]["load_average_1min"], 2)})
+    print(tabulate(rows, headers="keys", tablefmt="github"))
+    print(f"wrote {timings_path(args.device)}")
     return 0
 
 
@@ -312,6 +350,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--skip-missing-data", action="store_true", help="exit 0 with a message when the data is absent (dvc stages)")
     r.add_argument("--yes", action="store_true", help=argparse.SUPPRESS)
     r.set_defaults(fn=cmd_reproduce)
+
+    t = sub.add_parser("time", help="time per meta-iteration of each cell, per-task loop vs batched (MAML family)")
+    t.add_argument("benchmark")
+    t.add_argument("--cells", nargs="+", metavar="ROW/COLUMN", help="only these cells")
+    t.add_argument("--scale", choices=R.SCALES, default="paper", help="configuration timed (default paper; the data it needs)")
+    t.add_argument("--rounds", type=int, default=3, help="timed rounds per engine after one warm-up (default 3)")
+    t.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as reproduce's jobs)")
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(fn=cmd_time)
 
     c = sub.add_parser("compare", help="published vs reproduced, with verdicts")
     c.add_argument("benchmark")

@@ -18,8 +18,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def device_name() -> str:
-    device = os.environ.get("METAREPRO_DEVICE", "cpu")
+def device_name(device: str | None = None) -> str:
+    """File-name form of the device timed: the GPU's name, or the CPU's core count and architecture."""
+    device = device or os.environ.get("METAREPRO_DEVICE", "cpu")
     if device.startswith("cuda") and torch.cuda.is_available():
         name = torch.cuda.get_device_name(torch.device(device))
     else:

@@ -123,6 +123,24 @@ def _default_step(model: nn.Module, batch: Episode, optimizer: torch.optim.Optim
     return loss.detach()
 
 
+def training_step(model: nn.Module, precision: str = "fp32") -> Callable[[Episode, torch.optim.Optimizer], torch.Tensor]:
+    """One meta-iteration ``(batch, optimizer) -> loss``: the model's own ``train_step`` or backward of its ``outer_loss``.
+
+    What :func:`train` repeats, and what ``metarepro time`` times.
+    """
+    device = next(model.parameters()).device
+    forward_context = functools.partial(autocast, device, precision)
+    own_step = getattr(model, "train_step", None)
+
+    def step(batch: Episode, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        if own_step is None:
+            return _default_step(model, batch, optimizer, forward_context)
+        with forward_context():
+            return own_step(batch, optimizer)
+
+    return step
+
+
 def train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -178,13 +196,7 @@ def train(
             },
         )
 
-    own_step = getattr(model, "train_step", None)
-
-    def step(batch: Episode, opt: torch.optim.Optimizer):
-        if own_step is None:
-            return _default_step(model, batch, opt, forward_context)
-        with forward_context():
-            return own_step(batch, opt)
+    step = training_step(model, precision)
 
     from tqdm import tqdm
 

@@ -1,0 +1,102 @@
+"""Time per meta-iteration of each cell, before and after the batched inner loop (``metarepro time``).
+
+"Before" is the per-task loop (the ``higher`` engine: tasks one by one through
+``higher.monkeypatch``; REFERENCE.md measured a plain torch.func loop,
+``higher``, learn2learn and torchopt at the same speed), "after" the suite's
+default batched engine (``func``: every task of the meta-batch in one grouped
+computation). Both are timed on the cell's own configuration (network, ways,
+shots, meta-batch, inner steps, order) and real training batches, interleaved
+round by round in one process so that load on the machine skews both alike;
+each engine's time is its best round after a warm-up iteration.
+
+Reptile has no "before": its tasks run one after another by the algorithm
+(the inner Adam's moments carry over from task to task), so only its one
+engine is timed. The results go to ``results/timing/meta-iterations--<device>.json``
+and ``metarepro list --timings`` shows them beside the projected hours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from benchmarks.base import Benchmark, Cell
+from benchmarks.runner import runs_dir
+from metarepro import results as R
+from metarepro.runtime import keep_freed_memory
+from metarepro.timing import now
+from metarepro.trainer import training_step
+
+#: engine name -> what it is, as the tables say it
+ENGINES = {"func": "batched (grouped)", "higher": "per-task loop (higher)"}
+
+
+def timings_path(device: str = "cpu") -> Path:
+    from benchmarks.timing import device_name
+
+    return R.results_dir() / "timing" / f"meta-iterations--{device_name(device)}.json"
+
+
+def time_cell(benchmark: Benchmark, cell: Cell, scale: str = "paper", rounds: int = 3, device: str = "cpu") -> dict:
+    """Best seconds per meta-iteration of each engine on ``cell``'s configuration, interleaved over ``rounds``.
+
+    Returns ``{"engines": {engine: seconds}, "threads", "device", "load_average_1min", ...}``.
+    """
+    if not hasattr(benchmark, "build_model") or not hasattr(benchmark, "train_batch"):
+        raise ValueError(f"{benchmark.id}: timing per meta-iteration covers the gradient-based Omniglot benchmarks "
+                         "(finn2017-table1, nichol2018-table1, guiroy-fig9)")
+    keep_freed_memory()
+    cfg = {"train_seed": 0, **benchmark.config(cell, scale)}  # multi-run cells (guiroy-fig9) name a seed per run: time run 0
+    pools = benchmark.pools(cfg, runs_dir() / benchmark.id / scale)
+    steps = {}
+    for engine in ENGINES:
+        torch.manual_seed(cfg["train_seed"])
+        model = benchmark.build_model(cfg, engine).to(device)
+        if hasattr(model, "train_step") and steps:  # its own sequential loop (Reptile): one engine only
+            break
+        model.train()
+        steps[engine] = (training_step(model, cfg.get("precision", "fp32")), benchmark.make_optimizer(model, cfg))
+    engines = list(steps)
+    batches = [benchmark.train_batch(pools["train"], cfg, i).to(device) for i in range(rounds + 1)]
+    best = dict.fromkeys(engines, float("inf"))
+    for i, batch in enumerate(batches):
+        for engine, (step, optimizer) in steps.items():
+            started = now(device)
+            step(batch, optimizer)
+            if i:  # the first round warms up (allocator, oneDNN primitive caches)
+                best[engine] = min(best[engine], now(device) - started)
+    return {"engines": best, "rounds": rounds, "threads": torch.get_num_threads(), "device": device,
+            "load_average_1min": os.getloadavg()[0], "meta_batch": cfg.get("meta_batch"), "inner_steps": cfg.get("inner_steps")}
+
+
+def load_timings(device: str = "cpu") -> dict:
+    """``{benchmark id: {cell label: entry}}`` from the timings file (empty when none was written)."""
+    path = timings_path(device)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_timing(benchmark_id: str, cell: Cell, entry: dict, device: str = "cpu") -> Path:
+    """Add one cell's entry (with provenance) to the timings file, atomically."""
+    path = timings_path(device)
+    data = load_timings(device)
+    data.setdefault(benchmark_id, {})[cell.label] = {**entry, "provenance": R.provenance(command="metarepro time")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def before_after(entry: dict | None) -> dict:
+    """Table columns for one cell: per-task loop ms, batched ms, their ratio ("-" where not timed)."""
+    if entry is None:
+        return {"loop ms (before)": "-", "batched ms (after)": "-", "speed-up": "-"}
+    engines = entry["engines"]
+    after = engines.get("func")
+    before = engines.get("higher")
+    return {"loop ms (before)": round(1000 * before, 1) if before else "- (sequential)",
+            "batched ms (after)": round(1000 * after, 1) if after else "-",
+            "speed-up": f"{before / after:.2f}x" if before and after else "-"}
