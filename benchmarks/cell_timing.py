@@ -1,18 +1,21 @@
-"""Time per meta-iteration of each cell, before and after the batched inner loop (``metarepro time``).
+"""Time per meta-iteration of each cell on each inner-loop engine (``metarepro time``), and ``--engine auto``.
 
-"Before" is the per-task loop (the ``higher`` engine: tasks one by one through
-``higher.monkeypatch``; REFERENCE.md measured a plain torch.func loop,
-``higher``, learn2learn and torchopt at the same speed), "after" the suite's
-default batched engine (``func``: every task of the meta-batch in one grouped
-computation). Both are timed on the cell's own configuration (network, ways,
-shots, meta-batch, inner steps, order) and real training batches, interleaved
-round by round in one process so that load on the machine skews both alike;
-each engine's time is its best round after a warm-up iteration.
+Engines (:mod:`metarepro.inner`): ``loop``, the tasks of a meta-batch one by
+one (the "before" of issue #4: REFERENCE.md measured a plain torch.func loop,
+``higher``, learn2learn and torchopt at the same speed); ``higher``, the same
+loop through ``higher.monkeypatch``; ``func``, every task in one grouped
+computation (the suite's batched engine). All are timed on the cell's own
+configuration (network, ways, shots, meta-batch, inner steps, order) and real
+training batches, interleaved round by round in one process so that load on
+the machine skews them alike; each engine's time is its best round after a
+warm-up iteration.
 
 Reptile has no "before": its tasks run one after another by the algorithm
-(the inner Adam's moments carry over from task to task), so only its one
-engine is timed. The results go to ``results/timing/meta-iterations--<device>.json``
-and ``metarepro list --timings`` shows them beside the projected hours.
+(the inner Adam's moments carry over from task to task), so only its own loop
+is timed. The results go to ``results/timing/meta-iterations--<device>.json``;
+``metarepro list --timings`` shows them beside the projected hours, and
+``reproduce --engine auto`` (the default) trains each cell on the engine
+measured fastest for it on this device (``func`` where nothing was measured).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from metarepro.timing import now
 from metarepro.trainer import training_step
 
 #: engine name -> what it is, as the tables say it
-ENGINES = {"func": "batched (grouped)", "higher": "per-task loop (higher)"}
+ENGINES = {"func": "batched", "loop": "per-task loop", "higher": "per-task loop (higher)"}
 
 
 def timings_path(device: str = "cpu") -> Path:
@@ -91,12 +94,27 @@ def save_timing(benchmark_id: str, cell: Cell, entry: dict, device: str = "cpu")
 
 
 def before_after(entry: dict | None) -> dict:
-    """Table columns for one cell: per-task loop ms, batched ms, their ratio ("-" where not timed)."""
+    """Table columns for one cell: ms per meta-iteration of each engine, the fastest, and its speed-up over the loop."""
     if entry is None:
-        return {"loop ms (before)": "-", "batched ms (after)": "-", "speed-up": "-"}
+        return {"loop ms (before)": "-", "higher ms": "-", "batched ms": "-", "fastest": "-", "speed-up": "-"}
     engines = entry["engines"]
-    after = engines.get("func")
-    before = engines.get("higher")
-    return {"loop ms (before)": round(1000 * before, 1) if before else "- (sequential)",
-            "batched ms (after)": round(1000 * after, 1) if after else "-",
-            "speed-up": f"{before / after:.2f}x" if before and after else "-"}
+    ms = {e: round(1000 * engines[e], 1) if e in engines else "-" for e in ENGINES}
+    fastest = min(engines, key=engines.get)
+    sequential = len(engines) == 1
+    before = engines.get("loop", engines.get("higher"))
+    return {"loop ms (before)": "- (sequential)" if sequential else ms["loop"], "higher ms": ms["higher"], "batched ms": ms["func"],
+            "fastest": "own loop" if sequential else ENGINES[fastest],
+            "speed-up": "-" if sequential else f"{before / engines[fastest]:.2f}x"}
+
+
+def fastest_engine(benchmark_id: str, cell: Cell, device: str = "cpu") -> str | None:
+    """The engine measured fastest for ``cell`` on this device, or None when it was never timed here."""
+    entry = load_timings(device).get(benchmark_id, {}).get(cell.label)
+    return min(entry["engines"], key=entry["engines"].get) if entry else None
+
+
+def resolve_engine(engine: str, benchmark_id: str, cell: Cell, device: str = "cpu") -> str:
+    """``auto`` -> the measured fastest engine for the cell (``func`` where none was measured); others unchanged."""
+    if engine != "auto":
+        return engine
+    return fastest_engine(benchmark_id, cell, device) or "func"

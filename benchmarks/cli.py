@@ -23,6 +23,7 @@ from benchmarks.runner import (
 from metarepro import results as R
 from metarepro.data.store import DataError, data_root
 from metarepro.evaluate import mean_ci95
+from metarepro.inner import ENGINES
 from metarepro.precision import PRECISIONS
 from metarepro.runtime import keep_freed_memory
 from metarepro.trainer import CheckpointError, NonFiniteLossError
@@ -341,7 +342,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--variants", nargs="+", metavar="NAME", help="also run these protocol variants ('all' for every one)")
     r.add_argument("--jobs", type=int, default=2, help="cells trained side by side (default 2, one per core)")
     r.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
-    r.add_argument("--engine", choices=("func", "higher"), default="func")
+    r.add_argument("--engine", choices=("auto", *ENGINES), default="auto",
+                   help="inner loop of the gradient-based methods: func (tasks batched), loop or higher (task by task); "
+                        "auto (default): the one `metarepro time` measured fastest for the cell here, else func")
     r.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: autocast forward passes; runs the benchmark's bf16 variant, recorded beside the fp32 cells")
     r.add_argument("--restart", action="store_true", help="discard checkpoints and records of these cells")

@@ -122,9 +122,15 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
 
 
 def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int = 1, threads: int = 1,
-              engine: str = "func", restart: bool = False, progress: bool = True, device: str = "cpu",
+              engine: str = "auto", restart: bool = False, progress: bool = True, device: str = "cpu",
               log=print) -> list[str]:
-    """Train and evaluate ``cells``; skip those already current unless ``restart``."""
+    """Train and evaluate ``cells``; skip those already current unless ``restart``.
+
+    ``engine="auto"``: each group of cells trains on the inner-loop engine ``metarepro time`` measured fastest for it
+    on this device (:func:`benchmarks.cell_timing.resolve_engine`; ``func`` where none was measured).
+    """
+    from benchmarks.cell_timing import resolve_engine
+
     for cell in cells:
         benchmark.check_cell(cell)
     todo = [c for c in cells if restart or not is_current(benchmark, c, scale)]
@@ -145,7 +151,13 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
             f"with {jobs} job(s) x {threads} thread(s) (projected from the cells' timed records where they have one)")
     command = " ".join(shlex.quote(a) for a in ["metarepro", *sys.argv[1:]]) if sys.argv else "metarepro"
     git = R.git_state()  # the code that runs is the code at launch, whatever is committed meanwhile
-    args = lambda g: (benchmark.id, scale, [c.__dict__ for c in g], engine, threads, progress, command, jobs, git, device)  # noqa: E731
+    engines = [resolve_engine(engine, benchmark.id, g[0], device) for g in order]
+    if engine == "auto" and any(e != "func" for e in engines):
+        log("engine per cell (measured fastest here by `metarepro time`): "
+            + "; ".join(f"{g[0].label}: {e}" for g, e in zip(order, engines)))
+    engine_of = {id(g): e for g, e in zip(order, engines)}
+    args = lambda g: (benchmark.id, scale, [c.__dict__ for c in g], engine_of[id(g)], threads, progress, command, jobs, git,  # noqa: E731
+                      device)
     written: list[str] = []
     started = time.perf_counter()
     if jobs <= 1 or len(order) <= 1:

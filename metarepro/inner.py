@@ -21,6 +21,10 @@ Engines (what evaluates the network on a parameter dict):
   Other nets with BatchNorm/InstanceNorm run task by task: vmap over tasks
   gives wrong second-order gradients with affine norm layers (REFERENCE.md,
   measured 0.8-11% relative error in float64).
+* ``"loop"``: tasks one by one (``T = 1`` at a time through the same
+  ``forward_batched``, or ``functional_call``). The same arithmetic as
+  ``"func"``; on a CPU it is the faster one once a task's own batch fills the
+  convolutions (``metarepro time``: Omniglot 5-shot and 20-way cells).
 * ``"higher"``: the same loop, tasks one by one, with the network evaluated
   through ``higher.monkeypatch`` (Grefenstette et al. 2019). It exists as an
   independent second implementation; tests hold the two equal.
@@ -49,7 +53,7 @@ RateSchedule = Rate | Sequence[Rate]
 #: ``(step, params, grads) -> (lr, decay)``: generated hyperparameters (ALFA)
 HyperFn = Callable[[int, Params, Params], tuple[Rate, Rate]]
 
-ENGINES = ("func", "higher")
+ENGINES = ("func", "loop", "higher")
 
 
 def sgd_step(param: torch.Tensor, grad: torch.Tensor, lr, decay) -> torch.Tensor:
@@ -154,6 +158,10 @@ def _single_task_forward(model: nn.Module, engine: str) -> BatchedForward:
             return fmodel(x[0], params=fast).unsqueeze(0)
 
         return forward
+
+    own = getattr(model, "forward_batched", None)
+    if own is not None:
+        return own
 
     def forward(p: Params, x: torch.Tensor) -> torch.Tensor:
         return functional_call(model, {n: v[0] for n, v in p.items()}, (x[0],)).unsqueeze(0)

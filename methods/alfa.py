@@ -86,7 +86,7 @@ class ALFA(MAML):
         learn_init: ALFA+MAML when True, ALFA+random init when False.
         weight_decay: the code's ``init_weight_decay`` (5e-4).
         first_order: drop second-order terms of the meta-gradient.
-        engine: inner-loop engine, ``"func"`` or ``"higher"``.
+        engine: inner-loop engine, ``"func"`` (tasks batched), ``"loop"`` or ``"higher"`` (task by task).
     """
 
     def __init__(

@@ -30,7 +30,7 @@ class MAML(nn.Module):
         inner_steps: inner steps during meta-training.
         test_steps: inner steps at evaluation (default: ``inner_steps``).
         first_order: drop second-order terms (FOMAML).
-        engine: inner-loop engine, ``"func"`` or ``"higher"``.
+        engine: inner-loop engine, ``"func"`` (tasks batched), ``"loop"`` or ``"higher"`` (task by task).
         frozen: backbone parameters the inner loop does not adapt (cbfinn/maml
             keeps BatchNorm's offsets out of its fast weights: they are
             meta-learned by the outer loop only).

@@ -6,22 +6,34 @@ import pytest
 
 from benchmarks import get_benchmark
 from benchmarks.base import Cell
-from benchmarks.cell_timing import before_after, load_timings, time_cell, timings_path
+from benchmarks.cell_timing import before_after, load_timings, resolve_engine, save_timing, time_cell, timings_path
 
 
 def test_maml_cells_time_both_engines_and_reptile_its_own_loop(isolated_results):
     maml = time_cell(get_benchmark("finn2017-table1"), Cell("MAML", "5-way 1-shot"), "smoke", rounds=1)
-    assert set(maml["engines"]) == {"func", "higher"} and all(0 < s < 60 for s in maml["engines"].values())
+    assert set(maml["engines"]) == {"func", "loop", "higher"} and all(0 < s < 60 for s in maml["engines"].values())
     reptile = time_cell(get_benchmark("nichol2018-table1"), Cell("Reptile", "5-way 1-shot"), "smoke", rounds=1)
     assert set(reptile["engines"]) == {"func"}  # tasks run one after another by the algorithm: no "before"
 
 
 def test_before_after_columns():
-    assert before_after({"engines": {"func": 0.1, "higher": 0.25}}) == {
-        "loop ms (before)": 250.0, "batched ms (after)": 100.0, "speed-up": "2.50x"}
-    assert before_after({"engines": {"func": 0.04}}) == {"loop ms (before)": "- (sequential)", "batched ms (after)": 40.0,
-                                                        "speed-up": "-"}
+    assert before_after({"engines": {"func": 0.1, "loop": 0.25, "higher": 0.3}}) == {
+        "loop ms (before)": 250.0, "higher ms": 300.0, "batched ms": 100.0, "fastest": "batched", "speed-up": "2.50x"}
+    assert before_after({"engines": {"func": 0.3, "loop": 0.2, "higher": 0.25}})["fastest"] == "per-task loop"
+    assert before_after({"engines": {"func": 0.3, "loop": 0.2, "higher": 0.25}})["speed-up"] == "1.00x"
+    reptile = before_after({"engines": {"func": 0.04}})
+    assert reptile["loop ms (before)"] == "- (sequential)" and reptile["batched ms"] == 40.0 and reptile["speed-up"] == "-"
     assert before_after(None)["speed-up"] == "-"
+
+
+def test_auto_engine_is_the_measured_fastest_for_the_cell(isolated_results):
+    fast_loop, fast_batched = Cell("MAML", "20-way 5-shot"), Cell("MAML", "5-way 1-shot")
+    assert resolve_engine("auto", "finn2017-table1", fast_loop) == "func"  # nothing measured on this device: batched
+    save_timing("finn2017-table1", fast_loop, {"engines": {"func": 12.0, "loop": 9.5, "higher": 10.0}})
+    save_timing("finn2017-table1", fast_batched, {"engines": {"func": 0.2, "loop": 0.4, "higher": 0.45}})
+    assert resolve_engine("auto", "finn2017-table1", fast_loop) == "loop"
+    assert resolve_engine("auto", "finn2017-table1", fast_batched) == "func"
+    assert resolve_engine("higher", "finn2017-table1", fast_batched) == "higher"  # asked for: kept
 
 
 def test_time_command_writes_each_cell_once_per_trained_model(isolated_results, capsys):
@@ -39,3 +51,14 @@ def test_time_command_writes_each_cell_once_per_trained_model(isolated_results, 
 def test_time_command_rejects_benchmarks_without_meta_iterations(isolated_results):
     with pytest.raises(ValueError, match="gradient-based Omniglot"):
         time_cell(get_benchmark("snell2017-table1"), Cell("Prototypical Networks", "5-way 1-shot"), "smoke")
+
+
+def test_reproduce_trains_each_cell_on_its_auto_engine(isolated_results):
+    from benchmarks.runner import reproduce
+
+    cell = Cell("MAML", "5-way 1-shot")
+    save_timing("finn2017-table1", cell, {"engines": {"func": 0.3, "loop": 0.1, "higher": 0.2}})
+    logged = []
+    [path] = reproduce(get_benchmark("finn2017-table1"), "smoke", [cell], progress=False, log=logged.append)
+    assert json.loads(open(path).read())["provenance"]["engine"] == "loop"
+    assert any("MAML / 5-way 1-shot: loop" in line for line in logged)

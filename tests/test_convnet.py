@@ -130,9 +130,10 @@ def test_batched_meta_gradient_equals_the_per_task_loop_and_higher(first_order):
     assert all(g.abs().sum() > 0 for g in batched)  # frozen BN offsets are meta-learned: they get an outer gradient
     # ConvNet itself through higher (``reproduce --engine higher``, ``metarepro time``'s "before"): higher must see the
     # fast weights although ConvNet never calls its layers' own forward
-    patched = _meta_grads(_maml(net, "higher", first_order, inner_lr=0.1))
-    whole = torch.cat([(a - b).flatten() for a, b in zip(batched, patched)]).norm() / torch.cat([b.flatten() for b in patched]).norm()
-    assert float(whole) < 1e-5
+    for engine in ("higher", "loop"):  # "loop": ConvNet's own forward_batched, one task at a time
+        per_task = _meta_grads(_maml(net, engine, first_order, inner_lr=0.1))
+        whole = torch.cat([(a - b).flatten() for a, b in zip(batched, per_task)]).norm() / torch.cat([b.flatten() for b in per_task]).norm()
+        assert float(whole) < 1e-5, engine
 
 
 def test_second_order_meta_gradient_against_float64_finite_differences():

@@ -104,7 +104,7 @@ def test_first_order_is_the_query_gradient_at_the_adapted_weights():
 def test_func_batched_engine_equals_higher_per_task_engine(method):
     batch = tiny_batch(n_tasks=5, shots=5, dtype=torch.float32)
     grads = {}
-    for engine in ("func", "higher"):
+    for engine in ("func", "loop", "higher"):
         torch.manual_seed(1)
         net = MLP([1, 40, 40, 1])
         if method == "maml":
@@ -113,6 +113,7 @@ def test_func_batched_engine_equals_higher_per_task_engine(method):
             model = ALFA(net, mse_per_task, 0.01, 3, form="code", generator_layers=2, engine=engine)
         grads[engine] = flat_grad(model, batch)
     assert torch.allclose(grads["func"], grads["higher"], rtol=0, atol=1e-6)
+    assert torch.allclose(grads["loop"], grads["higher"], rtol=0, atol=1e-6)
     assert grads["func"].abs().max() > 1e-4  # a meaningful gradient was compared
 
 
