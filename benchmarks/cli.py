@@ -395,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownBenchmarkError, CheckpointError, NonFiniteLossError, DataError, KeyError, ValueError, FileNotFoundError) as err:
         print(f"metarepro: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("metarepro: stopped; every finished iteration is checkpointed under runs/, the same command resumes",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

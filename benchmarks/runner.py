@@ -7,7 +7,9 @@ import multiprocessing
 import os
 import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -43,6 +45,13 @@ def is_current(benchmark: Benchmark, cell: Cell, scale: str) -> bool:
 
 #: this worker's line for its progress bar (set once per worker process)
 _SLOT: int | None = None
+
+
+def _stop_workers(signum, frame) -> None:
+    """SIGTERM to the parent of parallel jobs: pass it on (each worker's trainer checkpoints and stops), then stop."""
+    for child in multiprocessing.active_children():
+        os.kill(child.pid, signal.SIGTERM)
+    raise KeyboardInterrupt
 
 
 def _init_worker(slots) -> None:
@@ -168,13 +177,24 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
         slots = ctx.Manager().Queue()
         for i in range(jobs):
             slots.put(i)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots,)) as pool:
-            futures = [pool.submit(_run_group, *args(g)) for g in order]
-            for f in as_completed(futures):
-                paths = f.result()
-                written += paths
-                for p in paths:
-                    log(f"  wrote {p}")
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _stop_workers) if in_main_thread else None
+        try:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots,)) as pool:
+                futures = [pool.submit(_run_group, *args(g)) for g in order]
+                try:
+                    for f in as_completed(futures):
+                        paths = f.result()
+                        written += paths
+                        for p in paths:
+                            log(f"  wrote {p}")
+                except KeyboardInterrupt:  # the workers checkpoint and stop (their own handlers); start no new group
+                    for f in futures:
+                        f.cancel()
+                    raise
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
     if todo:
         log(f"{benchmark.id}: done in {(time.perf_counter() - started) / 60:.1f} min")
     return written

@@ -17,8 +17,10 @@ import contextlib
 import functools
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +58,8 @@ class TrainState:
     best_iteration: int | None = None
     wait: int = 0
     stopped_early: bool = False
+    #: outer losses since the last logged point (kept when a run is interrupted between two log points)
+    window: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,36 @@ def _default_step(model: nn.Module, batch: Episode, optimizer: torch.optim.Optim
     loss.backward()
     optimizer.step()
     return loss.detach()
+
+
+class StopRequest:
+    """While training: SIGINT or SIGTERM asks the loop to stop after the iteration at hand (a second one stops at once).
+
+    The loop then checkpoints a consistent state (model, optimizer, iteration count and the partial loss window agree)
+    and raises ``KeyboardInterrupt``: a run killed with ``kill`` or Ctrl-C loses no finished iteration. Handlers are
+    installed only in a process's main thread and restored on exit.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.forced = False  # a second signal: stopped mid-iteration, the state is not checkpointed
+        self.previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def training_step(model: nn.Module, precision: str = "fp32") -> Callable[[Episode, torch.optim.Optimizer], torch.Tensor]:
@@ -212,40 +246,42 @@ def train(
     )
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
-    window: list[float] = []
+    window: list[float] = state.window
     started = time.perf_counter() - state.elapsed_s
     model.train()
+    stop = StopRequest()
     try:
-        while state.iteration < iterations and not state.stopped_early:
-            if lr_schedule is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = group["initial_lr"] * lr_schedule(state.iteration)
-            loss = float(step(batch_fn(state.iteration), optimizer))
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"{desc}: outer loss is {loss} at iteration {state.iteration}; stopped. The last good "
-                    f"checkpoint ({checkpoint_path}, iteration {_saved_iteration(checkpoint_path)}) is kept."
-                )
-            window.append(loss)
-            state.iteration += 1
-            bar.update(1)
-            if state.iteration % log_every == 0 or state.iteration == iterations:
-                state.loss_curve.append([state.iteration, sum(window) / len(window)])
-                bar.set_postfix(loss=f"{state.loss_curve[-1][1]:.4g}", refresh=False)
-                window = []
-            validated = early_stopping is not None and state.iteration % early_stopping.every == 0
-            if validated:
-                with forward_context():
-                    _validate(model, early_stopping, state, meta)
-                bar.set_postfix(loss=f"{state.loss_curve[-1][1]:.4g}" if state.loss_curve else "-",
-                                val=f"{state.val_curve[-1][1]:.4g}", refresh=False)
-            if validated or state.iteration % checkpoint_every == 0 or state.iteration == iterations:
-                state.elapsed_s = time.perf_counter() - started
-                checkpoint()
-    except KeyboardInterrupt:
-        # Keep the work done since the last checkpoint only at a log boundary,
-        # where the loss curve is consistent with the iteration count.
-        if not window:
+        with stop:
+            while state.iteration < iterations and not state.stopped_early:
+                if stop.requested:
+                    raise KeyboardInterrupt
+                if lr_schedule is not None:
+                    for group in optimizer.param_groups:
+                        group["lr"] = group["initial_lr"] * lr_schedule(state.iteration)
+                loss = float(step(batch_fn(state.iteration), optimizer))
+                if not math.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"{desc}: outer loss is {loss} at iteration {state.iteration}; stopped. The last good "
+                        f"checkpoint ({checkpoint_path}, iteration {_saved_iteration(checkpoint_path)}) is kept."
+                    )
+                window.append(loss)
+                state.iteration += 1
+                bar.update(1)
+                if state.iteration % log_every == 0 or state.iteration == iterations:
+                    state.loss_curve.append([state.iteration, sum(window) / len(window)])
+                    bar.set_postfix(loss=f"{state.loss_curve[-1][1]:.4g}", refresh=False)
+                    window = state.window = []
+                validated = early_stopping is not None and state.iteration % early_stopping.every == 0
+                if validated:
+                    with forward_context():
+                        _validate(model, early_stopping, state, meta)
+                    bar.set_postfix(loss=f"{state.loss_curve[-1][1]:.4g}" if state.loss_curve else "-",
+                                    val=f"{state.val_curve[-1][1]:.4g}", refresh=False)
+                if validated or state.iteration % checkpoint_every == 0 or state.iteration == iterations:
+                    state.elapsed_s = time.perf_counter() - started
+                    checkpoint()
+    except KeyboardInterrupt:  # asked to stop (StopRequest) between iterations: keep every finished one
+        if not stop.forced:
             state.elapsed_s = time.perf_counter() - started
             checkpoint()
         raise

@@ -123,6 +123,30 @@ def test_run_killed_with_sigkill_resumes_to_the_same_final_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_stops_after_the_iteration_and_loses_nothing(tmp_path, signum):
+    """The signal lands inside iteration 37 (checkpoints every 50, log every 20): the run finishes that iteration,
+    checkpoints iteration 38 with its partial loss window, and the resumed run ends exactly as an uninterrupted one."""
+    model, opt = make()
+    straight = train(model, opt, batch, 100, tmp_path / "straight.pt", "h", checkpoint_every=50, log_every=20, progress=False)
+
+    def signalling_batch(i):
+        if i == 37:
+            os.kill(os.getpid(), signum)
+        return batch(i)
+
+    model2, opt2 = make()
+    with pytest.raises(KeyboardInterrupt):
+        train(model2, opt2, signalling_batch, 100, tmp_path / "b.pt", "h", checkpoint_every=50, log_every=20, progress=False)
+    saved = load_checkpoint(tmp_path / "b.pt", "h")["state"]
+    assert saved["iteration"] == 38 and len(saved["window"]) == 18 and len(saved["loss_curve"]) == 1
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+    model3, opt3 = make()
+    resumed = train(model3, opt3, batch, 100, tmp_path / "b.pt", "h", checkpoint_every=50, log_every=20, progress=False)
+    assert resumed.loss_curve == straight.loss_curve
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model3.state_dict().values()))
+
+
 class Quadratic(nn.Module):
     """A model whose outer loss is deterministic per iteration, for early-stopping tests."""
 
