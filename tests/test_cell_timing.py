@@ -21,6 +21,10 @@ def test_before_after_columns():
         "loop ms (before)": 250.0, "higher ms": 300.0, "batched ms": 100.0, "fastest": "batched", "speed-up": "2.50x"}
     assert before_after({"engines": {"func": 0.3, "loop": 0.2, "higher": 0.25}})["fastest"] == "per-task loop"
     assert before_after({"engines": {"func": 0.3, "loop": 0.2, "higher": 0.25}})["speed-up"] == "1.00x"
+    # within 5%: a tie, broken toward the suite's own engines (func, then loop) over higher
+    assert before_after({"engines": {"func": 0.99, "loop": 0.96, "higher": 0.95}})["fastest"] == "batched"
+    assert before_after({"engines": {"func": 1.2, "loop": 1.0, "higher": 0.97}})["fastest"] == "per-task loop"
+    assert before_after({"engines": {"func": 1.2, "loop": 1.0, "higher": 0.9}})["fastest"] == "per-task loop (higher)"
     reptile = before_after({"engines": {"func": 0.04}})
     assert reptile["loop ms (before)"] == "- (sequential)" and reptile["batched ms"] == 40.0 and reptile["speed-up"] == "-"
     assert before_after(None)["speed-up"] == "-"
