@@ -71,8 +71,10 @@ def projected_seconds(benchmark: Benchmark, cell: Cell, scale: str) -> float:
     """Seconds to train and test ``cell`` at ``scale`` on the machine and threads of its timed record.
 
     The record's measured training time scaled by the ratio of training iterations (so a benchmark that trains one
-    model per grid point is projected with its grid) plus its test time scaled by the ratio of test episodes. Cells
-    without a timed record, or whose configs do not count iterations, fall back to the benchmark's rough estimate.
+    model per grid point is projected with its grid) plus its test time scaled by the ratio of test episodes. Where
+    ``metarepro time`` measured the cell's engines on the record's device, the training time is scaled to the engine
+    ``--engine auto`` picks (from the one the record trained on). Cells without a timed record, or whose configs do
+    not count iterations, fall back to the benchmark's rough estimate.
     """
     record = timed_record(benchmark, cell)
     if record is None:
@@ -84,7 +86,19 @@ def projected_seconds(benchmark: Benchmark, cell: Cell, scale: str) -> float:
     runs = target.get("runs", 1) / source.get("runs", 1)  # a record's timing covers all of its runs
     timed = t.get("iterations_timed", source["iterations"] * source.get("runs", 1))
     train_s = t["ms_per_iteration"] * timed / 1000 * target["iterations"] / source["iterations"] * runs
-    return train_s + t["test_s"] * target[tests] / source[tests] * runs
+    return train_s * engine_factor(benchmark.id, cell, record) + t["test_s"] * target[tests] / source[tests] * runs
+
+
+def engine_factor(benchmark_id: str, cell: Cell, record: dict) -> float:
+    """Time of the engine ``--engine auto`` picks over the time of the engine ``record`` trained on (1 if not timed)."""
+    from benchmarks.cell_timing import fastest_of, load_timings
+
+    entry = load_timings(record["timing"].get("device", "cpu")).get(benchmark_id, {}).get(cell.label)
+    used = record.get("provenance", {}).get("engine", "func")
+    if not entry or used not in entry["engines"]:
+        return 1.0
+    engines = entry["engines"]
+    return engines[fastest_of(engines)] / engines[used]
 
 
 def group_seconds(benchmark: Benchmark, cells: list[Cell], scale: str) -> float:

@@ -162,6 +162,12 @@ def test_projection_scales_the_timed_record_and_prefers_paper_timings(isolated_r
     record["timing"] = {"ms_per_iteration": 2000.0, "iterations_timed": 120, "test_s": 8.0, "threads": 1, "device": "cpu"}
     R.write_record(record, maml.slug)
     assert projected_seconds(guiroy, maml, "paper") == pytest.approx(2.0 * 120 * 1000 * 2.5 + 8.0 * 6 * 2.5)
+    # `metarepro time` found the per-task loop 1.6x faster than the batched engine the record trained on: --engine auto
+    # trains on the loop, so the training part shrinks by that ratio (the test part does not)
+    from benchmarks.cell_timing import save_timing
+
+    save_timing(guiroy.id, maml, {"engines": {"func": 1.6, "loop": 1.0, "higher": 1.1}})
+    assert projected_seconds(guiroy, maml, "paper") == pytest.approx(2.0 * 120 * 1000 * 2.5 / 1.6 + 8.0 * 6 * 2.5)
 
 
 def test_records_of_run_means_carry_a_t_interval_and_pair_run_by_run():
