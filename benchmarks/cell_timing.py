@@ -76,7 +76,10 @@ def time_cell(benchmark: Benchmark, cell: Cell, scale: str = "paper", rounds: in
 
 
 def load_timings(device: str = "cpu") -> dict:
-    """``{benchmark id: {cell label: entry}}`` from the timings file (empty when none was written)."""
+    """``{benchmark id: {cell label: entry}}`` from the timings file of ``device`` on this machine (empty when none was
+    written, or when ``device`` is a GPU this machine does not have)."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        return {}
     path = timings_path(device)
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -124,8 +127,10 @@ def fastest_engine(benchmark_id: str, cell: Cell, device: str = "cpu") -> str | 
     return fastest_of(entry["engines"]) if entry else None
 
 
-def resolve_engine(engine: str, benchmark_id: str, cell: Cell, device: str = "cpu") -> str:
-    """``auto`` -> the measured fastest engine for the cell (``func`` where none was measured); others unchanged."""
+def resolve_engine(engine: str, benchmark_id: str, cells: Cell | list[Cell], device: str = "cpu") -> str:
+    """``auto`` -> the engine measured fastest for the first of ``cells`` (cells of one trained model) that was timed,
+    ``func`` where none was; an engine asked for by name is kept."""
     if engine != "auto":
         return engine
-    return fastest_engine(benchmark_id, cell, device) or "func"
+    cells = [cells] if isinstance(cells, Cell) else cells
+    return next((e for e in (fastest_engine(benchmark_id, c, device) for c in cells) if e), "func")

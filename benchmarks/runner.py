@@ -21,6 +21,7 @@ from benchmarks import get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
 from metarepro import results as R
 from metarepro.runtime import keep_freed_memory
+from metarepro.trainer import stop_on_signals, stop_requested
 
 RUNS_DIR = R.PROJECT_ROOT / "runs"
 
@@ -47,17 +48,11 @@ def is_current(benchmark: Benchmark, cell: Cell, scale: str) -> bool:
 _SLOT: int | None = None
 
 
-def _stop_workers(signum, frame) -> None:
-    """SIGTERM to the parent of parallel jobs: pass it on (each worker's trainer checkpoints and stops), then stop."""
-    for child in multiprocessing.active_children():
-        os.kill(child.pid, signal.SIGTERM)
-    raise KeyboardInterrupt
-
-
 def _init_worker(slots) -> None:
     global _SLOT
     _SLOT = slots.get()
     keep_freed_memory()
+    stop_on_signals()  # Ctrl-C / SIGTERM: finish the iteration, checkpoint, and start nothing new in this worker
 
 
 def timed_record(benchmark: Benchmark, cell: Cell) -> dict | None:
@@ -120,6 +115,8 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
     benchmark = get_benchmark(benchmark_id)
     written = []
     for c in cells:
+        if stop_requested():  # a stopped worker handed a queued group: leave it for the next run
+            raise KeyboardInterrupt
         cell = Cell(**c)
         result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress,
                                     device=device, progress_position=_SLOT)
@@ -174,7 +171,7 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
             f"with {jobs} job(s) x {threads} thread(s) (projected from the cells' timed records where they have one)")
     command = " ".join(shlex.quote(a) for a in ["metarepro", *sys.argv[1:]]) if sys.argv else "metarepro"
     git = R.git_state()  # the code that runs is the code at launch, whatever is committed meanwhile
-    engines = [resolve_engine(engine, benchmark.id, g[0], device) for g in order]
+    engines = [resolve_engine(engine, benchmark.id, g, device) for g in order]
     if engine == "auto" and any(e != "func" for e in engines):
         log("engine per cell (measured fastest here by `metarepro time`): "
             + "; ".join(f"{g[0].label}: {e}" for g, e in zip(order, engines)))
@@ -191,24 +188,28 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
         slots = ctx.Manager().Queue()
         for i in range(jobs):
             slots.put(i)
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _stop_workers) if in_main_thread else None
-        try:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots,)) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots,)) as pool:
+
+            def stop_workers(signum, frame):  # SIGTERM to this process: pass it to the workers, then stop here too
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    os.kill(process.pid, signal.SIGTERM)
+                raise KeyboardInterrupt
+
+            in_main_thread = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGTERM, stop_workers) if in_main_thread else None
+            try:
                 futures = [pool.submit(_run_group, *args(g)) for g in order]
-                try:
-                    for f in as_completed(futures):
-                        paths = f.result()
-                        written += paths
-                        for p in paths:
-                            log(f"  wrote {p}")
-                except KeyboardInterrupt:  # the workers checkpoint and stop (their own handlers); start no new group
-                    for f in futures:
-                        f.cancel()
-                    raise
-        finally:
-            if in_main_thread:
-                signal.signal(signal.SIGTERM, previous)
+                for f in as_completed(futures):
+                    paths = f.result()
+                    written += paths
+                    for p in paths:
+                        log(f"  wrote {p}")
+            except KeyboardInterrupt:  # workers checkpoint and stop; queued groups they pick up end at once
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
     if todo:
         log(f"{benchmark.id}: done in {(time.perf_counter() - started) / 60:.1f} min")
     return written

@@ -127,34 +127,69 @@ def _default_step(model: nn.Module, batch: Episode, optimizer: torch.optim.Optim
     return loss.detach()
 
 
+#: set by SIGINT/SIGTERM in a process that must stop (a parallel-job worker, :func:`stop_on_signals`); every later
+#: :func:`train` in that process stops at once, so a stopped worker starts no new training
+_stop_requested = False
+_stop_persists = False  # True in a worker (stop_on_signals): a stop then outlives the train() that saw it
+
+
+def request_stop(signum: int | None = None, frame=None) -> None:
+    """Ask every training loop of this process to stop at its next iteration boundary (usable as a signal handler)."""
+    global _stop_requested
+    _stop_requested = True
+
+
+def stop_requested() -> bool:
+    return _stop_requested
+
+
+def stop_on_signals() -> None:
+    """Make SIGINT and SIGTERM only request a stop in this process (parallel-job workers; an ignored SIGINT stays
+    ignored)."""
+    global _stop_persists
+    _stop_persists = True
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, request_stop)
+
+
 class StopRequest:
     """While training: SIGINT or SIGTERM asks the loop to stop after the iteration at hand (a second one stops at once).
 
     The loop then checkpoints a consistent state (model, optimizer, iteration count and the partial loss window agree)
     and raises ``KeyboardInterrupt``: a run killed with ``kill`` or Ctrl-C loses no finished iteration. Handlers are
-    installed only in a process's main thread and restored on exit.
+    installed only in a process's main thread (an ignored SIGINT, as under ``nohup ... &``, stays ignored) and
+    restored on exit.
     """
 
     def __init__(self):
-        self.requested = False
         self.forced = False  # a second signal: stopped mid-iteration, the state is not checkpointed
         self.previous: dict[int, object] = {}
 
+    @property
+    def requested(self) -> bool:
+        return _stop_requested
+
     def _handle(self, signum, frame):
-        if self.requested:
+        if _stop_requested:
             self.forced = True
             raise KeyboardInterrupt
-        self.requested = True
+        request_stop()
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
+        global _stop_requested
         for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+            if handler is not None:  # None: a handler set outside Python, which cannot be put back from here
+                signal.signal(sig, handler)
+        if not _stop_persists:  # a stopped train() in an ordinary process: the next call may train again
+            _stop_requested = False
 
 
 def training_step(model: nn.Module, precision: str = "fp32") -> Callable[[Episode, torch.optim.Optimizer], torch.Tensor]:
@@ -280,6 +315,8 @@ def train(
                 if validated or state.iteration % checkpoint_every == 0 or state.iteration == iterations:
                     state.elapsed_s = time.perf_counter() - started
                     checkpoint()
+            if stop.requested:  # asked during the last iteration: the run is complete, but the process must stop
+                raise KeyboardInterrupt
     except KeyboardInterrupt:  # asked to stop (StopRequest) between iterations: keep every finished one
         if not stop.forced:
             state.elapsed_s = time.perf_counter() - started

@@ -176,10 +176,10 @@ class ConvNet(nn.Module):
     it replaced a block-diagonal ordinary convolution that was as accurate
     but did T x that layer's FLOPs: 5-way 1-shot meta-iteration 0.245 ->
     0.221 s, one thread). The other layers stay grouped: an unfolded form of
-    all four was as fast at 5-way and 1.3x slower at 20-way, and a grouped
-    convolution with a hand-written double backward (no per-group loop in
-    ``_convolution_double_backward``) was no faster (its transposed
-    convolution misses oneDNN). ``torch.compile`` of the meta-gradient was
+    all four was as fast at 5-way and 1.2-1.3x slower at 20-way, and a grouped
+    convolution with a hand-written double backward (native calls, no
+    per-group loop in ``_convolution_double_backward``) was exact but only
+    1.03-1.11x faster. ``torch.compile`` of the meta-gradient was
     rejected: inductor fails on BatchNorm's double backward without a scale;
     with BatchNorm written out it took 104 s to compile, ran 1.26x slower
     and its meta-gradient was wrong (1.76 relative).

@@ -140,11 +140,64 @@ def test_sigterm_or_ctrl_c_stops_after_the_iteration_and_loses_nothing(tmp_path,
         train(model2, opt2, signalling_batch, 100, tmp_path / "b.pt", "h", checkpoint_every=50, log_every=20, progress=False)
     saved = load_checkpoint(tmp_path / "b.pt", "h")["state"]
     assert saved["iteration"] == 38 and len(saved["window"]) == 18 and len(saved["loss_curve"]) == 1
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     model3, opt3 = make()
     resumed = train(model3, opt3, batch, 100, tmp_path / "b.pt", "h", checkpoint_every=50, log_every=20, progress=False)
     assert resumed.loss_curve == straight.loss_curve
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model3.state_dict().values()))
+
+
+def test_signal_in_the_last_iteration_still_stops_the_process(tmp_path):
+    """The run completes (final checkpoint) but the caller must not go on to evaluation or the next job."""
+    def signalling_batch(i):
+        if i == 29:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return batch(i)
+
+    model, opt = make()
+    with pytest.raises(KeyboardInterrupt):
+        train(model, opt, signalling_batch, 30, tmp_path / "c.pt", "h", checkpoint_every=50, log_every=20, progress=False)
+    assert load_checkpoint(tmp_path / "c.pt", "h")["state"]["iteration"] == 30
+    model2, opt2 = make()  # the stop does not outlive that run in an ordinary process
+    assert train(model2, opt2, batch, 5, tmp_path / "d.pt", "h", progress=False).iteration == 5
+
+
+def test_second_signal_stops_at_once_without_writing_a_half_done_iteration(tmp_path):
+    model, opt = make()
+    train(model, opt, batch, 20, tmp_path / "e.pt", "h", checkpoint_every=20, log_every=20, progress=False)
+
+    def twice(i):
+        if i == 25:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # mid-iteration: KeyboardInterrupt right here
+        return batch(i)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(model, opt, twice, 100, tmp_path / "e.pt", "h", checkpoint_every=20, log_every=20, progress=False)
+    assert load_checkpoint(tmp_path / "e.pt", "h")["state"]["iteration"] == 20  # the checkpoint before, untouched
+
+
+def test_checkpoint_from_before_the_loss_window_resumes(tmp_path):
+    model, opt = make()
+    train(model, opt, batch, 20, tmp_path / "f.pt", "h", checkpoint_every=20, log_every=10, progress=False)
+    payload = torch.load(tmp_path / "f.pt", weights_only=False)
+    del payload["state"]["window"]
+    torch.save(payload, tmp_path / "f.pt")
+    model2, opt2 = make()
+    assert train(model2, opt2, batch, 30, tmp_path / "f.pt", "h", checkpoint_every=20, log_every=10, progress=False).iteration == 30
+
+
+def test_a_stopped_worker_starts_no_queued_group(isolated_results, monkeypatch):
+    """After SIGTERM a parallel-job worker keeps its stop: a group it is handed later ends before training anything."""
+    import metarepro.trainer as trainer
+    from benchmarks.runner import _run_group, runs_dir
+
+    monkeypatch.setattr(trainer, "_stop_requested", True)
+    monkeypatch.setattr(trainer, "_stop_persists", True)
+    cell = {"row": "MAML", "column": "5-way 1-shot", "variant": "main"}
+    with pytest.raises(KeyboardInterrupt):
+        _run_group("finn2017-table1", "smoke", [cell], "func", 1, False, "test", 2, {"commit": None, "dirty": None}, "cpu")
+    assert not (runs_dir() / "finn2017-table1").exists()
 
 
 class Quadratic(nn.Module):
