@@ -29,12 +29,13 @@ import torch
 from benchmarks.base import Benchmark, Cell
 from benchmarks.runner import runs_dir
 from metarepro import results as R
+from metarepro.inner import ENGINES
 from metarepro.runtime import keep_freed_memory
 from metarepro.timing import now
 from metarepro.trainer import training_step
 
-#: engine name -> what it is, as the tables say it
-ENGINES = {"func": "batched", "loop": "per-task loop", "higher": "per-task loop (higher)"}
+#: what each engine of :data:`metarepro.inner.ENGINES` is, as the tables say it
+ENGINE_LABELS = {"func": "batched", "loop": "per-task loop", "higher": "per-task loop (higher)"}
 
 
 def timings_path(device: str = "cpu") -> Path:
@@ -112,12 +113,12 @@ def before_after(entry: dict | None) -> dict:
     if entry is None:
         return {"loop ms (before)": "-", "higher ms": "-", "batched ms": "-", "fastest": "-", "speed-up": "-"}
     engines = entry["engines"]
-    ms = {e: round(1000 * engines[e], 1) if e in engines else "-" for e in ENGINES}
+    ms = {e: round(1000 * engines[e], 1) if e in engines else "-" for e in ENGINE_LABELS}
     fastest = fastest_of(engines)
     sequential = len(engines) == 1
     before = engines.get("loop", engines.get("higher"))
     return {"loop ms (before)": "- (sequential)" if sequential else ms["loop"], "higher ms": ms["higher"], "batched ms": ms["func"],
-            "fastest": "own loop" if sequential else ENGINES[fastest],
+            "fastest": "own loop" if sequential else ENGINE_LABELS[fastest],
             "speed-up": "-" if sequential else f"{before / engines[fastest]:.2f}x"}
 
 

@@ -101,9 +101,9 @@ def cmd_time(args) -> int:
     from benchmarks.cell_timing import before_after, save_timing, time_cell, timings_path
 
     benchmark = get_benchmark(args.benchmark)
-    if args.scale != "smoke" and not benchmark.data_available():
-        raise DataError(f"{benchmark.id} needs {benchmark.requires_data} under {data_root()}: run "
-                        f"`metarepro data fetch {benchmark.requires_data} splits`")
+    message = missing_data(benchmark, args.scale)
+    if message:
+        raise DataError(message)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -208,11 +208,18 @@ def with_precision(benchmark, cells: list[Cell], precision: str) -> list[Cell]:
     return [Cell(c.row, c.column, precision) if c.variant == MAIN else c for c in cells]
 
 
+def missing_data(benchmark: Benchmark, scale: str) -> str | None:
+    """What to fetch when ``scale`` needs data that is not under the data root; None when nothing is missing."""
+    if scale == "smoke" or benchmark.data_available():
+        return None
+    return (f"{benchmark.id} needs {benchmark.requires_data} under {data_root()}: run "
+            f"`metarepro data fetch {benchmark.requires_data} splits` (METAREPRO_MIRROR=../shared/data for the local mirror)")
+
+
 def cmd_reproduce(args) -> int:
     benchmark = get_benchmark(args.benchmark)
-    if args.scale != "smoke" and not benchmark.data_available():
-        message = (f"{benchmark.id} needs {benchmark.requires_data} under {data_root()}: run "
-                   f"`metarepro data fetch {benchmark.requires_data} splits` (METAREPRO_MIRROR=../shared/data for the local mirror)")
+    message = missing_data(benchmark, args.scale)
+    if message:
         if args.skip_missing_data:
             print(f"skipped: {message}")
             return 0
