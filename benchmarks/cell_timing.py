@@ -85,11 +85,13 @@ def load_timings(device: str = "cpu") -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def save_timing(benchmark_id: str, cell: Cell, entry: dict, device: str = "cpu") -> Path:
-    """Add one cell's entry (with provenance) to the timings file, atomically."""
+def save_timing(benchmark_id: str, cell: Cell, entry: dict, device: str = "cpu", command: str = "metarepro time",
+                git: dict | None = None) -> Path:
+    """Add one cell's entry to the timings file, atomically, with its provenance: ``git`` is the checkout's state when
+    the timing started (:func:`metarepro.results.git_state`; read now when not given), the code that ran."""
     path = timings_path(device)
     data = load_timings(device)
-    data.setdefault(benchmark_id, {})[cell.label] = {**entry, "provenance": R.provenance(command="metarepro time")}
+    data.setdefault(benchmark_id, {})[cell.label] = {**entry, "provenance": R.provenance(command=command, **(git or R.git_state()))}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -108,6 +109,8 @@ def cmd_time(args) -> int:
 
     torch.set_num_threads(args.threads)
     cells = [Cell.parse(c) for c in args.cells] if args.cells else benchmark.cells()
+    command = " ".join(shlex.quote(a) for a in ["metarepro", *args.argv])
+    git = R.git_state()  # the code that runs is the code at launch, whatever is committed meanwhile
     rows, seen = [], {}
     for cell in cells:
         benchmark.check_cell(cell)
@@ -115,7 +118,7 @@ def cmd_time(args) -> int:
         if key not in seen:
             print(f"{benchmark.id} {cell.label}: timing {args.rounds} round(s) per engine ...", flush=True)
             seen[key] = time_cell(benchmark, cell, args.scale, args.rounds, args.device)
-        save_timing(benchmark.id, cell, seen[key], args.device)
+        save_timing(benchmark.id, cell, seen[key], args.device, command, git)
         rows.append({"cell": cell.label, **before_after(seen[key]), "load": round(seen[key]["load_average_1min"], 2)})
     print(tabulate(rows, headers="keys", tablefmt="github"))
     print(f"wrote {timings_path(args.device)}")
@@ -396,6 +399,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # the command line, for provenance
     keep_freed_memory()
     try:
         return args.fn(args)
