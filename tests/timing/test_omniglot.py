@@ -263,7 +263,8 @@ def test_maml_meta_iteration_batched_vs_loop_and_higher(benchmark, pool, workloa
     flat_loop = torch.cat([g_loop[i].flatten() for i in order])
     rel = float((flat_fp32 - flat_loop).norm() / flat_loop.norm())
     # the truth: the loop in float64. Float32 rounding alone puts any implementation ~5e-5 from it on the 20-way workload, so
-    # "within 1e-5 of the loop" (the bar) is a statement about shared rounding; the assertion compares errors instead
+    # "within 1e-5 of the loop" (the bar, kept) is partly a statement about shared rounding; the errors against
+    # float64 are compared as well
     loop64 = maml(StockConvNet(net).to(DEVICE, torch.float64), "func")
     batch64 = Episode(batch.support_x.double(), batch.support_y, batch.query_x.double(), batch.query_y)
     truth = torch.autograd.grad(loop64.outer_loss(batch64), [p for p in loop64.backbone.parameters() if p.requires_grad])
@@ -295,4 +296,4 @@ def test_maml_meta_iteration_batched_vs_loop_and_higher(benchmark, pool, workloa
           f"{achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.0f}% of the matmul peak {peak / 1e9:.0f} GFLOP/s; rel diff {rel:.1e} "
           f"(from float64: batched {batched_error:.1e}, loop {loop_error:.1e}); "
           f"bf16 autocast {best['batched'] / best['batched_bf16']:.2f}x, meta-gradient {bf16_rel:.1e} from fp32 (cosine {bf16_cos:.3f})")
-    assert batched_error <= 2 * loop_error + 1e-6 and rel < 1e-4
+    assert rel < 1e-5 and batched_error <= 2 * loop_error + 1e-6
