@@ -62,26 +62,48 @@ def timed_record(benchmark: Benchmark, cell: Cell) -> dict | None:
     return timed.get("paper") or timed.get("quick")
 
 
-def projected_seconds(benchmark: Benchmark, cell: Cell, scale: str) -> float:
+def projected_seconds(benchmark: Benchmark, cell: Cell, scale: str, remaining: bool = False) -> float:
     """Seconds to train and test ``cell`` at ``scale`` on the machine and threads of its timed record.
 
     The record's measured training time scaled by the ratio of training iterations (so a benchmark that trains one
     model per grid point is projected with its grid) plus its test time scaled by the ratio of test episodes. Where
     ``metarepro time`` measured the cell's engines on the record's device, the training time is scaled to the engine
     ``--engine auto`` picks (from the one the record trained on). Cells without a timed record, or whose configs do
-    not count iterations, fall back to the benchmark's rough estimate.
+    not count iterations, fall back to the benchmark's rough estimate. ``remaining``: less the training already in
+    the cell's checkpoint (:func:`checkpointed_fraction`; the rough estimate is scaled as a whole).
     """
+    left = 1 - checkpointed_fraction(benchmark, cell, scale) if remaining else 1.0
     record = timed_record(benchmark, cell)
     if record is None:
-        return benchmark.estimated_seconds(cell, scale)
+        return benchmark.estimated_seconds(cell, scale) * left
     source, target, t = record["config"], benchmark.config(cell, scale), record["timing"]
     tests = next((k for k in ("test_tasks", "test_episodes") if k in source and k in target), None)
     if "iterations" not in source or "iterations" not in target or tests is None:
-        return benchmark.estimated_seconds(cell, scale)
+        return benchmark.estimated_seconds(cell, scale) * left
     runs = target.get("runs", 1) / source.get("runs", 1)  # a record's timing covers all of its runs
     timed = t.get("iterations_timed", source["iterations"] * source.get("runs", 1))
     train_s = t["ms_per_iteration"] * timed / 1000 * target["iterations"] / source["iterations"] * runs
-    return train_s * engine_factor(benchmark.id, cell, record) + t["test_s"] * target[tests] / source[tests] * runs
+    train_s *= engine_factor(benchmark.id, cell, record) * left
+    return train_s + t["test_s"] * target[tests] / source[tests] * runs
+
+
+def checkpointed_fraction(benchmark: Benchmark, cell: Cell, scale: str) -> float:
+    """Fraction of the cell's training already in its run's checkpoint (0 where there is none to read).
+
+    Reads ``runs/<id>/<scale>/<training key>/checkpoint.pt``, the single-model layout; benchmarks that train several
+    models per cell (other file names) count as not started.
+    """
+    from metarepro.trainer import CheckpointError, load_checkpoint
+
+    path = runs_dir() / benchmark.id / scale / benchmark.training_key(cell, scale) / "checkpoint.pt"
+    iterations = benchmark.config(cell, scale).get("iterations")
+    if not path.exists() or not iterations or benchmark.config(cell, scale).get("runs", 1) != 1:
+        return 0.0
+    try:
+        done = load_checkpoint(path)["state"]["iteration"]
+    except (CheckpointError, KeyError, TypeError):
+        return 0.0
+    return min(1.0, done / iterations)
 
 
 def engine_factor(benchmark_id: str, cell: Cell, record: dict) -> float:
@@ -96,9 +118,9 @@ def engine_factor(benchmark_id: str, cell: Cell, record: dict) -> float:
     return engines[fastest_of(engines)] / engines[used]
 
 
-def group_seconds(benchmark: Benchmark, cells: list[Cell], scale: str) -> float:
+def group_seconds(benchmark: Benchmark, cells: list[Cell], scale: str, remaining: bool = False) -> float:
     """Projected seconds of cells that share one trained model (trained once)."""
-    return max(projected_seconds(benchmark, c, scale) for c in cells)
+    return max(projected_seconds(benchmark, c, scale, remaining) for c in cells)
 
 
 def estimated_hours(benchmark: Benchmark, cells: list[Cell], scale: str) -> float:
@@ -164,11 +186,13 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
         for key in groups:
             shutil.rmtree(runs_dir() / benchmark.id / scale / key, ignore_errors=True)
     # longest first, so the last job to finish is short; cells of a group share one training
-    order = sorted(groups.values(), key=lambda g: -group_seconds(benchmark, g, scale))
-    total = sum(group_seconds(benchmark, g, scale) for g in order)
+    seconds = {id(g): group_seconds(benchmark, g, scale, remaining=not restart) for g in groups.values()}
+    order = sorted(groups.values(), key=lambda g: -seconds[id(g)])
+    total = sum(seconds.values())
     if todo:
         log(f"{benchmark.id}: {len(todo)} cell(s) at {scale} scale, expected ~{total / 60 / max(1, min(jobs, len(order))):.0f} min "
-            f"with {jobs} job(s) x {threads} thread(s) (projected from the cells' timed records where they have one)")
+            f"with {jobs} job(s) x {threads} thread(s) (projected from the cells' timed records where they have one, "
+            "less the training already checkpointed)")
     command = " ".join(shlex.quote(a) for a in ["metarepro", *sys.argv[1:]]) if sys.argv else "metarepro"
     git = R.git_state()  # the code that runs is the code at launch, whatever is committed meanwhile
     engines = [resolve_engine(engine, benchmark.id, g, device) for g in order]

@@ -153,6 +153,17 @@ def test_projection_scales_the_timed_record_and_prefers_paper_timings(isolated_r
     timed("paper", 100.0, 100_000, 20.0)  # a paper-scale timing replaces the quick one
     assert projected_seconds(sung, cell, "quick") == pytest.approx(0.100 * 100_000 / 50 + 20.0 * 300 / 1000)
 
+    # a run checkpointed at 25,000 of its 100,000 iterations has three quarters of its training (and all its test) left;
+    # the full projection is unchanged
+    from benchmarks.runner import runs_dir
+    from metarepro.trainer import CHECKPOINT_FORMAT, save_checkpoint
+
+    assert sung.config(cell, "paper")["iterations"] == 100_000
+    save_checkpoint(runs_dir() / sung.id / "paper" / sung.training_key(cell, "paper") / "checkpoint.pt",
+                    {"format": CHECKPOINT_FORMAT, "config_hash": None, "state": {"iteration": 25_000}})
+    assert projected_seconds(sung, cell, "paper", remaining=True) == pytest.approx(0.100 * 100_000 * 0.75 + 20.0)
+    assert projected_seconds(sung, cell, "paper") == pytest.approx(0.100 * 100_000 + 20.0)
+
     # a record of run means times all its runs: guiroy-fig9's quick scale trains 2 runs of 60 iterations, its paper scale 5 of 60,000
     guiroy = BENCHMARKS["guiroy-fig9"]
     maml = Cell("MAML", "Omniglot 20-way 1-shot")
