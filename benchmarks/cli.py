@@ -80,19 +80,20 @@ def timing_rows(benchmark: Benchmark, meta_iterations: dict | None = None) -> li
 def cmd_list(args) -> int:
     from tabulate import tabulate
 
-    table = [_status(b) for b in BENCHMARKS.values()]
-    print(tabulate(table, headers="keys", tablefmt="github"))
-    if args.timings:
-        from benchmarks.cell_timing import load_timings, timings_path
+    with R.records_read_once():
+        table = [_status(b) for b in BENCHMARKS.values()]
+        print(tabulate(table, headers="keys", tablefmt="github"))
+        if args.timings:
+            from benchmarks.cell_timing import load_timings, timings_path
 
-        meta_iterations = load_timings()
-        for b in BENCHMARKS.values():
-            rows = timing_rows(b, meta_iterations)
-            if rows:
-                print(f"\n{b.id}: measured time per meta-iteration and projected paper-scale hours (one job)")
-                print(tabulate(rows, headers="keys", tablefmt="github"))
-        if meta_iterations:
-            print(f"\nbefore / after: `metarepro time`, best of interleaved rounds, {timings_path()}")
+            meta_iterations = load_timings()
+            for b in BENCHMARKS.values():
+                rows = timing_rows(b, meta_iterations)
+                if rows:
+                    print(f"\n{b.id}: measured time per meta-iteration and projected paper-scale hours (one job)")
+                    print(tabulate(rows, headers="keys", tablefmt="github"))
+            if meta_iterations:
+                print(f"\nbefore / after: `metarepro time`, best of interleaved rounds, {timings_path()}")
     return 0
 
 

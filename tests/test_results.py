@@ -227,3 +227,17 @@ def test_claims_use_current_records_only(isolated_results):
     assert record_is_current(check, base) and [c["method - baseline"] for c in claim_checks(check) if c["protocol"] == "main"] == [by_hand]
     stale = write("L2G + Prototypical Network", [90.0, 95.0, 95.0, 100.0], config={**method["config"], "inner_lr": 0.1})
     assert not record_is_current(check, stale) and claim_checks(check) == []
+
+
+def test_records_read_once_parses_each_benchmark_once_and_only_inside_its_block(isolated_results, monkeypatch):
+    R.write_record(fake_record("quick", [1.0, 2.0]), CELL.slug)
+    parsed = []
+    real_loads = R.json.loads
+    monkeypatch.setattr(R.json, "loads", lambda text: parsed.append(1) or real_loads(text))
+    with R.records_read_once():
+        first = R.load_records(BENCH.id)
+        R.write_record(fake_record("paper", [3.0, 4.0]), CELL.slug)  # written inside the block: not seen there
+        assert R.load_records(BENCH.id) == first and len(first) == 1
+        assert len(parsed) == 1
+    assert [r["scale"] for r in R.load_records(BENCH.id)] == ["paper", "quick"]  # outside: read from disk again
+    assert len(parsed) == 3
