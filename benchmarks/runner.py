@@ -72,19 +72,24 @@ def projected_seconds(benchmark: Benchmark, cell: Cell, scale: str, remaining: b
     not count iterations, fall back to the benchmark's rough estimate. ``remaining``: less the training already in
     the cell's checkpoint (:func:`checkpointed_fraction`; the rough estimate is scaled as a whole).
     """
+    return sum(projected_train_test(benchmark, cell, scale, remaining))
+
+
+def projected_train_test(benchmark: Benchmark, cell: Cell, scale: str, remaining: bool = False) -> tuple[float, float]:
+    """:func:`projected_seconds` as (training, test) seconds; a rough estimate counts as training alone."""
     left = 1 - checkpointed_fraction(benchmark, cell, scale) if remaining else 1.0
     record = timed_record(benchmark, cell)
     if record is None:
-        return benchmark.estimated_seconds(cell, scale) * left
+        return benchmark.estimated_seconds(cell, scale) * left, 0.0
     source, target, t = record["config"], benchmark.config(cell, scale), record["timing"]
     tests = next((k for k in ("test_tasks", "test_episodes") if k in source and k in target), None)
     if "iterations" not in source or "iterations" not in target or tests is None:
-        return benchmark.estimated_seconds(cell, scale) * left
+        return benchmark.estimated_seconds(cell, scale) * left, 0.0
     runs = target.get("runs", 1) / source.get("runs", 1)  # a record's timing covers all of its runs
     timed = t.get("iterations_timed", source["iterations"] * source.get("runs", 1))
     train_s = t["ms_per_iteration"] * timed / 1000 * target["iterations"] / source["iterations"] * runs
     train_s *= engine_factor(benchmark.id, cell, record) * left
-    return train_s + t["test_s"] * target[tests] / source[tests] * runs
+    return train_s, t["test_s"] * target[tests] / source[tests] * runs
 
 
 def checkpointed_fraction(benchmark: Benchmark, cell: Cell, scale: str) -> float:
@@ -119,8 +124,9 @@ def engine_factor(benchmark_id: str, cell: Cell, record: dict) -> float:
 
 
 def group_seconds(benchmark: Benchmark, cells: list[Cell], scale: str, remaining: bool = False) -> float:
-    """Projected seconds of cells that share one trained model (trained once)."""
-    return max(projected_seconds(benchmark, c, scale, remaining) for c in cells)
+    """Projected seconds of cells that share one trained model: trained once, each cell tested on its own."""
+    parts = [projected_train_test(benchmark, c, scale, remaining) for c in cells]
+    return max(train for train, _ in parts) + sum(test for _, test in parts)
 
 
 def estimated_hours(benchmark: Benchmark, cells: list[Cell], scale: str) -> float:

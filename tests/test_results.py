@@ -241,3 +241,20 @@ def test_records_read_once_parses_each_benchmark_once_and_only_inside_its_block(
         assert len(parsed) == 1
     assert [r["scale"] for r in R.load_records(BENCH.id)] == ["paper", "quick"]  # outside: read from disk again
     assert len(parsed) == 3
+
+
+def test_cells_sharing_a_model_are_projected_as_one_training_and_each_cell_s_test(isolated_results):
+    """nichol2018-table1's Reptile rows share one model: the group costs one training plus every cell's test (by hand)."""
+    from benchmarks.runner import group_seconds
+
+    nichol = BENCHMARKS["nichol2018-table1"]
+    cells = [Cell("Reptile", "5-way 1-shot"), Cell("Reptile + Transduction", "5-way 1-shot")]
+    assert nichol.training_key(cells[0], "paper") == nichol.training_key(cells[1], "paper")
+    for cell, test_s in zip(cells, (30.0, 20.0)):
+        record = R.make_record(benchmark=nichol.id, row=cell.row, column=cell.column, variant=cell.variant, scale="quick",
+                               metric="accuracy %", scores=np.array([90.0, 95.0]), config=nichol.config(cell, "quick"),
+                               deviations=[], provenance={"test": True})
+        record["timing"] = {"ms_per_iteration": 100.0, "iterations_timed": 1000, "test_s": test_s, "threads": 1, "device": "cpu"}
+        R.write_record(record, cell.slug)
+    # quick: 1,000 iterations, 300 test tasks; paper: 100,000 and 10,000
+    assert group_seconds(nichol, cells, "paper") == pytest.approx(0.100 * 100_000 + (30.0 + 20.0) * 10_000 / 300)
