@@ -11,6 +11,7 @@ from pathlib import Path
 from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
 from benchmarks.runner import (
+    checkpointed_runs,
     claim_checks,
     comparison,
     estimated_hours,
@@ -19,6 +20,7 @@ from benchmarks.runner import (
     projected_seconds,
     record_is_current,
     reproduce,
+    runs_dir,
     timed_record,
 )
 from metarepro import results as R
@@ -94,6 +96,10 @@ def cmd_list(args) -> int:
                     print(tabulate(rows, headers="keys", tablefmt="github"))
             if meta_iterations:
                 print(f"\nbefore / after: `metarepro time`, best of interleaved rounds, {timings_path()}")
+        if args.runs:
+            runs = checkpointed_runs()
+            print(f"\ncheckpoints under {runs_dir()} (a run resumes from its checkpoint when `reproduce` is asked for its cells)")
+            print(tabulate(runs, headers="keys", tablefmt="github") if runs else "none")
     return 0
 
 
@@ -343,6 +349,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="every benchmark with its status")
     ls.add_argument("--timings", action="store_true", help="also the measured time per meta-iteration and projected paper hours per cell")
+    ls.add_argument("--runs", action="store_true", help="also every checkpoint under runs/: how far it trained, which cells it serves")
     ls.set_defaults(fn=cmd_list)
 
     r = sub.add_parser("reproduce", help="train and evaluate a benchmark's cells, pin the records")

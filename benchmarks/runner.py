@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -109,6 +110,52 @@ def checkpointed_fraction(benchmark: Benchmark, cell: Cell, scale: str) -> float
     except (CheckpointError, KeyError, TypeError):
         return 0.0
     return min(1.0, done / iterations)
+
+
+def checkpointed_runs() -> list[dict]:
+    """Every checkpoint under :func:`runs_dir`: the cells its model serves, how far it trained, and when it last wrote.
+
+    A run directory is matched to cells by their training key (:func:`_serves`); the target iteration count is known
+    for the single-model layout (``checkpoint.pt``) only.
+    """
+    from benchmarks import BENCHMARKS
+    from metarepro.trainer import CheckpointError, load_checkpoint
+
+    rows = []
+    for benchmark_dir in sorted(p for p in runs_dir().glob("*") if p.is_dir()):
+        benchmark = BENCHMARKS.get(benchmark_dir.name)
+        for scale_dir in sorted(p for p in benchmark_dir.glob("*") if p.is_dir()):
+            scale = scale_dir.name
+            served: dict[str, list[Cell]] = {}
+            if benchmark is not None and scale in R.SCALES:
+                for cell in benchmark.cells(variants=["all"]):
+                    served.setdefault(benchmark.training_key(cell, scale), []).append(cell)
+            for path in sorted(scale_dir.glob("*/*.pt")):
+                key = next((k for k in served if _serves(k, path.parent.name)), None)
+                cells = served.get(key, [])
+                try:
+                    iteration = load_checkpoint(path)["state"]["iteration"]
+                except (CheckpointError, KeyError, TypeError):
+                    iteration = None  # e.g. an early-stopping "best" snapshot: weights only
+                target = benchmark.config(cells[0], scale).get("iterations") if cells and path.name == "checkpoint.pt" else None
+                rows.append({
+                    "benchmark": benchmark_dir.name, "scale": scale, "run": f"{path.parent.name}/{path.name}",
+                    "iteration": "-" if iteration is None else iteration, "of": target or "-",
+                    "written (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime)),
+                    "records current": f"{sum(is_current(benchmark, c, scale) for c in cells)}/{len(cells)}" if cells else "-",
+                    "cells": "; ".join(c.label for c in cells) or "(no cell's current training key: an older configuration, or a grid point)",
+                })
+    return rows
+
+
+def _serves(training_key: str, run_name: str) -> bool:
+    """Whether run directory ``run_name`` trains for cells of ``training_key``: the key itself, one of its runs
+    (``<key>-run<i>``, guiroy-fig9), or a point of its grid (same config hash: hyperrepr's ``-Tgrid-`` key and its
+    ``-T5-`` runs)."""
+    if run_name == training_key or re.fullmatch(re.escape(training_key) + r"-run\d+", run_name):
+        return True
+    digest = re.search(r"-([0-9a-f]{16})(?:-|$)", training_key)
+    return digest is not None and run_name.split("-")[0] == training_key.split("-")[0] and f"-{digest.group(1)}" in run_name
 
 
 def engine_factor(benchmark_id: str, cell: Cell, record: dict) -> float:

@@ -258,3 +258,34 @@ def test_cells_sharing_a_model_are_projected_as_one_training_and_each_cell_s_tes
         R.write_record(record, cell.slug)
     # quick: 1,000 iterations, 300 test tasks; paper: 100,000 and 10,000
     assert group_seconds(nichol, cells, "paper") == pytest.approx(0.100 * 100_000 + (30.0 + 20.0) * 10_000 / 300)
+
+
+def test_checkpointed_runs_name_their_cells_and_progress(isolated_results):
+    from benchmarks.runner import checkpointed_runs, runs_dir
+    from metarepro.trainer import CHECKPOINT_FORMAT, save_checkpoint
+
+    nichol = BENCHMARKS["nichol2018-table1"]
+    reptile = Cell("Reptile", "5-way 1-shot")
+    key = nichol.training_key(reptile, "paper")
+    save_checkpoint(runs_dir() / nichol.id / "paper" / key / "checkpoint.pt",
+                    {"format": CHECKPOINT_FORMAT, "config_hash": None, "state": {"iteration": 64_000}})
+    save_checkpoint(runs_dir() / nichol.id / "paper" / "reptile-5w-0123456789abcdef" / "checkpoint.pt",
+                    {"format": CHECKPOINT_FORMAT, "config_hash": None, "state": {"iteration": 5}})
+    rows = {r["run"]: r for r in checkpointed_runs()}
+    row = rows[f"{key}/checkpoint.pt"]
+    assert (row["benchmark"], row["scale"], row["iteration"], row["of"], row["records current"]) == (nichol.id, "paper", 64_000, 100_000, "0/4")
+    assert row["cells"].split("; ") == ["Reptile / 5-way 1-shot", "Reptile / 5-way 5-shot", "Reptile + Transduction / 5-way 1-shot",
+                                         "Reptile + Transduction / 5-way 5-shot"]
+    stale = rows["reptile-5w-0123456789abcdef/checkpoint.pt"]  # a configuration this checkout no longer has
+    assert stale["of"] == "-" and stale["cells"].startswith("(no cell's current training key")
+
+
+def test_run_directories_are_matched_to_training_keys_by_name_run_or_config_hash():
+    from benchmarks.runner import _serves
+
+    assert _serves("reptile-5w-92b12893c8a6a1b1", "reptile-5w-92b12893c8a6a1b1")
+    assert _serves("maml-20w1s-85ecac104b5c43f8-gNone", "maml-20w1s-85ecac104b5c43f8-gNone-run3")  # guiroy-fig9's runs
+    assert _serves("hyperrepr-5w1s-Tgrid-96eb9b1d1d923df5", "hyperrepr-5w1s-T5-96eb9b1d1d923df5-run0")  # a grid point
+    assert not _serves("hyperrepr-5w1s-Tgrid-96eb9b1d1d923df5", "hyperrepr-5w1s-T5-e43edd1cde15a834-run0")  # another config
+    assert not _serves("protonet-5w1s-96eb9b1d1d923df5", "hyperrepr-5w1s-T5-96eb9b1d1d923df5-run0")  # another method
+    assert not _serves("relationnet-5w1s", "relationnet-5w1s-runaway")  # "-run" must be followed by a run number only
