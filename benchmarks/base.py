@@ -127,6 +127,11 @@ class Benchmark:
         """Cells with the same key share one trained model (and checkpoint)."""
         return cell.slug
 
+    def run_directories(self, cell: Cell, scale: str) -> list[str]:
+        """Folders (under the runs root, ``<benchmark>/<scale>/<name>``) whose ``checkpoint.pt`` trains the cell's
+        model(s), each to ``config(cell, scale)["iterations"]``: what ``reproduce`` resumes and ``list --runs`` shows."""
+        return [f"{self.id}/{scale}/{self.training_key(cell, scale)}"]
+
     def data_available(self) -> bool:
         """Whether the data its quick and paper scales need is under the data root."""
         if self.requires_data is None:

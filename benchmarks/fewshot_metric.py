@@ -350,6 +350,12 @@ class FewShotMetricTable(Benchmark):
             model.load_state_dict(load_checkpoint(early.best_path, None)["model"])
         return model, state, pools
 
+    def run_directories(self, cell: Cell, scale: str) -> list[str]:
+        """One folder per run (``<key>-run<i>``), in the runs folder of the benchmark that trains it (``trained_by``)."""
+        cfg = self.config(cell, scale)
+        owner = cfg.get("trained_by") or self.id
+        return [f"{owner}/{scale}/{self.training_key(cell, scale)}-run{run}" for run in range(cfg["runs"])]
+
     def runs_home(self, runs_dir: Path, cfg: dict | None = None) -> Path:
         """Where the trained models live: this benchmark's runs/ folder, or that of the benchmark named by the config's ``trained_by``
         (figures reuse the tables' trainings: same training key, same folder)."""

@@ -58,6 +58,10 @@ class GuiroyFig9(OmniglotGBML):
     def trivial_score(self, cell: Cell, scale: str) -> float:
         return 5.0
 
+    def run_directories(self, cell: Cell, scale: str) -> list[str]:
+        """One folder per training run (``<key>-run<i>``)."""
+        return [f"{self.id}/{scale}/{self.training_key(cell, scale)}-run{run}" for run in range(self.config(cell, scale)["runs"])]
+
     def build_model(self, cfg: dict, engine: str = "func"):
         model = FINN.build_model(cfg, engine)
         if cfg["gamma"] is None:

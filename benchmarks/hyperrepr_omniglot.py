@@ -42,6 +42,11 @@ class HyperReprOmniglot(HyperReprTable1):
             return L2G_OMNIGLOT.training_key(cell, scale)
         return super().training_key(cell, scale)
 
+    def run_directories(self, cell: Cell, scale: str) -> list[str]:
+        if cell.row == "Prototypical Network":
+            return FewShotMetricTable.run_directories(self, cell, scale)
+        return super().run_directories(cell, scale)
+
     def lr_schedule(self, cfg: dict):
         return FewShotMetricTable.lr_schedule(self, cfg) if cfg["base"] != "hyperrepr" else super().lr_schedule(cfg)
 

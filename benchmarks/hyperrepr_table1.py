@@ -77,6 +77,11 @@ class HyperReprTable1(FewShotMetricTable):
     def training_key(self, cell: Cell, scale: str) -> str:
         return self.key_of(self.config(cell, scale)).replace(f"-T{self.config(cell, scale)['ground_steps']}-", "-Tgrid-")
 
+    def run_directories(self, cell: Cell, scale: str) -> list[str]:
+        """One folder per ``T`` of the grid (run 0 of each)."""
+        owner = self.config(cell, scale).get("trained_by") or self.id
+        return [f"{owner}/{scale}/{self.key_of(cfg)}-run0" for cfg in self.candidates(cell, scale)]
+
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
                  device: str = "cpu", progress_position: int | None = None) -> CellResult:
         self.check_cell(cell)

@@ -85,6 +85,11 @@ class Nichol2018Table1(OmniglotGBML):
         # shots only matter at test: one Reptile model per way count serves both shots and both evaluation modes
         return f"reptile-{cfg['ways']}w-" + config_hash({k: cfg[k] for k in TRAINING_KEYS})
 
+    def run_directories(self, cell: Cell, scale: str) -> list[str]:
+        if cell.row in MAML_ROWS and not MAML_ROWS[cell.row]:  # finn2017-table1's training (see train_and_test)
+            return [f"{FINN.id}/{scale}/{self.training_key(cell, scale)}"]
+        return super().run_directories(cell, scale)
+
     def train_and_test(self, cell: Cell, cfg: dict, key: str, runs_dir: Path, *args, **kwargs):
         """Second-order MAML is finn2017-table1's model to the letter (same training key): train it once, under that table."""
         if self._is_maml(cfg) and not cfg["first_order"]:

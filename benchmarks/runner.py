@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -94,68 +93,68 @@ def projected_train_test(benchmark: Benchmark, cell: Cell, scale: str, remaining
 
 
 def checkpointed_fraction(benchmark: Benchmark, cell: Cell, scale: str) -> float:
-    """Fraction of the cell's training already in its run's checkpoint (0 where there is none to read).
+    """Fraction of the cell's training already checkpointed: the mean over its run folders
+    (:meth:`~benchmarks.base.Benchmark.run_directories`) of ``iteration / iterations`` (0 for a folder with no
+    readable ``checkpoint.pt``; 0 where the config counts no iterations, e.g. snell2017-table1's epochs)."""
+    iterations = benchmark.config(cell, scale).get("iterations")
+    folders = benchmark.run_directories(cell, scale)
+    if not iterations or not folders:
+        return 0.0
+    return sum(min(1.0, (_checkpoint_iteration(runs_dir() / f / "checkpoint.pt") or 0) / iterations) for f in folders) / len(folders)
 
-    Reads ``runs/<id>/<scale>/<training key>/checkpoint.pt``, the single-model layout; benchmarks that train several
-    models per cell (other file names) count as not started.
-    """
+
+def _checkpoint_iteration(path: Path) -> int | None:
+    """The iteration a checkpoint was written at; ``None`` where there is no readable one."""
     from metarepro.trainer import CheckpointError, load_checkpoint
 
-    path = runs_dir() / benchmark.id / scale / benchmark.training_key(cell, scale) / "checkpoint.pt"
-    iterations = benchmark.config(cell, scale).get("iterations")
-    if not path.exists() or not iterations or benchmark.config(cell, scale).get("runs", 1) != 1:
-        return 0.0
+    if not path.is_file():
+        return None
     try:
-        done = load_checkpoint(path)["state"]["iteration"]
-    except (CheckpointError, KeyError, TypeError):
-        return 0.0
-    return min(1.0, done / iterations)
+        return int(load_checkpoint(path)["state"]["iteration"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
 
 
 def checkpointed_runs() -> list[dict]:
-    """Every checkpoint under :func:`runs_dir`: the cells its model serves, how far it trained, and when it last wrote.
+    """Every training checkpoint under :func:`runs_dir`: how far it trained, when it last wrote, the cells it serves.
 
-    A run directory is matched to cells by their training key (:func:`_serves`); the target iteration count is known
-    for the single-model layout (``checkpoint.pt``) only.
+    Folders are matched to cells through :meth:`~benchmarks.base.Benchmark.run_directories` (a folder can serve
+    cells of several benchmarks: finn2017-table1's MAML models also serve nichol2018-table1's MAML rows).
+    Early-stopping snapshots (``*best.pt``) are not training progress and are left out.
     """
     from benchmarks import BENCHMARKS
-    from metarepro.trainer import CheckpointError, load_checkpoint
 
+    served: dict[str, list[tuple[Benchmark, Cell]]] = {}
+    for benchmark in BENCHMARKS.values():
+        for scale in R.SCALES:
+            for cell in benchmark.cells(variants=["all"]):
+                for folder in benchmark.run_directories(cell, scale):
+                    served.setdefault(folder, []).append((benchmark, cell))
     rows = []
-    for benchmark_dir in sorted(p for p in runs_dir().glob("*") if p.is_dir()):
-        benchmark = BENCHMARKS.get(benchmark_dir.name)
-        for scale_dir in sorted(p for p in benchmark_dir.glob("*") if p.is_dir()):
-            scale = scale_dir.name
-            served: dict[str, list[Cell]] = {}
-            if benchmark is not None and scale in R.SCALES:
-                for cell in benchmark.cells(variants=["all"]):
-                    served.setdefault(benchmark.training_key(cell, scale), []).append(cell)
-            for path in sorted(scale_dir.glob("*/*.pt")):
-                key = next((k for k in served if _serves(k, path.parent.name)), None)
-                cells = served.get(key, [])
-                try:
-                    iteration = load_checkpoint(path)["state"]["iteration"]
-                except (CheckpointError, KeyError, TypeError):
-                    iteration = None  # e.g. an early-stopping "best" snapshot: weights only
-                target = benchmark.config(cells[0], scale).get("iterations") if cells and path.name == "checkpoint.pt" else None
-                rows.append({
-                    "benchmark": benchmark_dir.name, "scale": scale, "run": f"{path.parent.name}/{path.name}",
-                    "iteration": "-" if iteration is None else iteration, "of": target or "-",
-                    "written (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime)),
-                    "records current": f"{sum(is_current(benchmark, c, scale) for c in cells)}/{len(cells)}" if cells else "-",
-                    "cells": "; ".join(c.label for c in cells) or "(no cell's current training key: an older configuration, or a grid point)",
-                })
+    for path in sorted(runs_dir().glob("*/*/*/*.pt")):
+        if path.name.endswith("best.pt"):
+            continue
+        benchmark_id, scale, name = path.parent.relative_to(runs_dir()).parts
+        cells = served.get(f"{benchmark_id}/{scale}/{name}", [])
+        try:
+            written = time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime))
+        except OSError:  # removed meanwhile (a `reproduce --restart`)
+            continue
+        iteration = _checkpoint_iteration(path)
+        target = cells[0][0].config(cells[0][1], scale).get("iterations") if cells and path.name == "checkpoint.pt" else None
+        if cells:
+            labels = "; ".join(c.label if b.id == benchmark_id else f"{b.id}: {c.label}" for b, c in cells)
+        elif benchmark_id not in BENCHMARKS:
+            labels = "(not a benchmark of this checkout)"
+        else:
+            labels = "(no cell's current configuration: an older one)"
+        rows.append({
+            "benchmark": benchmark_id, "scale": scale, "run": f"{name}/{path.name}",
+            "iteration": "-" if iteration is None else iteration, "of": target or "-", "written (UTC)": written,
+            "records current": f"{sum(is_current(b, c, scale) for b, c in cells)}/{len(cells)}" if cells else "-",
+            "cells": labels,
+        })
     return rows
-
-
-def _serves(training_key: str, run_name: str) -> bool:
-    """Whether run directory ``run_name`` trains for cells of ``training_key``: the key itself, one of its runs
-    (``<key>-run<i>``, guiroy-fig9), or a point of its grid (same config hash: hyperrepr's ``-Tgrid-`` key and its
-    ``-T5-`` runs)."""
-    if run_name == training_key or re.fullmatch(re.escape(training_key) + r"-run\d+", run_name):
-        return True
-    digest = re.search(r"-([0-9a-f]{16})(?:-|$)", training_key)
-    return digest is not None and run_name.split("-")[0] == training_key.split("-")[0] and f"-{digest.group(1)}" in run_name
 
 
 def engine_factor(benchmark_id: str, cell: Cell, record: dict) -> float:

@@ -260,32 +260,70 @@ def test_cells_sharing_a_model_are_projected_as_one_training_and_each_cell_s_tes
     assert group_seconds(nichol, cells, "paper") == pytest.approx(0.100 * 100_000 + (30.0 + 20.0) * 10_000 / 300)
 
 
-def test_checkpointed_runs_name_their_cells_and_progress(isolated_results):
-    from benchmarks.runner import checkpointed_runs, runs_dir
+def _checkpoint_at(folder: str, iteration: int) -> None:
+    from benchmarks.runner import runs_dir
     from metarepro.trainer import CHECKPOINT_FORMAT, save_checkpoint
 
-    nichol = BENCHMARKS["nichol2018-table1"]
-    reptile = Cell("Reptile", "5-way 1-shot")
-    key = nichol.training_key(reptile, "paper")
-    save_checkpoint(runs_dir() / nichol.id / "paper" / key / "checkpoint.pt",
-                    {"format": CHECKPOINT_FORMAT, "config_hash": None, "state": {"iteration": 64_000}})
-    save_checkpoint(runs_dir() / nichol.id / "paper" / "reptile-5w-0123456789abcdef" / "checkpoint.pt",
-                    {"format": CHECKPOINT_FORMAT, "config_hash": None, "state": {"iteration": 5}})
-    rows = {r["run"]: r for r in checkpointed_runs()}
-    row = rows[f"{key}/checkpoint.pt"]
-    assert (row["benchmark"], row["scale"], row["iteration"], row["of"], row["records current"]) == (nichol.id, "paper", 64_000, 100_000, "0/4")
+    save_checkpoint(runs_dir() / folder / "checkpoint.pt", {"format": CHECKPOINT_FORMAT, "config_hash": None, "state": {"iteration": iteration}})
+
+
+def test_checkpointed_runs_name_their_cells_and_progress(isolated_results):
+    from benchmarks.runner import checkpointed_runs, runs_dir
+
+    nichol, finn = BENCHMARKS["nichol2018-table1"], BENCHMARKS["finn2017-table1"]
+    reptile_key = nichol.training_key(Cell("Reptile", "5-way 1-shot"), "paper")
+    maml_key = finn.training_key(Cell("MAML", "5-way 1-shot"), "paper")
+    _checkpoint_at(f"{nichol.id}/paper/{reptile_key}", 64_000)
+    _checkpoint_at(f"{finn.id}/paper/{maml_key}", 10_000)
+    _checkpoint_at(f"{nichol.id}/paper/reptile-5w-0123456789abcdef", 5)  # a configuration this checkout no longer has
+    _checkpoint_at("no-such-benchmark/paper/x", 5)
+    (runs_dir() / nichol.id / "paper" / reptile_key / "best.pt").write_bytes(b"")  # a snapshot, not progress: left out
+    rows = {(r["benchmark"], r["run"]): r for r in checkpointed_runs()}
+    assert len(rows) == 4
+    row = rows[(nichol.id, f"{reptile_key}/checkpoint.pt")]
+    assert (row["scale"], row["iteration"], row["of"], row["records current"]) == ("paper", 64_000, 100_000, "0/4")
     assert row["cells"].split("; ") == ["Reptile / 5-way 1-shot", "Reptile / 5-way 5-shot", "Reptile + Transduction / 5-way 1-shot",
                                          "Reptile + Transduction / 5-way 5-shot"]
-    stale = rows["reptile-5w-0123456789abcdef/checkpoint.pt"]  # a configuration this checkout no longer has
-    assert stale["of"] == "-" and stale["cells"].startswith("(no cell's current training key")
+    # finn's MAML model also serves nichol's second-order MAML row (trained once, under finn2017-table1)
+    maml = rows[(finn.id, f"{maml_key}/checkpoint.pt")]
+    assert (maml["iteration"], maml["of"]) == (10_000, 60_000)
+    assert "nichol2018-table1: MAML + Transduction / 5-way 1-shot" in maml["cells"].split("; ")
+    assert "1st-order" not in maml["cells"]
+    stale = rows[(nichol.id, "reptile-5w-0123456789abcdef/checkpoint.pt")]
+    assert stale["of"] == "-" and stale["cells"].startswith("(no cell's current configuration")
+    assert rows[("no-such-benchmark", "x/checkpoint.pt")]["cells"] == "(not a benchmark of this checkout)"
 
 
-def test_run_directories_are_matched_to_training_keys_by_name_run_or_config_hash():
-    from benchmarks.runner import _serves
+def test_checkpointed_fraction_follows_each_benchmark_s_run_folders(isolated_results):
+    """Per-run folders (guiroy-fig9, the few-shot metric tables' ``-run0``), grid points (hyperrepr) and a training
+    owned by another benchmark (nichol's MAML row, l2g's ProtoNet for hyperrepr-omniglot) all count."""
+    from benchmarks.runner import checkpointed_fraction, group_seconds
 
-    assert _serves("reptile-5w-92b12893c8a6a1b1", "reptile-5w-92b12893c8a6a1b1")
-    assert _serves("maml-20w1s-85ecac104b5c43f8-gNone", "maml-20w1s-85ecac104b5c43f8-gNone-run3")  # guiroy-fig9's runs
-    assert _serves("hyperrepr-5w1s-Tgrid-96eb9b1d1d923df5", "hyperrepr-5w1s-T5-96eb9b1d1d923df5-run0")  # a grid point
-    assert not _serves("hyperrepr-5w1s-Tgrid-96eb9b1d1d923df5", "hyperrepr-5w1s-T5-e43edd1cde15a834-run0")  # another config
-    assert not _serves("protonet-5w1s-96eb9b1d1d923df5", "hyperrepr-5w1s-T5-96eb9b1d1d923df5-run0")  # another method
-    assert not _serves("relationnet-5w1s", "relationnet-5w1s-runaway")  # "-run" must be followed by a run number only
+    guiroy = BENCHMARKS["guiroy-fig9"]
+    maml = Cell("MAML", "Omniglot 20-way 1-shot")
+    runs, iterations = guiroy.config(maml, "paper")["runs"], guiroy.config(maml, "paper")["iterations"]
+    assert runs == 5
+    key = guiroy.training_key(maml, "paper")
+    _checkpoint_at(f"{guiroy.id}/paper/{key}-run0", iterations)  # run 0 done, run 1 half-way, runs 2-4 not started
+    _checkpoint_at(f"{guiroy.id}/paper/{key}-run1", iterations // 2)
+    assert checkpointed_fraction(guiroy, maml, "paper") == pytest.approx(1.5 / 5)
+
+    hyper = BENCHMARKS["hyperrepr-omniglot"]
+    proto, hr = Cell("Prototypical Network", "5-way 1-shot"), Cell("Hyper-Representation", "5-way 1-shot")
+    l2g = BENCHMARKS["l2g-omniglot"]
+    _checkpoint_at(f"l2g-omniglot/paper/{l2g.training_key(proto, 'paper')}-run0", l2g.config(proto, "paper")["iterations"] // 4)
+    assert checkpointed_fraction(hyper, proto, "paper") == pytest.approx(0.25)
+    assert checkpointed_fraction(l2g, proto, "paper") == pytest.approx(0.25)
+    grid = hyper.candidates(hr, "paper")
+    assert len(grid) > 1
+    _checkpoint_at(f"{hyper.id}/paper/{hyper.key_of(grid[0])}-run0", grid[0]["iterations"])  # the first T of the grid done
+    assert checkpointed_fraction(hyper, hr, "paper") == pytest.approx(1 / len(grid))
+
+    nichol, finn = BENCHMARKS["nichol2018-table1"], BENCHMARKS["finn2017-table1"]
+    second, first = Cell("MAML + Transduction", "5-way 1-shot"), Cell("1st-order MAML + Transduction", "5-way 1-shot")
+    _checkpoint_at(f"{finn.id}/paper/{finn.training_key(Cell('MAML', '5-way 1-shot'), 'paper')}", 15_000)
+    assert checkpointed_fraction(nichol, second, "paper") == pytest.approx(0.25)
+    assert checkpointed_fraction(nichol, first, "paper") == 0.0  # first order trains under nichol2018-table1 itself
+
+    # what `reproduce` announces: the remaining training (no timed record here: the rough estimate, scaled)
+    assert group_seconds(guiroy, [maml], "paper", remaining=True) == pytest.approx(guiroy.estimated_seconds(maml, "paper") * 3.5 / 5)
