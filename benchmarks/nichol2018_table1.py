@@ -62,11 +62,29 @@ TRAINING_KEYS = ("ways", "train_shots", "meta_batch", "inner_lr", "inner_iters",
                  "filters", "invert", "data", "train_seed")
 
 
+#: what the paper-scale Reptile 5-way model (run of 2026-11-30) gives and what was ruled out; the four cells share it
+_REPTILE_5WAY_FINDING = (
+    "paper scale, one model for the four 5-way cells (100,000 meta-iterations, 3.3 h on one thread; 10,000 test tasks per "
+    "cell): Reptile 93.35 +/- 0.22 (1-shot) and 97.91 +/- 0.13 (5-shot), + Transduction 95.96 +/- 0.18 and 98.83 +/- 0.10, "
+    "against 95.39, 98.90, 97.68, 99.48: 0.65 to 2.04 points below, most at 1-shot. Ruled out, measured: the inner loss "
+    "reduction. The code minimises TF's unreduced loss vector (the gradient of the *sum* over the mini-batch) where this "
+    "suite uses the mean; Adam makes training invariant to that scale, but the second moments carried from training "
+    "(sums over 10 examples) into test fine-tuning (sums over 5) make the code's test steps half of ours. Evaluated the "
+    "code's way on the same 600 test tasks, the model gives -0.37 +/- 0.46 (Reptile) and -0.23 +/- 0.30 (+ Transduction) "
+    "points paired: no gain. Open, the likely cause: the split. The code shuffles all 1623 characters with Python's "
+    "random.seed(0) (supervised-reptile omniglot.py split_dataset, run_omniglot.py) and tests on the last 423, which come "
+    "from 49 alphabets, all 49 also in its training set (computed here from the same sorted listing); this suite tests on "
+    "the Vinyals test file (REFERENCE.md's file-based equivalent), 13 alphabets of which 12 are never trained on, a harder "
+    "test (117 of its 423 characters are in the code's test set). The code's split is reproducible exactly; a variant "
+    "trained on it would settle the question (4.4 h here: training plus four 10,000-task tests).")
+
+
 class Nichol2018Table1(OmniglotGBML):
     id = "nichol2018-table1"
     title = "Reptile on Omniglot (Nichol et al. 2018, Table 1), accuracy %"
     paper = ""  # not among ../shared/papers; numbers from REFERENCE.md
     rows = (*MAML_ROWS, *REPTILE_ROWS)
+    known_deviations = {(row, column): _REPTILE_5WAY_FINDING for row in REPTILE_ROWS for column in ("5-way 1-shot", "5-way 5-shot")}
 
     def config(self, cell: Cell, scale: str) -> dict:
         if cell.row in MAML_ROWS:
