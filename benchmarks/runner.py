@@ -157,6 +157,14 @@ def checkpointed_runs() -> list[dict]:
     return rows
 
 
+def restart_folders(benchmark: Benchmark, cells: list[Cell], scale: str) -> list[Path]:
+    """What ``reproduce --restart`` deletes: every run folder of the cells (each ``-run<i>`` and grid point included;
+    a folder under the benchmark that trains the model, e.g. finn2017-table1's for nichol's MAML row)."""
+    folders = {runs_dir() / f for c in cells for f in benchmark.run_directories(c, scale)}
+    folders |= {runs_dir() / benchmark.id / scale / benchmark.training_key(c, scale) for c in cells}
+    return sorted(folders)
+
+
 def engine_factor(benchmark_id: str, cell: Cell, record: dict) -> float:
     """Time of the engine ``--engine auto`` picks over the time of the engine ``record`` trained on (1 if not timed)."""
     from benchmarks.cell_timing import fastest_of, load_timings
@@ -235,8 +243,8 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
     for c in todo:
         groups.setdefault(benchmark.training_key(c, scale), []).append(c)
     if restart:
-        for key in groups:
-            shutil.rmtree(runs_dir() / benchmark.id / scale / key, ignore_errors=True)
+        for folder in restart_folders(benchmark, todo, scale):
+            shutil.rmtree(folder, ignore_errors=True)
     # longest first, so the last job to finish is short; cells of a group share one training
     seconds = {id(g): group_seconds(benchmark, g, scale, remaining=not restart) for g in groups.values()}
     order = sorted(groups.values(), key=lambda g: -seconds[id(g)])

@@ -327,3 +327,18 @@ def test_checkpointed_fraction_follows_each_benchmark_s_run_folders(isolated_res
 
     # what `reproduce` announces: the remaining training (no timed record here: the rough estimate, scaled)
     assert group_seconds(guiroy, [maml], "paper", remaining=True) == pytest.approx(guiroy.estimated_seconds(maml, "paper") * 3.5 / 5)
+
+
+def test_restart_discards_every_run_folder_of_the_cells(isolated_results):
+    """`reproduce --restart` used to delete only `<training key>/`: per-run folders (guiroy-fig9's five runs) survived and
+    the "restarted" training resumed from them."""
+    from benchmarks.runner import restart_folders, runs_dir
+
+    guiroy = BENCHMARKS["guiroy-fig9"]
+    maml = Cell("MAML", "Omniglot 20-way 1-shot")
+    key = guiroy.training_key(maml, "paper")
+    expected = {runs_dir() / guiroy.id / "paper" / f"{key}-run{i}" for i in range(5)}
+    assert expected <= set(restart_folders(guiroy, [maml], "paper"))
+    nichol = BENCHMARKS["nichol2018-table1"]
+    second = Cell("MAML + Transduction", "5-way 1-shot")  # trained under finn2017-table1
+    assert runs_dir() / "finn2017-table1" / "paper" / nichol.training_key(second, "paper") in restart_folders(nichol, [second], "paper")
