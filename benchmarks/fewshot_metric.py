@@ -353,8 +353,8 @@ class FewShotMetricTable(Benchmark):
     def run_directories(self, cell: Cell, scale: str) -> list[str]:
         """One folder per run (``<key>-run<i>``), in the runs folder of the benchmark that trains it (``trained_by``)."""
         cfg = self.config(cell, scale)
-        owner = cfg.get("trained_by") or self.id
-        return [f"{owner}/{scale}/{self.training_key(cell, scale)}-run{run}" for run in range(cfg["runs"])]
+        home = self.runs_home(Path(self.id) / scale, cfg)
+        return [f"{home}/{self.training_key(cell, scale)}-run{run}" for run in range(cfg["runs"])]
 
     def runs_home(self, runs_dir: Path, cfg: dict | None = None) -> Path:
         """Where the trained models live: this benchmark's runs/ folder, or that of the benchmark named by the config's ``trained_by``

@@ -79,8 +79,8 @@ class HyperReprTable1(FewShotMetricTable):
 
     def run_directories(self, cell: Cell, scale: str) -> list[str]:
         """One folder per ``T`` of the grid (run 0 of each)."""
-        owner = self.config(cell, scale).get("trained_by") or self.id
-        return [f"{owner}/{scale}/{self.key_of(cfg)}-run0" for cfg in self.candidates(cell, scale)]
+        home = self.runs_home(Path(self.id) / scale, self.config(cell, scale))
+        return [f"{home}/{self.key_of(cfg)}-run0" for cfg in self.candidates(cell, scale)]
 
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
                  device: str = "cpu", progress_position: int | None = None) -> CellResult:
