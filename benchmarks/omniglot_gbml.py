@@ -24,7 +24,7 @@ import torch
 
 from benchmarks.base import Benchmark, Cell, CellResult
 from metarepro.data.fixtures import make_omniglot
-from metarepro.data.omniglot import ClassPool, load_cache, read_split
+from metarepro.data.omniglot import ClassPool, load_cache, read_split, seeded_character_split
 from metarepro.data.store import DataError, data_root
 from metarepro.episodes import Episode, task_rng
 from metarepro.timing import now
@@ -33,6 +33,7 @@ from metarepro.trainer import EarlyStopping, load_checkpoint, train
 COLUMNS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
 #: what ``quick`` and ``smoke`` change; everything else is the paper's protocol
 SMOKE_DATA = {"data": "fixture", "filters": 8}
+ROTATIONS = (0, 90, 180, 270)
 
 
 def parse_column(column: str) -> tuple[int, int]:
@@ -47,6 +48,23 @@ def minibatch_order(rng: np.random.Generator, n: int, batch: int, count: int) ->
     needed = batch * count
     stream = np.concatenate([rng.permutation(n) for _ in range(-(-needed // n))])
     return stream[:needed].reshape(count, batch)
+
+
+def character_splits(characters: tuple[str, ...], cfg: dict) -> dict[str, list[tuple[str, int]]]:
+    """``{"train", "test"}`` -> ``(character, rotation)`` classes: the Vinyals files (``trainval`` / ``test``), or with
+    ``cfg["split"] == "seeded"`` the reference code's seeded shuffle of all characters, every character at the four
+    rotations. The fixture's 34 characters split 14 / 20 (20 test characters: 20-way tasks without rotations)."""
+    fixture = cfg["data"] == "fixture"
+    if cfg.get("split", "vinyals") == "seeded":
+        train, test = seeded_character_split(characters, cfg["split_seed"], 14 if fixture else 1200)
+    elif fixture:
+        train, test = characters[:14], characters[14:]
+    else:
+        folder = data_root() / "splits" / "omniglot" / "vinyals"
+        if not folder.exists():
+            raise DataError(f"split files not found under {folder}: run `metarepro data fetch splits`")
+        return {"train": read_split(folder / "trainval.txt"), "test": read_split(folder / "test.txt")}
+    return {"train": [(c, r) for c in train for r in ROTATIONS], "test": [(c, r) for c in test for r in ROTATIONS]}
 
 
 class OmniglotGBML(Benchmark):
@@ -97,22 +115,16 @@ class OmniglotGBML(Benchmark):
         return cfg["iterations"] * cfg["ms_per_iteration_estimate"] / 1000 + cfg["test_tasks"] * cfg["ms_per_test_task_estimate"] / 1000
 
     def pools(self, cfg: dict, runs_dir: Path) -> dict[str, ClassPool]:
-        rotations = (0, 90, 180, 270)
         if cfg["data"] == "fixture":
             root = Path(runs_dir) / "fixture-omniglot-14-20"  # 20 test characters: 20-way tasks without rotations
             if not (root / "omniglot").exists():
                 make_omniglot(root, alphabets=(("images_background", "Alpha", 14), ("images_evaluation", "Beta", 20)))
             cache = load_cache(root, 28, "nearest", log=lambda *_: None)
-            chars = cache.characters
-            splits = {"train": [(c, r) for c in chars[:14] for r in rotations], "test": [(c, r) for c in chars[14:] for r in rotations]}
         else:
             cache = load_cache(None, 28, "nearest")
-            folder = data_root() / "splits" / "omniglot" / "vinyals"
-            if not folder.exists():
-                raise DataError(f"split files not found under {folder}: run `metarepro data fetch splits`")
-            splits = {"train": read_split(folder / "trainval.txt"), "test": read_split(folder / "test.txt")}
+        splits = character_splits(cache.characters, cfg)
         splits["test"] = [(c, r) for c, r in splits["test"] if r in cfg["test_rotations"]]
-        return {s: ClassPool.from_split(cache, split, f"vinyals/{s}") for s, split in splits.items()}
+        return {s: ClassPool.from_split(cache, split, f"{cfg.get('split', 'vinyals')}/{s}") for s, split in splits.items()}
 
     def sample(self, pool: ClassPool, rng: np.random.Generator, ways: int, shots: int, queries: int, invert: bool) -> Episode:
         e = pool.sample(rng, ways, shots, queries)

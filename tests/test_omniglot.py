@@ -1,5 +1,9 @@
 """Omniglot cache, splits and episode sampler on a generated fixture in the real layout."""
 
+import os
+import random
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -7,8 +11,10 @@ from PIL import Image
 
 from metarepro.data import DataError
 from metarepro.data.fixtures import make_omniglot
-from metarepro.data.omniglot import ClassPool, build_cache, decode, load_cache, read_split
+from metarepro.data.omniglot import ClassPool, build_cache, decode, load_cache, read_split, seeded_character_split
 from metarepro.episodes import task_rng
+
+from .conftest import SHARED
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +107,49 @@ def test_corrupt_image_names_the_file(tmp_path):
     bad.write_bytes(b"\x89PNG garbage")
     with pytest.raises(DataError, match="0001_04.png: not a readable image"):
         build_cache(root, log=lambda *_: None)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_seeded_character_split_is_the_reference_codes_listing_and_shuffle(tmp_path, seed):
+    """Oracle: supervised-reptile's own steps on a real folder (both sets merged as its fetch_data.sh does; os.listdir
+    sorted per folder, non-character entries skipped; the module-level random.seed / random.shuffle)."""
+    merged = tmp_path / "omniglot"
+    counts = {"Tifinagh": 3, "tifinagh_lower": 2, "Alphabet_of_the_Magi": 4, "Alphabet": 2, "N_Ko": 11, "Ge_ez": 1}
+    for alphabet, n in counts.items():
+        for k in range(1, n + 1):
+            (merged / alphabet / f"character{k:02d}").mkdir(parents=True)
+    (merged / "README").write_text("not an alphabet")
+    listing = [f"{a}/{c}" for a in sorted(os.listdir(merged)) if (merged / a).is_dir()
+               for c in sorted(os.listdir(merged / a)) if c.startswith("character")]
+    saved = random.getstate()
+    try:
+        random.seed(seed)
+        random.shuffle(listing)
+    finally:
+        random.setstate(saved)
+    names = sorted(listing, key=lambda c: c[::-1])  # any order in
+    assert seeded_character_split(names, seed, 16) == (listing[:16], listing[16:])
+    with pytest.raises(DataError, match="cannot keep 23 training characters of 23"):
+        seeded_character_split(names, seed, 23)
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "omniglot").exists(), reason="no local Omniglot mirror")
+def test_reptile_code_split_of_the_real_characters_tests_on_alphabets_it_trained_on():
+    """The facts nichol2018-table1's finding quotes: the code's 423 test characters (seed 0) come from 49 alphabets, all
+    of them also among its 1200 training characters; 117 of them are in the Vinyals test file (13 alphabets, 12 never
+    trained on)."""
+    names = set()
+    for part in ("images_background", "images_evaluation"):
+        with zipfile.ZipFile(SHARED / "data" / "omniglot" / f"{part}.zip") as z:
+            names |= {"/".join(n.split("/")[1:3]) for n in z.namelist() if n.endswith(".png")}
+    assert len(names) == 1623
+    train, test = seeded_character_split(sorted(names), 0, 1200)
+    assert len(test) == 423 and not set(train) & set(test)
+    test_alphabets = {c.split("/")[0] for c in test}
+    assert len(test_alphabets) == 49 and test_alphabets <= {c.split("/")[0] for c in train}
+    folder = SHARED / "data" / "splits" / "omniglot" / "vinyals"
+    vinyals_test = {c for c, _ in read_split(folder / "test.txt")}
+    vinyals_test_alphabets = {c.split("/")[0] for c in vinyals_test}
+    vinyals_train_alphabets = {c.split("/")[0] for c, _ in read_split(folder / "trainval.txt")}
+    assert len(vinyals_test) == 423 and len(vinyals_test_alphabets) == 13 and len(vinyals_test_alphabets - vinyals_train_alphabets) == 12
+    assert len(vinyals_test & set(test)) == 117

@@ -91,3 +91,25 @@ def test_non_transductive_prediction_sees_only_the_support_set_and_one_query(chu
     model.transductive = True
     together = model.predict(batch, order)
     assert (together - logits).abs().max() > 1e-3  # batch statistics of all queries: a different prediction
+
+
+def test_code_split_variant_draws_the_seeded_split_and_leaves_the_main_models_keys(tmp_path):
+    from benchmarks.base import Cell
+    from benchmarks.nichol2018_table1 import BENCHMARK, TRAINING_KEYS
+    from metarepro.data.omniglot import DRAWERS, load_cache, seeded_character_split
+    from metarepro.results import config_hash
+
+    main, variant = Cell("Reptile", "5-way 1-shot"), Cell("Reptile", "5-way 1-shot", "code-split")
+    pools = {c: BENCHMARK.pools(BENCHMARK.config(c, "smoke"), tmp_path) for c in (main, variant)}
+    characters = load_cache(tmp_path / "fixture-omniglot-14-20", 28, "nearest", log=lambda *_: None).characters
+    train, test = seeded_character_split(characters, 0, 14)
+
+    def names(pool):
+        return sorted({characters[r // DRAWERS] for r in pool.rows})
+
+    assert names(pools[variant]["train"]) == sorted(train) and names(pools[variant]["test"]) == sorted(test)
+    assert names(pools[main]["train"]) == sorted(characters[:14]) != sorted(train)
+    assert len(pools[variant]["train"]) == 4 * 14 and len(pools[variant]["test"]) == 20  # rotations in training only
+    cfg = BENCHMARK.config(main, "paper")  # the split keys must not enter the main model's key (its checkpoints)
+    assert BENCHMARK.training_key(main, "paper") == "reptile-5w-" + config_hash({k: cfg[k] for k in TRAINING_KEYS})
+    assert BENCHMARK.training_key(variant, "paper") != BENCHMARK.training_key(main, "paper")

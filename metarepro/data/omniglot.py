@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,24 @@ def read_split(path: Path) -> list[tuple[str, int]]:
         else:
             raise DataError(f"{path}:{n}: cannot read class {line!r} (expected Alphabet/characterNN[/rotDDD])")
     return out
+
+
+def seeded_character_split(characters: tuple[str, ...] | list[str], seed: int, n_train: int) -> tuple[list[str], list[str]]:
+    """``(train, test)`` characters as supervised-reptile draws them (Nichol et al. 2018, code at github.com/openai/
+    supervised-reptile): list the alphabets of both sets merged into one folder, sorted, and each alphabet's characters
+    sorted (``read_dataset``); ``random.seed(seed)``, ``random.shuffle`` (``run_omniglot.py``, ``--seed`` 0); the first
+    ``n_train`` (1200) train, the rest (423) test (``split_dataset``). Python's shuffle of a seeded ``Random`` is stable
+    across Python 3 versions, so the code's split is reproduced exactly.
+
+    ``characters``: ``"Alphabet/characterNN"`` names, any order.
+    """
+    if len(set(characters)) != len(characters):
+        raise DataError("seeded_character_split: character names repeat; the merged listing would be ambiguous")
+    if n_train >= len(characters):
+        raise DataError(f"cannot keep {n_train} training characters of {len(characters)} and test on the rest")
+    listing = sorted(characters, key=lambda c: tuple(c.split("/")))  # per-folder sort, alphabet then character
+    random.Random(seed).shuffle(listing)
+    return listing[:n_train], listing[n_train:]
 
 
 @dataclass(frozen=True)
