@@ -1,7 +1,8 @@
 """Shared machinery of the gradient-based Omniglot tables (MAML, first-order MAML, Reptile).
 
 Data: the Vinyals character split files, each character at 0/90/180/270
-degrees a class. MAML's code draws its 1200/423 character split by a seeded
+degrees a class (nichol2018-table1's ``code-split`` variant draws the
+reference code's own seeded split instead: ``character_splits``). MAML's code draws its 1200/423 character split by a seeded
 shuffle and rotates each class of a task by a random quarter turn; the
 Vinyals ``trainval`` (1200) and ``test`` (423) files are the file-based
 equivalent REFERENCE.md names, with the rotations as fixed classes. Reptile's
@@ -54,8 +55,10 @@ def character_splits(characters: tuple[str, ...], cfg: dict) -> dict[str, list[t
     """``{"train", "test"}`` -> ``(character, rotation)`` classes: the Vinyals files (``trainval`` / ``test``), or with
     ``cfg["split"] == "seeded"`` the reference code's seeded shuffle of all characters, every character at the four
     rotations. The fixture's 34 characters split 14 / 20 (20 test characters: 20-way tasks without rotations)."""
-    fixture = cfg["data"] == "fixture"
-    if cfg.get("split", "vinyals") == "seeded":
+    fixture, split = cfg["data"] == "fixture", cfg.get("split", "vinyals")
+    if split not in ("vinyals", "seeded"):
+        raise ValueError(f"unknown character split {split!r}: 'vinyals' (the split files) or 'seeded' (the code's shuffle)")
+    if split == "seeded":
         train, test = seeded_character_split(characters, cfg["split_seed"], 14 if fixture else 1200)
     elif fixture:
         train, test = characters[:14], characters[14:]

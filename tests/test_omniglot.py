@@ -114,11 +114,13 @@ def test_seeded_character_split_is_the_reference_codes_listing_and_shuffle(tmp_p
     """Oracle: supervised-reptile's own steps on a real folder (both sets merged as its fetch_data.sh does; os.listdir
     sorted per folder, non-character entries skipped; the module-level random.seed / random.shuffle)."""
     merged = tmp_path / "omniglot"
-    counts = {"Tifinagh": 3, "tifinagh_lower": 2, "Alphabet_of_the_Magi": 4, "Alphabet": 2, "N_Ko": 11, "Ge_ez": 1}
+    # "Alpha-x" sorts before "Alpha/..." as a whole name but after "Alpha" per folder; "alpha_lower" after "Beta"
+    counts = {"Alpha": 3, "Alpha-x": 2, "alpha_lower": 4, "Beta": 2, "N_Ko": 11, "Ge_ez": 1}
     for alphabet, n in counts.items():
         for k in range(1, n + 1):
             (merged / alphabet / f"character{k:02d}").mkdir(parents=True)
     (merged / "README").write_text("not an alphabet")
+    (merged / "Beta" / "notes.txt").write_text("not a character")
     listing = [f"{a}/{c}" for a in sorted(os.listdir(merged)) if (merged / a).is_dir()
                for c in sorted(os.listdir(merged / a)) if c.startswith("character")]
     saved = random.getstate()
@@ -129,8 +131,9 @@ def test_seeded_character_split_is_the_reference_codes_listing_and_shuffle(tmp_p
         random.setstate(saved)
     names = sorted(listing, key=lambda c: c[::-1])  # any order in
     assert seeded_character_split(names, seed, 16) == (listing[:16], listing[16:])
-    with pytest.raises(DataError, match="cannot keep 23 training characters of 23"):
-        seeded_character_split(names, seed, 23)
+    for bad in (23, 0):
+        with pytest.raises(DataError, match=f"cannot keep {bad} training characters of 23"):
+            seeded_character_split(names, seed, bad)
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "omniglot").exists(), reason="no local Omniglot mirror")

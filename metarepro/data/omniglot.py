@@ -172,7 +172,7 @@ def seeded_character_split(characters: tuple[str, ...] | list[str], seed: int, n
     """
     if len(set(characters)) != len(characters):
         raise DataError("seeded_character_split: character names repeat; the merged listing would be ambiguous")
-    if n_train >= len(characters):
+    if not 0 < n_train < len(characters):
         raise DataError(f"cannot keep {n_train} training characters of {len(characters)} and test on the rest")
     listing = sorted(characters, key=lambda c: tuple(c.split("/")))  # per-folder sort, alphabet then character
     random.Random(seed).shuffle(listing)
