@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metarepro.results import SCALES, config_hash, slugify
+from metarepro.results import SCALES, result_hash, slugify
 
 MAIN = "main"
 
@@ -110,10 +110,11 @@ class Benchmark:
         """Everything that determines the cell's number (JSON-able)."""
         raise NotImplementedError
 
-    def config_hash(self, cell: Cell, scale: str) -> str:
+    def result_hash(self, cell: Cell, scale: str) -> str:
+        """What a current record's configuration must hash to (:func:`metarepro.results.result_hash`)."""
         if scale not in SCALES:
             raise ValueError(f"unknown scale {scale!r}; choose one of {SCALES}")
-        return config_hash(self.config(cell, scale))
+        return result_hash(self.config(cell, scale))
 
     def estimated_seconds(self, cell: Cell, scale: str) -> float:
         raise NotImplementedError

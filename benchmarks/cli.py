@@ -154,7 +154,8 @@ def render_readme(path: Path | None = None) -> Path:
         shown = [r for r in rows if r["variant"] == MAIN or r["verdict"] != "not_reproduced"]
         out += [R.markdown_table(shown, b.metric) if rows else records_table(b), ""]
         if len(shown) < len(rows):
-            out += [f"{len(rows) - len(shown)} cell(s) of protocol variants have not been run (`metarepro compare {b.id} --all` lists them).", ""]
+            out += [f"{len(rows) - len(shown)} cell(s) of protocol variants have not been run "
+                    f"(`metarepro compare {b.id} --all` lists them).", ""]
         extra = extra_rows(b)
         if extra:
             from tabulate import tabulate

@@ -310,8 +310,8 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
             continue
         recs = [r for r in records if (r["row"], r["column"], r["variant"]) == (cell.row, cell.column, cell.variant)]
         known = benchmark.known_deviations.get((cell.row, cell.column)) if cell.variant == MAIN else None
-        row = R.compare_cell(pub, recs, benchmark.config_hash(cell, "paper"), cell.variant, known,
-                             benchmark.config_hash(cell, "quick"))
+        row = R.compare_cell(pub, recs, benchmark.result_hash(cell, "paper"), cell.variant, known,
+                             benchmark.result_hash(cell, "quick"))
         row["benchmark"] = benchmark.id
         rows.append(row)
     for pub in published.values():  # baselines the paper cites and the suite does not train
@@ -328,7 +328,7 @@ def extra_rows(benchmark: Benchmark) -> list[dict]:
     for r in R.load_records(benchmark.id):
         if r["row"] in benchmark.rows or r["scale"] == "smoke":
             continue
-        current = r["config_hash"] == benchmark.config_hash(Cell(r["row"], r["column"], r["variant"]), r["scale"])
+        current = R.result_hash(r["config"]) == benchmark.result_hash(Cell(r["row"], r["column"], r["variant"]), r["scale"])
         out.append({"row": r["row"], "column": r["column"], "variant": r["variant"], "scale": r["scale"],
                     "reproduced": f"{r['mean']:.3f} ± {r['ci95']:.3f}", "current": current})
     return out
@@ -338,7 +338,7 @@ def record_is_current(benchmark: Benchmark, record: dict) -> bool:
     """Whether ``record`` was made with the configuration its cell has now (else it is stale: re-run it)."""
     cell = Cell(record["row"], record["column"], record["variant"])
     try:
-        return record["config_hash"] == benchmark.config_hash(cell, record["scale"])
+        return R.result_hash(record["config"]) == benchmark.result_hash(cell, record["scale"])
     except (KeyError, ValueError):  # a row or column the benchmark no longer has
         return False
 

@@ -44,6 +44,17 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+#: configuration keys that steer only ``reproduce``'s rough time estimate, never a cell's number
+ESTIMATE_KEYS = ("ms_per_iteration_estimate", "ms_per_test_task_estimate")
+
+
+def result_hash(config: dict) -> str:
+    """Digest of what determines a cell's number: its configuration less :data:`ESTIMATE_KEYS`. A record is current
+    while the hash of the configuration it stores equals its cell's present one, so the rough estimates can be
+    re-tuned from measured times without making records stale (a record's own ``config_hash`` keeps the full one)."""
+    return config_hash({k: v for k, v in config.items() if k not in ESTIMATE_KEYS})
+
+
 def slugify(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
@@ -233,7 +244,8 @@ def compare_cell(
     known_deviation: str | None = None,
     current_quick_hash: str | None = None,
 ) -> dict:
-    """Published vs reproduced for one cell (``records`` of that cell, any scale)."""
+    """Published vs reproduced for one cell (``records`` of that cell, any scale); the hashes are the cell's present
+    :func:`result_hash` at paper and quick scale (a record whose configuration hashes otherwise is stale)."""
     by_scale = {r["scale"]: r for r in records}
     paper, quick = by_scale.get("paper"), by_scale.get("quick")
     row = {
@@ -264,13 +276,13 @@ def compare_cell(
             deviations=shown.get("deviations", []),
         )
     if paper is not None:
-        if paper["config_hash"] != current_hash:
+        if result_hash(paper["config"]) != current_hash:
             row["verdict"] = "stale"
         else:
             ok = within_tolerance(published.mean, published.ci95, paper["mean"], paper["ci95"])
             row["verdict"] = "within" if ok else "outside"
     elif quick is not None:
-        stale = current_quick_hash is not None and quick["config_hash"] != current_quick_hash
+        stale = current_quick_hash is not None and result_hash(quick["config"]) != current_quick_hash
         row["verdict"] = "stale" if stale else "quick_only"
     return row
 

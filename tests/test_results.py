@@ -37,7 +37,7 @@ def test_standard_errors_are_converted_to_95_intervals():
 
 def test_verdicts(isolated_results):
     pub = R.PublishedCell(CELL.row, CELL.column, 1.24, 0.21, "ci95", "")
-    h_paper, h_quick = BENCH.config_hash(CELL, "paper"), BENCH.config_hash(CELL, "quick")
+    h_paper, h_quick = BENCH.result_hash(CELL, "paper"), BENCH.result_hash(CELL, "quick")
     near = fake_record("paper", [1.2, 1.3, 1.25, 1.1])
     far = fake_record("paper", [3.0, 3.1, 2.9, 3.0])
     quick = fake_record("quick", [1.2, 1.3])
@@ -49,6 +49,19 @@ def test_verdicts(isolated_results):
     assert R.compare_cell(pub, [], h_paper)["verdict"] == "not_reproduced"
     row = R.compare_cell(pub, [far, quick], h_paper)
     assert row["scale"] == "paper" and row["difference"] == pytest.approx(np.mean([3.0, 3.1, 2.9, 3.0]) - 1.24)
+
+
+def test_only_the_rough_time_estimates_may_change_without_staling_a_record():
+    """By hand: the digest of the JSON config less the two estimate keys, whatever their values."""
+    import hashlib
+
+    config = {"iterations": 10, "inner_lr": 0.4, "ms_per_iteration_estimate": 80.0, "ms_per_test_task_estimate": 15.0}
+    by_hand = hashlib.sha256(b'{"inner_lr":0.4,"iterations":10}').hexdigest()[:16]
+    assert R.result_hash(config) == by_hand == R.result_hash({**config, "ms_per_iteration_estimate": 118.0})
+    assert R.result_hash({**config, "inner_lr": 0.5}) != by_hand
+    pub = R.PublishedCell(CELL.row, CELL.column, 1.24, 0.21, "ci95", "")
+    retuned = fake_record("paper", [1.2, 1.3, 1.25, 1.1], config={**BENCH.config(CELL, "paper"), "ms_per_iteration_estimate": -1.0})
+    assert R.compare_cell(pub, [retuned], BENCH.result_hash(CELL, "paper"))["verdict"] == "within"
 
 
 def test_record_with_changed_config_is_reported_stale(isolated_results, capsys):
