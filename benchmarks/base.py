@@ -119,6 +119,10 @@ class Benchmark:
     def estimated_seconds(self, cell: Cell, scale: str) -> float:
         raise NotImplementedError
 
+    def estimated_train_test(self, cell: Cell, scale: str) -> tuple[float, float]:
+        """:meth:`estimated_seconds` as ``(training, test)`` where the benchmark knows the split; else all training."""
+        return self.estimated_seconds(cell, scale), 0.0
+
     # -- running -----------------------------------------------------------
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
                  device: str = "cpu", progress_position: int | None = None) -> CellResult:

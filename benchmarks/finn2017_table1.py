@@ -55,8 +55,10 @@ PROTOCOL = {"iterations": 60_000, "meta_lr": 1e-3, "test_tasks": 600, "filters":
 QUICK_ITERATIONS = {(5, 1): 300, (5, 5): 100, (20, 1): 60, (20, 5): 20}
 SCALE_OVERRIDES = {"paper": {}, "quick": {"test_tasks": 200, "checkpoint_every": 20, "log_every": 10},
                    "smoke": {"iterations": 6, "test_tasks": 8, "checkpoint_every": 3, "log_every": 2, **SMOKE_DATA}}
-#: measured here (1 thread, batched tasks, quick runs); for `reproduce`'s estimate only, `list --timings` reads the records
-MS_PER_ITERATION = {(5, 1): 900.0, (5, 5): 2500.0, (20, 1): 9000.0, (20, 5): 30000.0}
+#: for `reproduce`'s estimate of a cell without a timed record (a variant) only; `list --timings` reads the records.
+#: Measured here: the quick records of 2026-11-30 (1 thread), per meta-iteration and per test task (3 / 5 test steps)
+MS_PER_ITERATION = {(5, 1): 220.0, (5, 5): 940.0, (20, 1): 1520.0, (20, 5): 8000.0}
+MS_PER_TEST_TASK = {(5, 1): 5.0, (5, 5): 21.0, (20, 1): 27.0, (20, 5): 140.0}
 TRAINING_KEYS = ("ways", "shots", "meta_batch", "inner_lr", "inner_steps", "iterations", "meta_lr", "filters", "invert", "first_order",
                  "data", "train_seed", "test_rotations")
 
@@ -87,7 +89,7 @@ class Finn2017Table1(OmniglotGBML):
         ways, shots = parse_column(cell.column)
         cfg = {"benchmark": self.id, "method": cell.row, "ways": ways, "shots": shots, "test_queries": shots, "scale": scale,
                **PROTOCOL, **SETTINGS[ways], **SCALE_OVERRIDES[scale],
-               "ms_per_iteration_estimate": MS_PER_ITERATION[(ways, shots)], "ms_per_test_task_estimate": 20.0 * ways / 5}
+               "ms_per_iteration_estimate": MS_PER_ITERATION[(ways, shots)], "ms_per_test_task_estimate": MS_PER_TEST_TASK[(ways, shots)]}
         if scale == "quick":
             cfg["iterations"] = QUICK_ITERATIONS[(ways, shots)]
             cfg["test_tasks"] = 200 if ways == 5 else 100

@@ -63,8 +63,11 @@ REPTILE_SCALES = {"paper": {}, "quick": {"test_tasks": 300, "checkpoint_every": 
                   "smoke": {"iterations": 20, "inner_lr": 1e-2, "test_tasks": 20, "eval_iters": 20, "checkpoint_every": 5, "log_every": 5,
                             **SMOKE_DATA}}
 QUICK_ITERATIONS = {5: 1000, 20: 300}  # a few minutes on one thread
-#: rough, for `reproduce`'s estimate only (1 thread); `list --timings` reads measured times from the records
-MS_PER_ITERATION = {5: 80.0, 20: 400.0}
+#: for `reproduce`'s estimate of a cell without a timed record (a variant) only; `list --timings` reads the records.
+#: Measured here (1 thread): 5-way from the paper-scale records of 2026-11-30 (beside another training job), 20-way from
+#: the quick ones; per test task, the slower non-transductive evaluation (50 inner iterations)
+MS_PER_ITERATION = {5: 118.0, 20: 307.0}
+MS_PER_TEST_TASK = {5: 180.0, 20: 390.0}
 TRAINING_KEYS = ("ways", "train_shots", "meta_batch", "inner_lr", "inner_iters", "inner_batch", "iterations", "meta_step", "meta_step_final",
                  "filters", "invert", "data", "train_seed")
 
@@ -108,7 +111,7 @@ class Nichol2018Table1(OmniglotGBML):
                 **REPTILE_PROTOCOL, **REPTILE_SETTINGS[ways], **REPTILE_SCALES[scale],
                 **({"iterations": QUICK_ITERATIONS[ways]} if scale == "quick" else {}),
                 **({"split": "seeded", "split_seed": 0} if cell.variant == "code-split" else {}),  # run_omniglot.py --seed 0
-                "ms_per_iteration_estimate": MS_PER_ITERATION[ways], "ms_per_test_task_estimate": 3.0 * ways}
+                "ms_per_iteration_estimate": MS_PER_ITERATION[ways], "ms_per_test_task_estimate": MS_PER_TEST_TASK[ways]}
 
     def training_key(self, cell: Cell, scale: str) -> str:
         cfg = self.config(cell, scale)

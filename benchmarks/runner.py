@@ -76,15 +76,17 @@ def projected_seconds(benchmark: Benchmark, cell: Cell, scale: str, remaining: b
 
 
 def projected_train_test(benchmark: Benchmark, cell: Cell, scale: str, remaining: bool = False) -> tuple[float, float]:
-    """:func:`projected_seconds` as (training, test) seconds; a rough estimate counts as training alone."""
+    """:func:`projected_seconds` as (training, test) seconds; a rough estimate is split where the benchmark splits it
+    (:meth:`~benchmarks.base.Benchmark.estimated_train_test`), else counts as training alone."""
     left = 1 - checkpointed_fraction(benchmark, cell, scale) if remaining else 1.0
     record = timed_record(benchmark, cell)
-    if record is None:
-        return benchmark.estimated_seconds(cell, scale) * left, 0.0
-    source, target, t = record["config"], benchmark.config(cell, scale), record["timing"]
+    source = record["config"] if record else {}
+    target = benchmark.config(cell, scale)
     tests = next((k for k in ("test_tasks", "test_episodes") if k in source and k in target), None)
-    if "iterations" not in source or "iterations" not in target or tests is None:
-        return benchmark.estimated_seconds(cell, scale) * left, 0.0
+    if record is None or "iterations" not in source or "iterations" not in target or tests is None:
+        train_s, test_s = benchmark.estimated_train_test(cell, scale)
+        return train_s * left, test_s
+    t = record["timing"]
     runs = target.get("runs", 1) / source.get("runs", 1)  # a record's timing covers all of its runs
     timed = t.get("iterations_timed", source["iterations"] * source.get("runs", 1))
     train_s = t["ms_per_iteration"] * timed / 1000 * target["iterations"] / source["iterations"] * runs

@@ -94,9 +94,9 @@ class Sung2018Table1(OmniglotGBML):
         cfg = self.config(cell, scale)
         return f"relationnet-{cfg['ways']}w{cfg['shots']}s-" + config_hash({k: v for k, v in cfg.items() if k != "test_tasks"})
 
-    def estimated_seconds(self, cell: Cell, scale: str) -> float:
+    def estimated_train_test(self, cell: Cell, scale: str) -> tuple[float, float]:
         cfg = self.config(cell, scale)
-        return cfg["iterations"] * MS_PER_EPISODE[(cfg["ways"], cfg["shots"])] / 1000 * 1.1  # + validation
+        return cfg["iterations"] * MS_PER_EPISODE[(cfg["ways"], cfg["shots"])] / 1000 * 1.1, 0.0  # + validation; test small
 
     def deviations(self, cfg: dict) -> list[str]:
         if cfg["scale"] != "paper":
