@@ -70,7 +70,7 @@ def projected_seconds(benchmark: Benchmark, cell: Cell, scale: str, remaining: b
     ``metarepro time`` measured the cell's engines on the record's device, the training time is scaled to the engine
     ``--engine auto`` picks (from the one the record trained on). Cells without a timed record, or whose configs do
     not count iterations, fall back to the benchmark's rough estimate. ``remaining``: less the training already in
-    the cell's checkpoint (:func:`checkpointed_fraction`; the rough estimate is scaled as a whole).
+    the cell's checkpoint (:func:`checkpointed_fraction`; of a rough estimate, its training part).
     """
     return sum(projected_train_test(benchmark, cell, scale, remaining))
 

@@ -219,12 +219,14 @@ def load_records(benchmark_id: str, root: Path | None = None) -> list[dict]:
 
 
 def check_record(record: dict) -> None:
-    """Raise if a record's mean/CI disagree with its own per-episode scores."""
+    """Raise if a record's mean/CI disagree with its own per-episode scores, or its configuration with its hash."""
+    label = f"{record['benchmark']}/{record['row']}/{record['column']}/{record['variant']}"
+    if config_hash(record["config"]) != record["config_hash"]:
+        raise ValueError(f"record {label}: its configuration does not hash to its config_hash {record['config_hash']}: edited by hand?")
     mean, ci = mean_ci95(record["scores"], record.get("score_unit", "episode"))
     if not (np.isclose(mean, record["mean"], rtol=1e-9, atol=1e-12) and np.isclose(ci, record["ci95"], rtol=1e-9, atol=1e-12)):
         raise ValueError(
-            f"record {record['benchmark']}/{record['row']}/{record['column']}/{record['variant']} states "
-            f"{record['mean']} ± {record['ci95']} but its scores give {mean} ± {ci}: edited by hand?"
+            f"record {label} states {record['mean']} ± {record['ci95']} but its scores give {mean} ± {ci}: edited by hand?"
         )
 
 

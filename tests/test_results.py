@@ -91,6 +91,10 @@ def test_hand_edited_record_is_detected():
     record["mean"] = 1.5
     with pytest.raises(ValueError, match="edited by hand"):
         R.check_record(record)
+    record = fake_record("paper", [1.0, 2.0, 3.0])
+    record["config"]["iterations"] = record["config"].get("iterations", 0) + 1  # made to look current by hand
+    with pytest.raises(ValueError, match="does not hash to its config_hash"):
+        R.check_record(record)
 
 
 def test_unknown_benchmark_lists_valid_ids(capsys):
