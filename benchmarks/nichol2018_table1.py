@@ -25,8 +25,8 @@ Reptile's protocol is its README's commands (openai/supervised-reptile
 The transductive and non-transductive rows evaluate the same trained model
 (the README trains once; ``--transductive`` is an evaluation flag).
 
-Variant ``code-split`` (Reptile rows, 5-way): the same protocol on the characters the
-code itself draws (``metarepro.data.omniglot.seeded_character_split``, seed 0:
+Variant ``code-split`` (Reptile rows, 5-way): the same protocol on the
+characters the code itself draws (``seeded_character_split``, seed 0:
 1200 train, 423 test; its test alphabets are all among its training
 alphabets, where 12 of the Vinyals test file's 13 are not). It tests whether
 the split explains the 5-way cells' gap (``_REPTILE_5WAY_FINDING``); post hoc,

@@ -2,7 +2,8 @@
 
 Data: the Vinyals character split files, each character at 0/90/180/270
 degrees a class (nichol2018-table1's ``code-split`` variant draws the
-reference code's own seeded split instead: ``character_splits``). MAML's code draws its 1200/423 character split by a seeded
+reference code's own seeded split instead: ``character_splits``). MAML's
+code draws its 1200/423 character split by a seeded
 shuffle and rotates each class of a task by a random quarter turn; the
 Vinyals ``trainval`` (1200) and ``test`` (423) files are the file-based
 equivalent REFERENCE.md names, with the rotations as fixed classes. Reptile's
