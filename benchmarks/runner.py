@@ -330,9 +330,8 @@ def extra_rows(benchmark: Benchmark) -> list[dict]:
     for r in R.load_records(benchmark.id):
         if r["row"] in benchmark.rows or r["scale"] == "smoke":
             continue
-        current = R.result_hash(r["config"]) == benchmark.result_hash(Cell(r["row"], r["column"], r["variant"]), r["scale"])
         out.append({"row": r["row"], "column": r["column"], "variant": r["variant"], "scale": r["scale"],
-                    "reproduced": f"{r['mean']:.3f} ± {r['ci95']:.3f}", "current": current})
+                    "reproduced": f"{r['mean']:.3f} ± {r['ci95']:.3f}", "current": record_is_current(benchmark, r)})
     return out
 
 
