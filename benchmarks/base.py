@@ -14,28 +14,48 @@ MAIN = "main"
 
 @dataclass(frozen=True)
 class Cell:
-    """One cell of a table under one protocol (``variant``; ``"main"`` is the paper's)."""
+    """One cell of a table under one protocol (``variant``; ``"main"`` is the paper's), trained from ``seed``.
+
+    ``seed`` is the training seed of a benchmark that trains each cell several times (claim checks:
+    :attr:`Benchmark.training_seeds`); each seed is its own record and checkpoint. Seed 0 keeps the names cells had before
+    seeds existed, so its records and run folders stay where they were.
+    """
 
     row: str
     column: str
     variant: str = MAIN
+    seed: int = 0
 
     @property
     def slug(self) -> str:
-        return f"{slugify(self.row)}--{slugify(self.column)}--{slugify(self.variant)}"
+        return f"{slugify(self.row)}--{slugify(self.column)}--{slugify(self.variant)}" + (f"--seed{self.seed}" if self.seed else "")
 
     @property
     def label(self) -> str:
-        suffix = "" if self.variant == MAIN else f" [{self.variant}]"
+        suffix = ("" if self.variant == MAIN else f" [{self.variant}]") + (f" seed {self.seed}" if self.seed else "")
         return f"{self.row} / {self.column}{suffix}"
 
     @staticmethod
     def parse(text: str) -> Cell:
-        """``"row/column"`` or ``"row/column/variant"``."""
+        """``"row/column"``, ``"row/column/variant"`` or ``"row/column/variant/seed=N"``."""
         parts = [p.strip() for p in text.split("/")]
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"a cell is 'row/column' or 'row/column/variant', got {text!r}")
-        return Cell(*parts)
+        seed = 0
+        if len(parts) == 4 and parts[3].startswith("seed="):
+            try:
+                seed = int(parts.pop()[len("seed="):])
+            except ValueError:
+                raise ValueError(f"a cell's seed is 'seed=N' with N a non-negative integer, got {text!r}") from None
+        if len(parts) not in (2, 3) or not all(parts) or seed < 0:
+            raise ValueError(f"a cell is 'row/column', 'row/column/variant' or 'row/column/variant/seed=N', got {text!r}")
+        return Cell(*parts, seed=seed)
+
+    @staticmethod
+    def of(record: dict) -> Cell:
+        """The cell a reproduced record belongs to (records made before seeds existed are seed 0)."""
+        return Cell(record["row"], record["column"], record["variant"], record.get("seed", 0))
+
+    def matches(self, record: dict) -> bool:
+        return Cell.of(record) == self
 
 
 @dataclass
@@ -78,21 +98,29 @@ class Benchmark:
     accepts_registered_methods: bool = False
     #: the data it needs under the data root, or None for generated tasks
     requires_data: str | None = None
+    #: independent trainings of every cell (seeds ``0..n-1``, one record each) at quick and paper scale; claim checks need
+    #: at least 3 (:func:`benchmarks.runner.claim_checks`); smoke scale trains seed 0 only, to keep CI short
+    training_seeds: int = 1
+
+    def seeds(self, scale: str | None) -> range:
+        """Training seeds of every cell at ``scale`` (``None``: all the benchmark has)."""
+        return range(1 if scale == "smoke" else self.training_seeds)
 
     # -- cells -------------------------------------------------------------
     def variant_applies(self, row: str, column: str, variant: str) -> bool:
         """Whether ``variant`` is run for this row and column (default: all)."""
         return True
 
-    def cells(self, variants: list[str] | None = None) -> list[Cell]:
-        """Cells of the main protocol, then of each variant asked for."""
+    def cells(self, variants: list[str] | None = None, scale: str | None = None) -> list[Cell]:
+        """Cells of the main protocol, then of each variant asked for; each training seed of ``scale`` (:meth:`seeds`)."""
         names = [MAIN] + [v for v in self.variants if variants is not None and (v in variants or "all" in variants)]
         return [
-            Cell(r, c, v)
+            Cell(r, c, v, s)
             for v in names
             for r in self.rows
             for c in self.columns
             if v == MAIN or self.variant_applies(r, c, v)
+            for s in self.seeds(scale)
         ]
 
     def check_cell(self, cell: Cell) -> None:
@@ -104,6 +132,8 @@ class Benchmark:
         applies = cell.variant in self.variants and self.variant_applies(cell.row, cell.column, cell.variant)
         if cell.variant != MAIN and cell.row in self.rows and not applies:
             raise KeyError(f"{self.id}: variant {cell.variant!r} does not apply to {cell.row}/{cell.column}; variants {list(self.variants)}")
+        if cell.seed not in self.seeds(None):
+            raise KeyError(f"{self.id} trains seeds {list(self.seeds(None))} of each cell, not seed {cell.seed}")
 
     # -- configuration -----------------------------------------------------
     def config(self, cell: Cell, scale: str) -> dict:

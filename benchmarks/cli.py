@@ -240,7 +240,7 @@ def cmd_reproduce(args) -> int:
     elif args.cells:
         cells = [Cell.parse(c) for c in args.cells]
     else:
-        cells = benchmark.cells(variants=args.variants)
+        cells = benchmark.cells(variants=args.variants, scale=args.scale)
     if args.precision != "fp32":
         cells = with_precision(benchmark, cells, args.precision)
     if args.scale == "paper" and not args.yes:

@@ -186,8 +186,8 @@ class FewShotMetricTable(Benchmark):
     #: rows shown from the paper as cited baselines, never trained
     cited_rows: tuple[str, ...] = ()
 
-    def cells(self, variants: list[str] | None = None) -> list[Cell]:
-        return [c for c in super().cells(variants) if (c.row, c.column) not in self.absent]
+    def cells(self, variants: list[str] | None = None, scale: str | None = None) -> list[Cell]:
+        return [c for c in super().cells(variants, scale) if (c.row, c.column) not in self.absent]
 
     @property
     def requires_data(self) -> str:  # type: ignore[override]
@@ -216,7 +216,7 @@ class FewShotMetricTable(Benchmark):
                "base": base, "wrapper": wrapper, "train_ways": ways, "train_shots": shots, "test_ways": ways, "test_shots": shots,
                "queries": QUERIES, "first_task": None, "iterations": iterations, "lr": 1e-3, "decay_every": decay,
                "tasks_per_update": 5 if wrapper else 1, "inner_lr": 1e-2, "filters": 64, "runs": self.runs,
-               "test_episodes": 600, "val_every": 2000, "val_episodes": 300, "train_seed": 0, "val_seed": 1, "test_seed": 2019,
+               "test_episodes": 600, "val_every": 2000, "val_episodes": 300, "train_seed": cell.seed, "val_seed": 1, "test_seed": 2019,
                # MAML on mini-ImageNet (Finn et al. sec. 5.2): 32 filters, 5 steps of 0.01, 10 at test, meta-batch 4 / 2
                "maml_filters": 32, "maml_inner_lr": 0.01, "maml_inner_steps": 5, "maml_test_steps": 10,
                # Hyper-Representation (Franceschi et al. sec. 4; FAR-HO example): 32 filters, eta from 0.1, meta-batch 4

@@ -28,6 +28,7 @@ class HyperReprOmniglot(HyperReprTable1):
     rows = ("Prototypical Network", "Hyper-Representation")
     columns = COLUMNS
     cited_rows = ()
+    training_seeds = 3  # a claim rests on at least 3 trainings per row (benchmarks.runner.claim_checks)
     t_grid = T_GRID
     protocol = PROTOCOL
     scale_overrides = {**SCALES, "smoke": {**SCALES["smoke"], "t_grid": [1, 3]}}

@@ -20,8 +20,9 @@ import torch
 from benchmarks import get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
 from metarepro import results as R
+from metarepro.evaluate import mean_ci95
 from metarepro.runtime import keep_freed_memory
-from metarepro.trainer import stop_on_signals, stop_requested
+from metarepro.trainer import collect_trainings, set_run_context, stop_on_signals, stop_requested
 
 RUNS_DIR = R.PROJECT_ROOT / "runs"
 
@@ -58,7 +59,7 @@ def _init_worker(slots) -> None:
 def timed_record(benchmark: Benchmark, cell: Cell) -> dict | None:
     """The cell's record with measured timings, ``paper`` scale preferred over ``quick`` (smoke runs time fixtures)."""
     timed = {r["scale"]: r for r in R.load_records(benchmark.id)
-             if (r["row"], r["column"], r["variant"]) == (cell.row, cell.column, cell.variant) and "timing" in r}
+             if cell.matches(r) and "timing" in r}
     return timed.get("paper") or timed.get("quick")
 
 
@@ -129,7 +130,7 @@ def checkpointed_runs() -> list[dict]:
     served: dict[str, list[tuple[Benchmark, Cell]]] = {}
     for benchmark in BENCHMARKS.values():
         for scale in R.SCALES:
-            for cell in benchmark.cells(variants=["all"]):
+            for cell in benchmark.cells(variants=["all"], scale=scale):
                 for folder in benchmark.run_directories(cell, scale):
                     served.setdefault(folder, []).append((benchmark, cell))
     rows = []
@@ -196,14 +197,16 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
                command: str, jobs: int, git: dict, device: str) -> list[str]:
     """Worker: run cells that share one trained model, write their records."""
     torch.set_num_threads(threads)
+    set_run_context(**git, command=command)  # what each training segment of this process names
     benchmark = get_benchmark(benchmark_id)
     written = []
     for c in cells:
         if stop_requested():  # a stopped worker handed a queued group: leave it for the next run
             raise KeyboardInterrupt
         cell = Cell(**c)
-        result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress,
-                                    device=device, progress_position=_SLOT)
+        with collect_trainings() as trainings:
+            result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress,
+                                        device=device, progress_position=_SLOT)
         bad = int((~np.isfinite(result.scores)).sum())
         if bad:  # a diverged adaptation: say so, write no record, go on with the group's other cells
             print(f"{benchmark_id} {cell.label} [{scale}]: {bad} of {len(result.scores)} test episodes gave a non-finite "
@@ -219,10 +222,21 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
                 train_wall_time_s=round(result.train_wall_time_s, 2),
                 seeds={k: v for k, v in cfg.items() if k.endswith("seed")}, dataset_digest=benchmark.dataset_digest(),
             ),
-            extra=result.extra, score_unit=result.score_unit,
+            extra={**result.extra, "trainings": [relative_training(t) for t in trainings]}, score_unit=result.score_unit,
+            seed=cell.seed,
         )
         written.append(str(R.write_record(record, cell.slug)))
     return written
+
+
+def relative_training(training: dict) -> dict:
+    """A collected training (:func:`metarepro.trainer.collect_trainings`) with its checkpoint relative to the runs root."""
+    path = Path(training["checkpoint"])
+    try:
+        path = path.resolve().relative_to(runs_dir().resolve())
+    except ValueError:
+        pass
+    return {"checkpoint": str(path), "segments": [dict(s) for s in training["segments"]]}
 
 
 def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int = 1, threads: int = 1,
@@ -310,7 +324,7 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
         pub = published.get((cell.row, cell.column))
         if pub is None:
             continue
-        recs = [r for r in records if (r["row"], r["column"], r["variant"]) == (cell.row, cell.column, cell.variant)]
+        recs = [r for r in records if cell.matches(r)]
         known = benchmark.known_deviations.get((cell.row, cell.column)) if cell.variant == MAIN else None
         row = R.compare_cell(pub, recs, benchmark.result_hash(cell, "paper"), cell.variant, known,
                              benchmark.result_hash(cell, "quick"))
@@ -337,16 +351,43 @@ def extra_rows(benchmark: Benchmark) -> list[dict]:
 
 def record_is_current(benchmark: Benchmark, record: dict) -> bool:
     """Whether ``record`` was made with the configuration its cell has now (else it is stale: re-run it)."""
-    cell = Cell(record["row"], record["column"], record["variant"])
+    cell = Cell.of(record)
     try:
         return R.result_hash(record["config"]) == benchmark.result_hash(cell, record["scale"])
     except (KeyError, ValueError):  # a row or column the benchmark no longer has
         return False
 
 
+#: fewest training seeds a claim check counts as evidence (issue #14: a claim rests on at least 3 trained models per row)
+MIN_CLAIM_SEEDS = 3
+
+
+def across_seeds(differences: list[float]) -> tuple[float, float | None]:
+    """Mean of per-seed paired differences and its 95% Student-t half-width ``t(0.975, n-1) sd / sqrt(n)`` (None at n = 1)."""
+    if len(differences) < 2:
+        return float(differences[0]), None
+    return mean_ci95(differences, "run")
+
+
+def claim_verdict(diff: float, ci: float | None, higher_is_better: bool, seeds: int) -> str:
+    """``yes`` / ``reversed`` / ``no difference`` when the across-seed interval excludes 0 (or not) with at least
+    :data:`MIN_CLAIM_SEEDS` seeds; ``too few seeds`` otherwise (the single-seed reading is shown, never a verdict)."""
+    if seeds < MIN_CLAIM_SEEDS or ci is None:
+        return f"too few seeds ({seeds} of {MIN_CLAIM_SEEDS})"
+    better = diff > ci if higher_is_better else diff < -ci
+    worse = diff < -ci if higher_is_better else diff > ci
+    return "yes" if better else ("reversed" if worse else "no difference")
+
+
 def claim_checks(benchmark: Benchmark) -> list[dict]:
-    """Each paired claim per column and protocol, at the largest scale both rows have current records for."""
-    records = {(r["row"], r["column"], r["variant"], r["scale"]): r for r in R.load_records(benchmark.id)
+    """Each paired claim per column and protocol, at the largest scale both rows have current records for.
+
+    Per training seed, the paired difference (method - baseline) on the shared test episodes
+    (:func:`metarepro.results.paired_difference`); across seeds, the mean of those differences with the Student-t
+    interval over seeds (:func:`across_seeds`): the claim holds only if that interval excludes 0, with at least
+    :data:`MIN_CLAIM_SEEDS` seeds (:func:`claim_verdict`). Seed ``s`` of one row is paired with seed ``s`` of the other.
+    """
+    records = {(r["row"], r["column"], r["variant"], r.get("seed", 0), r["scale"]): r for r in R.load_records(benchmark.id)
                if record_is_current(benchmark, r)}
     out = []
     for claim, base_row, method_row, *protocols in benchmark.paired_claims():
@@ -356,16 +397,20 @@ def claim_checks(benchmark: Benchmark) -> list[dict]:
             variant = base_variant if base_variant == method_variant else f"{base_variant} vs {method_variant}"
             for column in benchmark.columns:
                 for scale in ("paper", "quick"):
-                    a = records.get((base_row, column, base_variant, scale))
-                    b = records.get((method_row, column, method_variant, scale))
-                    if a and b:
-                        diff, ci = R.paired_difference(a, b)
-                        better = diff < -ci if not benchmark.higher_is_better else diff > ci
-                        worse = diff > ci if not benchmark.higher_is_better else diff < -ci
-                        out.append({"claim": claim, "column": column, "protocol": variant, "scale": scale,
-                                    "method - baseline": f"{diff:+.3f} ± {ci:.3f}",
-                                    "holds": "yes" if better else ("reversed" if worse else "no difference")})
-                        break
+                    per_seed = {}
+                    for seed in benchmark.seeds(scale):
+                        a = records.get((base_row, column, base_variant, seed, scale))
+                        b = records.get((method_row, column, method_variant, seed, scale))
+                        if a and b:
+                            per_seed[seed] = R.paired_difference(a, b)
+                    if not per_seed:
+                        continue
+                    diff, ci = across_seeds([d for d, _ in per_seed.values()])
+                    out.append({"claim": claim, "column": column, "protocol": variant, "scale": scale, "seeds": len(per_seed),
+                                "per seed (paired, 95% CI)": "; ".join(f"{s}: {d:+.2f} ± {c:.2f}" for s, (d, c) in per_seed.items()),
+                                "method - baseline (across seeds)": f"{diff:+.3f}" + ("" if ci is None else f" ± {ci:.3f}"),
+                                "holds": claim_verdict(diff, ci, benchmark.higher_is_better, len(per_seed))})
+                    break
     return out
 
 

@@ -153,6 +153,7 @@ def make_record(
     provenance: dict,
     extra: dict | None = None,
     score_unit: str = "episode",
+    seed: int = 0,
 ) -> dict:
     """A reproduced cell; mean and CI are derived from ``scores`` (one per test episode, or per run: ``score_unit``)."""
     if scale not in SCALES:
@@ -163,6 +164,7 @@ def make_record(
         "row": row,
         "column": column,
         "variant": variant,
+        "seed": seed,
         "scale": scale,
         "metric": metric,
         "mean": mean,

@@ -34,6 +34,10 @@ from metarepro.precision import autocast
 
 CHECKPOINT_FORMAT = "metarepro-checkpoint-1"
 
+#: the loop's own numerics (iteration order, when the rate schedule and validation act, what a checkpoint restores):
+#: bump it in the commit that changes them, with the golden output of tests/test_protocol_versions.py
+TRAINER_PROTOCOL_VERSION = 1
+
 
 class NonFiniteLossError(RuntimeError):
     """The outer loss became NaN or infinite; the last good checkpoint is kept."""
@@ -60,6 +64,9 @@ class TrainState:
     stopped_early: bool = False
     #: outer losses since the last logged point (kept when a run is interrupted between two log points)
     window: list[float] = field(default_factory=list)
+    #: one entry per process that trained this run (:func:`new_segment`): the code, machine and iterations of each;
+    #: a checkpoint written before segments existed gets one ``{"unknown": True}`` entry for its earlier iterations
+    segments: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,74 @@ def load_checkpoint(path: Path, config_hash: str | None = None) -> dict:
             "to discard it, or evaluate it with the configuration it was trained with."
         )
     return payload
+
+
+class ProtocolChangeError(CheckpointError):
+    """A checkpoint trained under other protocol versions than the code at hand (a resume would mix numerics)."""
+
+
+def protocol_versions(model: nn.Module) -> dict[str, int]:
+    """``{"trainer": v, "<Class>": v, ...}``: the protocol version of the trainer and of every class of the suite's
+    ``methods`` package in ``model`` (``PROTOCOL_VERSION``, 1 where a class sets none). What a class computes may change
+    only with its version (tests/test_protocol_versions.py holds each to a golden output)."""
+    versions = {"trainer": TRAINER_PROTOCOL_VERSION}
+    for module in model.modules():
+        cls = type(module)
+        if cls.__module__.split(".")[0] == "methods":
+            versions[cls.__name__] = int(getattr(cls, "PROTOCOL_VERSION", 1))
+    return dict(sorted(versions.items()))
+
+
+#: what the process that trains says of itself in every segment (:func:`set_run_context`): commit, dirty, command
+_RUN_CONTEXT: dict | None = None
+
+
+def set_run_context(**fields) -> None:
+    """Commit, dirty flag and command of the code this process runs (taken at launch, whatever is committed later)."""
+    global _RUN_CONTEXT
+    _RUN_CONTEXT = dict(fields)
+
+
+def run_context() -> dict:
+    global _RUN_CONTEXT
+    if _RUN_CONTEXT is None:
+        from metarepro.results import git_state
+
+        _RUN_CONTEXT = git_state()
+    return _RUN_CONTEXT
+
+
+def new_segment(iteration: int, device: torch.device, versions: dict[str, int]) -> dict:
+    """The record of one process's stretch of a run, from ``iteration``; :func:`train` fills in where it ended."""
+    import socket
+
+    context = run_context()
+    return {"commit": context.get("commit"), "dirty": context.get("dirty"), "command": context.get("command"),
+            "iterations": [iteration, iteration], "threads": torch.get_num_threads(), "host": socket.gethostname(),
+            "device": str(device), "torch": str(torch.__version__), "protocol_versions": versions,
+            "started_utc": _utc_now(), "ended_utc": None, "wall_time_s": 0.0}
+
+
+def _utc_now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+#: checkpoints a :func:`collect_trainings` block has trained or resumed, with their segments
+_COLLECTED: list[dict] | None = None
+
+
+@contextlib.contextmanager
+def collect_trainings():
+    """Within the block, every :func:`train` call appends ``{"checkpoint", "segments"}`` to the yielded list (the
+    runner puts them in the record: which processes, commits and machines trained the model behind a number)."""
+    global _COLLECTED
+    previous, _COLLECTED = _COLLECTED, []
+    try:
+        yield _COLLECTED
+    finally:
+        _COLLECTED = previous
 
 
 def _default_step(model: nn.Module, batch: Episode, optimizer: torch.optim.Optimizer, forward_context=contextlib.nullcontext) -> torch.Tensor:
@@ -227,6 +302,7 @@ def train(
     early_stopping: EarlyStopping | None = None,
     lr_schedule: Callable[[int], float] | None = None,
     precision: str = "fp32",
+    allow_protocol_change: bool = False,
 ) -> TrainState:
     """Meta-train ``model`` to ``iterations``, resuming from ``checkpoint_path``.
 
@@ -241,18 +317,44 @@ def train(
     pure function of the iteration, so resuming needs no scheduler state).
     ``precision="bf16"`` runs forward passes (and validation) under bf16
     autocast; a model with its own ``train_step`` runs the whole step under it.
+
+    Every call that trains adds a segment to ``state.segments`` (:func:`new_segment`: commit, dirty flag, iteration
+    range, threads, host, device, wall time, protocol versions). A checkpoint written under other protocol versions
+    (:func:`protocol_versions`) is refused (:class:`ProtocolChangeError`) unless ``allow_protocol_change``; the
+    segment then shows the change.
     """
     device = next(model.parameters()).device
     forward_context = functools.partial(autocast, device, precision)
     checkpoint_path = Path(checkpoint_path)
+    versions = protocol_versions(model)
     state = TrainState()
     if checkpoint_path.exists():
         payload = load_checkpoint(checkpoint_path, config_hash)
+        state = TrainState(**payload["state"])
+        if state.iteration and not state.segments:  # written before segments were recorded: say so, reconstruct nothing
+            state.segments.append({"unknown": True, "iterations": [0, state.iteration],
+                                   "note": "trained before checkpoints recorded their segments"})
+        known = [seg["protocol_versions"] for seg in state.segments if "protocol_versions" in seg]
+        if known and known[-1] != versions and state.iteration < iterations and not allow_protocol_change:
+            raise ProtocolChangeError(
+                f"checkpoint {checkpoint_path} was trained under protocol versions {known[-1]}, this code has {versions}: "
+                "resuming would mix two numerics in one model. Use --restart to train it anew, or --allow-protocol-change "
+                "to resume anyway (the record then names both in its segments)."
+            )
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
-        state = TrainState(**payload["state"])
+    segment: dict | None = None
+    if state.iteration < iterations and not state.stopped_early:
+        segment = new_segment(state.iteration, device, versions)
+        state.segments.append(segment)
+    if _COLLECTED is not None:
+        _COLLECTED.append({"checkpoint": str(checkpoint_path), "segments": state.segments})
 
     def checkpoint() -> None:
+        if segment is not None:
+            segment["iterations"][1] = state.iteration
+            segment["wall_time_s"] = round(time.perf_counter() - segment_started, 2)
+            segment["ended_utc"] = _utc_now()
         save_checkpoint(
             checkpoint_path,
             {
@@ -283,6 +385,7 @@ def train(
         group.setdefault("initial_lr", group["lr"])
     window: list[float] = state.window
     started = time.perf_counter() - state.elapsed_s
+    segment_started = time.perf_counter()
     model.train()
     stop = StopRequest()
     try:

@@ -240,8 +240,10 @@ def test_claims_use_current_records_only(isolated_results):
 
     base = write("Prototypical Network", [80.0, 90.0, 85.0, 95.0])
     method = write("L2G + Prototypical Network", [90.0, 95.0, 95.0, 100.0])
-    by_hand = "+7.500 ± 2.450"  # differences 10, 5, 10, 5: mean 7.5, 1.96 x 2.5 / 2
-    assert record_is_current(check, base) and [c["method - baseline"] for c in claim_checks(check) if c["protocol"] == "main"] == [by_hand]
+    by_hand = "0: +7.50 ± 2.45"  # differences 10, 5, 10, 5: mean 7.5, 1.96 x 2.5 / 2
+    (claim,) = [c for c in claim_checks(check) if c["protocol"] == "main"]
+    assert record_is_current(check, base) and claim["per seed (paired, 95% CI)"] == by_hand
+    assert claim["holds"] == "too few seeds (1 of 3)"  # one trained model per row is never a verdict
     stale = write("L2G + Prototypical Network", [90.0, 95.0, 95.0, 100.0], config={**method["config"], "inner_lr": 0.1})
     assert not record_is_current(check, stale) and claim_checks(check) == []
 
