@@ -29,9 +29,10 @@ import torch
 from benchmarks.base import Benchmark, Cell
 from benchmarks.runner import runs_dir
 from metarepro import results as R
+from metarepro.atomic import atomic_write_text, file_lock
 from metarepro.inner import ENGINES
 from metarepro.runtime import keep_freed_memory
-from metarepro.timing import now
+from metarepro.timing import device_name, now
 from metarepro.trainer import training_step
 
 #: what each engine of :data:`metarepro.inner.ENGINES` is, as the tables say it
@@ -39,8 +40,6 @@ ENGINE_LABELS = {"func": "batched", "loop": "per-task loop", "higher": "per-task
 
 
 def timings_path(device: str = "cpu") -> Path:
-    from benchmarks.timing import device_name
-
     return R.results_dir() / "timing" / f"meta-iterations--{device_name(device)}.json"
 
 
@@ -90,12 +89,10 @@ def save_timing(benchmark_id: str, cell: Cell, entry: dict, device: str = "cpu",
     """Add one cell's entry to the timings file, atomically, with its provenance: ``git`` is the checkout's state when
     the timing started (:func:`metarepro.results.git_state`; read now when not given), the code that ran."""
     path = timings_path(device)
-    data = load_timings(device)
-    data.setdefault(benchmark_id, {})[cell.label] = {**entry, "provenance": R.provenance(command=command, **(git or R.git_state()))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    with file_lock(path.with_name(f".{path.name}.lock")):  # read-modify-write: two `metarepro time` processes keep both entries
+        data = load_timings(device)
+        data.setdefault(benchmark_id, {})[cell.label] = {**entry, "provenance": R.provenance(command=command, **(git or R.git_state()))}
+        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
     return path
 
 

@@ -24,6 +24,7 @@ from benchmarks.runner import (
     timed_record,
 )
 from metarepro import results as R
+from metarepro.atomic import atomic_write_text
 from metarepro.data.store import DataError, data_root
 from metarepro.evaluate import mean_ci95
 from metarepro.inner import ENGINES
@@ -84,6 +85,17 @@ def cmd_list(args) -> int:
 
     with R.records_read_once():
         table = [_status(b) for b in BENCHMARKS.values()]
+        if args.format == "json":
+            out = {"benchmarks": table}
+            if args.timings:
+                from benchmarks.cell_timing import load_timings
+
+                meta_iterations = load_timings()
+                out["timings"] = {b.id: timing_rows(b, meta_iterations) for b in BENCHMARKS.values()}
+            if args.runs:
+                out["runs"] = checkpointed_runs()
+            print(json.dumps(out, indent=1, default=str))
+            return 0
         print(tabulate(table, headers="keys", tablefmt="github"))
         if args.timings:
             from benchmarks.cell_timing import load_timings, timings_path
@@ -190,7 +202,7 @@ def render_readme(path: Path | None = None) -> Path:
             for (r, c), why in b.known_deviations.items():
                 by_finding.setdefault(why, []).append(f"{r} / {c}")
             out += [f"- {', '.join(cells)}: {why}" for why, cells in by_finding.items()] + [""]
-    path.write_text("\n".join(out))
+    atomic_write_text(path, "\n".join(out))
     return path
 
 
@@ -248,8 +260,9 @@ def cmd_reproduce(args) -> int:
     if args.device.startswith("cuda") and args.jobs > 1:
         args.jobs = 1  # one process owns the GPU
     reproduce(benchmark, args.scale, cells, jobs=args.jobs, threads=args.threads, engine=args.engine,
-              restart=args.restart, progress=not args.no_progress, device=args.device)
-    for figure in benchmark.render_figures(args.scale):
+              restart=args.restart, progress=not args.no_progress, device=args.device,
+              allow_protocol_change=args.allow_protocol_change)
+    for figure in draw_figures(benchmark, args.scale):
         print(f"figure: {figure}")
     render_readme()
     from tabulate import tabulate
@@ -257,26 +270,30 @@ def cmd_reproduce(args) -> int:
     paths = [R.record_path(benchmark.id, args.scale, c.slug) for c in cells]
     written = [json.loads(p.read_text()) for p in paths if p.exists()]
     missing = [c.label for c, p in zip(cells, paths) if not p.exists()]
-    if missing:  # the runner said why (a diverged adaptation); keep them visible here too
-        print(f"no record for: {', '.join(missing)}", file=sys.stderr)
+    if missing:  # the runner said why (a diverged adaptation); keep them visible here too, and in the exit status
+        print(f"metarepro: {len(missing)} cell(s) left no record: {'; '.join(missing)}", file=sys.stderr)
     print(f"\n{benchmark.id} at {args.scale} scale ({benchmark.metric}, mean ± 95% CI over test episodes):")
     print(tabulate([[r["row"], r["column"], r["variant"], f"{r['mean']:.3f} ± {r['ci95']:.3f}", r["n_episodes"]] for r in written],
                    headers=["row", "column", "protocol", benchmark.metric, "episodes"], tablefmt="github"))
     if args.scale == "smoke":
-        return 0
+        return 1 if missing else 0
     print("\nAgainst the paper (only paper-scale records count as reproductions):")
     rows = [r for r in comparison(benchmark) if any((r["row"], r["column"], r["variant"]) == (c.row, c.column, c.variant) for c in cells)]
     if rows:
         print(R.markdown_table(rows, benchmark.metric))
     _print_extra_rows(benchmark)
-    return 0
+    return 1 if missing else 0
 
 
 def cmd_compare(args) -> int:
     benchmark = get_benchmark(args.benchmark)
     rows = comparison(benchmark, include_variants=not args.main_only)
     if args.format == "json":
-        print(json.dumps(rows, indent=1))
+        records = [] if rows else [{k: r[k] for k in ("row", "column", "variant", "seed", "scale", "mean", "ci95", "n_episodes") if k in r}
+                                   | {"current": record_is_current(benchmark, r)}
+                                   for r in R.load_records(benchmark.id) if r["scale"] != "smoke"]
+        print(json.dumps({"benchmark": benchmark.id, "cells": rows, "claims": claim_checks(benchmark),
+                          "extra_rows": extra_rows(benchmark), "records": records}, indent=1))
     else:
         shown = rows if args.all else [r for r in rows if r["variant"] == MAIN or r["verdict"] != "not_reproduced"]
         print(R.markdown_table(shown, benchmark.metric) if rows else records_table(benchmark))
@@ -336,10 +353,19 @@ def cmd_data(args) -> int:
     return 1 if problems else 0
 
 
+def draw_figures(benchmark: Benchmark, scale: str) -> list[Path]:
+    """The benchmark's figures at ``scale``; without the plot extra, a note instead (figures already drawn are kept)."""
+    try:
+        return benchmark.render_figures(scale)
+    except ImportError as err:
+        print(f"{benchmark.id}: figures not drawn ({err}); the ones under results/figures/ are left as they were", file=sys.stderr)
+        return []
+
+
 def cmd_render(args) -> int:
     for b in BENCHMARKS.values():  # figures from the records at every scale that has some
         for scale in sorted({r["scale"] for r in R.load_records(b.id)}):
-            for figure in b.render_figures(scale):
+            for figure in draw_figures(b, scale):
                 print(f"wrote {figure}")
     print(f"wrote {render_readme()}")
     return 0
@@ -351,6 +377,7 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="every benchmark with its status")
     ls.add_argument("--timings", action="store_true", help="also the measured time per meta-iteration and projected paper hours per cell")
     ls.add_argument("--runs", action="store_true", help="also every checkpoint under runs/: how far it trained, which cells it serves")
+    ls.add_argument("--format", choices=("markdown", "json"), default="markdown")
     ls.set_defaults(fn=cmd_list)
 
     r = sub.add_parser("reproduce", help="train and evaluate a benchmark's cells, pin the records")
@@ -367,6 +394,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: autocast forward passes; runs the benchmark's bf16 variant, recorded beside the fp32 cells")
     r.add_argument("--restart", action="store_true", help="discard checkpoints and records of these cells")
+    r.add_argument("--allow-protocol-change", action="store_true",
+                   help="resume checkpoints trained under other protocol versions (the record's segments show both)")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--skip-missing-data", action="store_true", help="exit 0 with a message when the data is absent (dvc stages)")
@@ -415,6 +444,12 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownBenchmarkError, CheckpointError, NonFiniteLossError, DataError, KeyError, ValueError, FileNotFoundError) as err:
         print(f"metarepro: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `metarepro compare ... | head`: the reader left; say nothing more
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again
+        return 0
     except KeyboardInterrupt:
         print("metarepro: stopped; every finished iteration is checkpointed under runs/, the same command resumes",
               file=sys.stderr)

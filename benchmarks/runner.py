@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -20,6 +21,7 @@ import torch
 from benchmarks import get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
 from metarepro import results as R
+from metarepro.atomic import file_lock
 from metarepro.evaluate import mean_ci95
 from metarepro.runtime import keep_freed_memory
 from metarepro.trainer import collect_trainings, set_run_context, stop_on_signals, stop_requested
@@ -194,16 +196,56 @@ def estimated_hours(benchmark: Benchmark, cells: list[Cell], scale: str) -> floa
 
 
 def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, threads: int, progress: bool,
-               command: str, jobs: int, git: dict, device: str) -> list[str]:
+               command: str, jobs: int, git: dict, device: str, allow_protocol_change: bool = False,
+               restart: bool = False) -> list[str]:
     """Worker: run cells that share one trained model, write their records."""
     torch.set_num_threads(threads)
-    set_run_context(**git, command=command)  # what each training segment of this process names
+    set_run_context(**git, command=command, allow_protocol_change=allow_protocol_change)  # what each segment names
     benchmark = get_benchmark(benchmark_id)
+    group = [Cell(**c) for c in cells]
+    with training_locks(benchmark, group, scale):
+        if restart:  # under the lock: never delete a folder another process is training in
+            for folder in restart_folders(benchmark, group, scale):
+                shutil.rmtree(folder, ignore_errors=True)
+        return _run_locked_group(benchmark, group, scale, engine, threads, progress, command, jobs, git, device, restart)
+
+
+def training_locks(benchmark: Benchmark, cells: list[Cell], scale: str) -> contextlib.ExitStack:
+    """Hold the lock of every run folder the cells train in (:meth:`~benchmarks.base.Benchmark.run_directories`),
+    in sorted order so two processes cannot deadlock; a folder another process holds is waited for, with a message.
+
+    One lock per trained model, whichever benchmark asks: nichol2018-table1's MAML rows train in finn2017-table1's
+    folder, hyperrepr-omniglot's ProtoNet in l2g-omniglot's, so two ``reproduce`` processes never train one checkpoint.
+    """
+    from filelock import Timeout
+
+    stack = contextlib.ExitStack()
+    folders = sorted({f for c in cells for f in benchmark.run_directories(c, scale)})
+    try:
+        for folder in folders:
+            lock = file_lock(runs_dir() / ".locks" / (folder.replace("/", "--") + ".lock"))
+            try:
+                stack.enter_context(lock.acquire(timeout=0))
+            except Timeout:
+                print(f"{benchmark.id} [{scale}]: runs/{folder} is being trained by another metarepro process; waiting for it "
+                      "(its record, once written, is not trained again)", file=sys.stderr, flush=True)
+                stack.enter_context(lock.acquire())
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engine: str, threads: int, progress: bool,
+                      command: str, jobs: int, git: dict, device: str, restart: bool) -> list[str]:
+    benchmark_id = benchmark.id
     written = []
-    for c in cells:
+    for cell in group:
         if stop_requested():  # a stopped worker handed a queued group: leave it for the next run
             raise KeyboardInterrupt
-        cell = Cell(**c)
+        if not restart and is_current(benchmark, cell, scale):  # written by another process while this one waited
+            print(f"  up to date: {cell.label} [{scale}] (written by another process meanwhile)", flush=True)
+            continue
         with collect_trainings() as trainings:
             result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress,
                                         device=device, progress_position=_SLOT)
@@ -241,8 +283,11 @@ def relative_training(training: dict) -> dict:
 
 def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int = 1, threads: int = 1,
               engine: str = "auto", restart: bool = False, progress: bool = True, device: str = "cpu",
-              log=print) -> list[str]:
+              log=print, allow_protocol_change: bool = False) -> list[str]:
     """Train and evaluate ``cells``; skip those already current unless ``restart``.
+
+    Each group of cells sharing a trained model runs under the locks of its run folders (:func:`training_locks`).
+    ``allow_protocol_change``: resume checkpoints trained under other protocol versions (recorded in their segments).
 
     ``engine="auto"``: each group of cells trains on the inner-loop engine ``metarepro time`` measured fastest for it
     on this device (:func:`benchmarks.cell_timing.resolve_engine`; ``func`` where none was measured).
@@ -258,9 +303,6 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
     groups: dict[str, list[Cell]] = {}
     for c in todo:
         groups.setdefault(benchmark.training_key(c, scale), []).append(c)
-    if restart:
-        for folder in restart_folders(benchmark, todo, scale):
-            shutil.rmtree(folder, ignore_errors=True)
     # longest first, so the last job to finish is short; cells of a group share one training
     seconds = {id(g): group_seconds(benchmark, g, scale, remaining=not restart) for g in groups.values()}
     order = sorted(groups.values(), key=lambda g: -seconds[id(g)])
@@ -277,7 +319,7 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
             + "; ".join(f"{g[0].label}: {e}" for g, e in zip(order, engines)))
     engine_of = {id(g): e for g, e in zip(order, engines)}
     args = lambda g: (benchmark.id, scale, [c.__dict__ for c in g], engine_of[id(g)], threads, progress, command, jobs, git,  # noqa: E731
-                      device)
+                      device, allow_protocol_change, restart)
     written: list[str] = []
     started = time.perf_counter()
     if jobs <= 1 or len(order) <= 1:

@@ -6,29 +6,19 @@ One file per timing module, named ``<module>--torch-<version>--<device>.json``.
 
 from __future__ import annotations
 
-import os
-import platform
-import re
 import sys
 from pathlib import Path
 
-import pytest
 import torch
+
+from metarepro.timing import device_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def device_name(device: str | None = None) -> str:
-    """File-name form of the device timed: the GPU's name, or the CPU's core count and architecture."""
-    device = device or os.environ.get("METAREPRO_DEVICE", "cpu")
-    if device.startswith("cuda") and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(torch.device(device))
-    else:
-        name = f"cpu-{os.cpu_count()}core-{platform.machine()}"
-    return re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-").lower()
-
-
 def main(argv: list[str] | None = None) -> int:
+    import pytest  # the test extra: only the timing runner needs it, never the CLI
+
     out = ROOT / "results" / "timing"
     out.mkdir(parents=True, exist_ok=True)
     status = 0

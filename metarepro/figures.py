@@ -21,12 +21,12 @@ inside the functions that need them; drawing uses the Agg canvas directly
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from metarepro.atomic import atomic_path
 
 PLOT_EXTRA_HINT = "figures need the plot extra: pip install 'metarepro[plot]'"
 DPI = 120
@@ -54,20 +54,8 @@ def _new_figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Any, list
 
 def _save_png_atomic(fig: Any, path: Path) -> Path:
     """Write ``fig`` to ``path`` as a PNG via a temporary file in the same folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format="png", dpi=DPI)
     return path
 
 

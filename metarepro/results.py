@@ -16,17 +16,19 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import platform
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from metarepro.atomic import atomic_write_text
 from metarepro.evaluate import Z95, mean_ci95
+from metarepro.schemas import load_validated
 
 SCALES = ("smoke", "quick", "paper")
 VERDICTS = ("within", "outside", "not_reproduced", "stale", "quick_only")
@@ -79,6 +81,7 @@ class PublishedCell:
     interval: float | None
     interval_kind: str
     source: str
+    printed: str | None = None
 
     @property
     def ci95(self) -> float | None:
@@ -86,18 +89,33 @@ class PublishedCell:
             return None
         return self.interval * INTERVAL_KINDS[self.interval_kind]
 
+    @property
+    def rounding(self) -> float:
+        """Half a unit of the printed mean's last digit (``"99.7"`` -> 0.05): how far the true mean may lie from a number
+        printed without an interval; 0 when the printed text is unknown."""
+        if not self.printed:
+            return 0.0
+        match = re.search(r"\d+(?:\.(\d+))?", self.printed)
+        return 0.5 * 10.0 ** -len(match.group(1) or "") if match else 0.0
+
+    @property
+    def half_width(self) -> float:
+        """The published side of a comparison: its 95% half-width, or, where the paper prints none, its rounding."""
+        return self.ci95 if self.ci95 is not None else self.rounding
+
 
 def load_published(benchmark_id: str, root: Path | None = None) -> list[PublishedCell]:
     path = (root or results_dir()) / "published" / f"{benchmark_id}.json"
     if not path.exists():
         raise FileNotFoundError(f"no published numbers for {benchmark_id}: {path} is missing")
-    data = json.loads(path.read_text())
+    data = load_validated(path, "published")
     cells = []
     for c in data["cells"]:
         kind = c.get("interval_kind", data.get("interval_kind", "none"))
         if kind not in INTERVAL_KINDS:
             raise ValueError(f"{path}: unknown interval kind {kind!r}")
-        cells.append(PublishedCell(c["row"], c["column"], float(c["mean"]), c.get("interval"), kind, c.get("source", data.get("source", ""))))
+        cells.append(PublishedCell(c["row"], c["column"], float(c["mean"]), c.get("interval"), kind, c.get("source", data.get("source", "")),
+                                   c.get("printed")))
     return cells
 
 
@@ -183,13 +201,7 @@ def make_record(
 def write_record(record: dict, slug: str, root: Path | None = None) -> Path:
     """Write a record atomically; returns its path."""
     path = record_path(record["benchmark"], record["scale"], slug, root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(record, indent=1) + "\n")
 
 
 #: records parsed once per benchmark inside :func:`records_read_once` (``None``: read from disk on every call)
@@ -212,11 +224,12 @@ def records_read_once():
 
 
 def load_records(benchmark_id: str, root: Path | None = None) -> list[dict]:
+    """Every record of ``benchmark_id`` (any scale), each checked against :data:`metarepro.schemas.RECORD`."""
     base = (root or results_dir()) / "reproduced" / benchmark_id
     if _RECORDS_READ is None:
-        return [json.loads(p.read_text()) for p in sorted(base.glob("*/*.json"))]
+        return [load_validated(p, "record") for p in sorted(base.glob("*/*.json"))]
     if base not in _RECORDS_READ:
-        _RECORDS_READ[base] = [json.loads(p.read_text()) for p in sorted(base.glob("*/*.json"))]
+        _RECORDS_READ[base] = [load_validated(p, "record") for p in sorted(base.glob("*/*.json"))]
     return list(_RECORDS_READ[base])
 
 
@@ -236,8 +249,19 @@ def check_record(record: dict) -> None:
 
 
 def within_tolerance(published_mean: float, published_ci95: float | None, mean: float, ci95: float) -> bool:
-    """95% intervals overlap: ``|difference| <= published + reproduced half-widths``."""
+    """95% intervals overlap: ``|difference| <= published + reproduced half-widths`` (the suite's verdict, ``within``)."""
     return abs(mean - published_mean) <= (published_ci95 or 0.0) + ci95
+
+
+def difference_ci95(published_ci95: float | None, ci95: float) -> float:
+    """95% half-width of the difference of two independent estimates, ``sqrt(a^2 + b^2)``: stricter than the overlap
+    rule (which adds the half-widths, ~1.4x wider when they are equal)."""
+    return math.hypot(published_ci95 or 0.0, ci95)
+
+
+def difference_within(published_mean: float, published_ci95: float | None, mean: float, ci95: float) -> bool:
+    """The difference test: ``|difference| <= sqrt(published^2 + reproduced^2)`` (shown beside ``within``)."""
+    return abs(mean - published_mean) <= difference_ci95(published_ci95, ci95)
 
 
 def compare_cell(
@@ -260,6 +284,7 @@ def compare_cell(
         "published_mean": published.mean,
         "published_ci95": published.ci95,
         "published_interval_kind": published.interval_kind,
+        "published_half_width": published.half_width,  # the 95% half-width, or the printed number's rounding
         "reproduced_mean": None,
         "reproduced_ci95": None,
         "difference": None,
@@ -268,6 +293,8 @@ def compare_cell(
         "deviations": [],
         "known_deviation": known_deviation,
         "verdict": "not_reproduced",
+        "difference_ci95": None,
+        "difference_verdict": None,
     }
     shown = paper or quick
     if shown is not None:
@@ -283,8 +310,11 @@ def compare_cell(
         if result_hash(paper["config"]) != current_hash:
             row["verdict"] = "stale"
         else:
-            ok = within_tolerance(published.mean, published.ci95, paper["mean"], paper["ci95"])
+            ok = within_tolerance(published.mean, published.half_width, paper["mean"], paper["ci95"])
             row["verdict"] = "within" if ok else "outside"
+            strict = difference_within(published.mean, published.half_width, paper["mean"], paper["ci95"])
+            row.update(difference_ci95=difference_ci95(published.half_width, paper["ci95"]),
+                       difference_verdict="within" if strict else "outside")
     elif quick is not None:
         stale = current_quick_hash is not None and result_hash(quick["config"]) != current_quick_hash
         row["verdict"] = "stale" if stale else "quick_only"
@@ -331,12 +361,15 @@ def markdown_table(rows: list[dict], metric: str = "") -> str:
                 r["row"],
                 r["column"],
                 r["variant"],
-                fmt(r["published_mean"], r["published_ci95"]),
+                fmt(r["published_mean"], r["published_ci95"]) + (f" (rounding ± {r['published_half_width']:g})"
+                                                                  if r["published_ci95"] is None and r.get("published_half_width") else ""),
                 fmt(r["reproduced_mean"], r["reproduced_ci95"]),
                 "—" if r["difference"] is None else f"{r['difference']:+.3f}",
+                "—" if r.get("difference_ci95") is None else f"± {r['difference_ci95']:.3f}: {r['difference_verdict']}",
                 r["scale"] or "—",
                 verdict,
             ]
         )
-    headers = ["row", "column", "protocol", f"published {metric}".strip(), f"reproduced {metric}".strip(), "difference", "scale", "verdict"]
+    headers = ["row", "column", "protocol", f"published {metric}".strip(), f"reproduced {metric}".strip(), "difference",
+               "difference test (95% CI)", "scale", "verdict (overlap)"]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import re
 import time
 
 import torch
@@ -20,3 +23,13 @@ def now(device: torch.device | str | None = None) -> float:
     """``time.perf_counter()`` after pending device work has finished."""
     synchronize(device)
     return time.perf_counter()
+
+
+def device_name(device: str | None = None) -> str:
+    """File-name form of the device timed: the GPU's name, or the CPU's core count and architecture."""
+    device = device or os.environ.get("METAREPRO_DEVICE", "cpu")
+    if device.startswith("cuda") and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        name = f"cpu-{os.cpu_count()}core-{platform.machine()}"
+    return re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-").lower()

@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from metarepro.atomic import atomic_path
 from metarepro.episodes import Episode
 from metarepro.precision import autocast
 
@@ -88,16 +87,8 @@ class EarlyStopping:
 
 def save_checkpoint(path: Path, payload: dict) -> None:
     """Write ``payload`` to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_checkpoint(path: Path, config_hash: str | None = None) -> dict:
@@ -335,7 +326,8 @@ def train(
             state.segments.append({"unknown": True, "iterations": [0, state.iteration],
                                    "note": "trained before checkpoints recorded their segments"})
         known = [seg["protocol_versions"] for seg in state.segments if "protocol_versions" in seg]
-        if known and known[-1] != versions and state.iteration < iterations and not allow_protocol_change:
+        allowed = allow_protocol_change or run_context().get("allow_protocol_change", False)
+        if known and known[-1] != versions and state.iteration < iterations and not allowed:
             raise ProtocolChangeError(
                 f"checkpoint {checkpoint_path} was trained under protocol versions {known[-1]}, this code has {versions}: "
                 "resuming would mix two numerics in one model. Use --restart to train it anew, or --allow-protocol-change "

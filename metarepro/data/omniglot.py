@@ -33,15 +33,14 @@ their reference code does (Snell et al. and MAML invert them).
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from metarepro.atomic import atomic_path, atomic_write_text
 from metarepro.data.store import DataError, data_root
 from metarepro.episodes import Episode
 
@@ -116,13 +115,9 @@ def build_cache(root: Path | None = None, size: int = 28, resample: str = "neare
         for j, png in enumerate(pngs):
             images[DRAWERS * i + j] = decode(png, size, resample)
     cache = _cache_path(root, size, resample)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npy")
-    with os.fdopen(fd, "wb") as f:
+    atomic_write_text(cache.with_suffix(".json"), json.dumps({"characters": [c for c, _ in characters], "size": size, "resample": resample}))
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # the array last: its presence means the cache is complete
         np.save(f, images)
-    index = cache.with_suffix(".json")
-    index.write_text(json.dumps({"characters": [c for c, _ in characters], "size": size, "resample": resample}))
-    os.replace(tmp, cache)  # the array last: its presence means the cache is complete
     log(f"omniglot: cached {len(images)} images at {size}x{size} ({resample}) in {cache}")
     return cache
 

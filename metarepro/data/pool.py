@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 import struct
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metarepro.atomic import atomic_path, atomic_write_text
 from metarepro.data.store import DataError, data_root
 from metarepro.episodes import Episode
 
@@ -261,25 +260,14 @@ def write_cache(path: Path, classes: Sequence[str], counts: Sequence[int], items
     n = int(sum(counts))
     if len(items) != n or len(classes) != len(counts):
         raise AssertionError(f"cache {path.name}: {len(items)} items, {n} rows, {len(classes)} classes, {len(counts)} counts")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npy")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # the array is renamed last: its presence means the cache is complete
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, *image_shape))
         fill(out)
         out.flush()
         del out
         offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).tolist()
         index = {"classes": list(classes), "offsets": offsets, "items": list(items), "meta": meta, "sources": fingerprint(sources)}
-        fd, tmp_index = tempfile.mkstemp(dir=path.parent, suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(index, f)
-        os.replace(tmp_index, path.with_suffix(".json"))
-        os.replace(tmp, path)  # the array last: its presence means the cache is complete
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write_text(path.with_suffix(".json"), json.dumps(index))
 
 
 def open_cache(path: Path) -> ImageCache:

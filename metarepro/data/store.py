@@ -22,6 +22,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from metarepro.atomic import atomic_write_text
 from metarepro.data.sources import DATASETS, Dataset, SourceFile
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -158,10 +159,7 @@ def _read_manifest(root: Path) -> dict:
 
 
 def _write_manifest(root: Path, manifest: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-    os.replace(tmp, root / MANIFEST)
+    atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def fetch(name: str, root: Path | None = None, mirror: Path | None = None, log=print) -> list[Path]:

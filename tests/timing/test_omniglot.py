@@ -219,6 +219,10 @@ MAML_WORKLOADS = {"5-way 1-shot": (5, 1, 32, 1, 0.4), "20-way 1-shot": (20, 1, 1
 
 
 @pytest.mark.parametrize("workload", list(MAML_WORKLOADS))
+#: relative distance of a float32 second-order meta-gradient from the float64 one that still counts as rounding
+FLOAT32_META_GRADIENT_TOLERANCE = 5e-4
+
+
 def test_maml_meta_iteration_batched_vs_loop_and_higher(benchmark, pool, workload):
     """finn2017-table1 configuration, second order: grouped per-task forward vs the per-task loop and `higher` over stock layers."""
     from tests.test_convnet import StockConvNet
@@ -300,4 +304,7 @@ def test_maml_meta_iteration_batched_vs_loop_and_higher(benchmark, pool, workloa
           f"{100 * loop_fraction:.0f}%, so at most {1 / loop_fraction:.1f}x over it at full peak); rel diff {rel:.1e} "
           f"(from float64: batched {batched_error:.1e}, loop {loop_error:.1e}); "
           f"bf16 autocast {best['batched'] / best['batched_bf16']:.2f}x, meta-gradient {bf16_rel:.1e} from fp32 (cosine {bf16_cos:.3f})")
-    assert rel < 1e-5 and batched_error <= 2 * loop_error + 1e-6
+    # each engine held to the float64 truth, not to the other: at 20-way both sit ~5e-5 from it and 1e-5 apart, so the old
+    # "batched within 1e-5 of the loop" failed one run in three on rounding alone (issue #14). 5e-4 is 10x that rounding and
+    # ~1000x below a real error (first-order MAML's meta-gradient is 10-100% off the second-order one)
+    assert batched_error < FLOAT32_META_GRADIENT_TOLERANCE and loop_error < FLOAT32_META_GRADIENT_TOLERANCE, (batched_error, loop_error)
