@@ -362,6 +362,44 @@ def draw_figures(benchmark: Benchmark, scale: str) -> list[Path]:
         return []
 
 
+def cmd_pins(args) -> int:
+    from benchmarks.pins import regression_problems, write_pins
+
+    if args.update:
+        print(f"wrote {write_pins()} (review its diff: a record gone or a verdict changed is a decision to explain)")
+    problems = regression_problems()
+    for problem in problems:
+        print(f"  FAIL {problem}", file=sys.stderr)
+    print(f"pins: {'all hold' if not problems else f'{len(problems)} problem(s)'} ({R.results_dir()})")
+    return 1 if problems else 0
+
+
+def cmd_provenance(args) -> int:
+    from tabulate import tabulate
+
+    from benchmarks.provenance import annotate_unknown, training_summary
+
+    benchmark = get_benchmark(args.benchmark)
+    if args.annotate_unknown:
+        for path in annotate_unknown([benchmark.id]):
+            print(f"annotated {path}")
+    rows = []
+    for r in R.load_records(benchmark.id):
+        if r["scale"] == "smoke":
+            continue
+        rows.append({"cell": Cell.of(r).label, "scale": r["scale"], "trained by": training_summary(r)})
+        if args.segments and isinstance(r.get("trainings"), list):
+            for t in r["trainings"]:
+                for seg in t["segments"]:
+                    rows.append({"cell": "", "scale": "", "trained by": (
+                        f"  {t['checkpoint']}: iterations {seg['iterations'][0]}-{seg['iterations'][1]}" + (
+                            " (before segments were recorded)" if seg.get("unknown") else
+                            f", {seg['commit'][:8]}{' dirty' if seg['dirty'] else ''}, {seg['host']}, {seg['device']}, "
+                            f"{seg['threads']} thread(s), {seg['wall_time_s']:.0f} s, {seg['protocol_versions']}"))})
+    print(tabulate(rows, headers="keys", tablefmt="github") if rows else f"{benchmark.id}: no records")
+    return 0
+
+
 def cmd_render(args) -> int:
     for b in BENCHMARKS.values():  # figures from the records at every scale that has some
         for scale in sorted({r["scale"] for r in R.load_records(b.id)}):
@@ -427,6 +465,17 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_evaluate)
 
     sub.add_parser("render", help="rewrite results/README.md from the records").set_defaults(fn=cmd_render)
+
+    pv = sub.add_parser("provenance", help="which code trained each record: its training segments (commit, host, iterations)")
+    pv.add_argument("benchmark")
+    pv.add_argument("--segments", action="store_true", help="every segment, not only the summary")
+    pv.add_argument("--annotate-unknown", action="store_true",
+                    help="give records made before segments existed their 'unknown' entry with the commits they may span")
+    pv.set_defaults(fn=cmd_provenance)
+
+    pn = sub.add_parser("pins", help="check what the regression tests hold: pinned records, claim verdicts, known-deviation bands")
+    pn.add_argument("--update", action="store_true", help="re-pin results/pins.json from the records (then review and commit it)")
+    pn.set_defaults(fn=cmd_pins)
 
     d = sub.add_parser("data", help="fetch and verify datasets (METAREPRO_DATA, METAREPRO_MIRROR)")
     d.add_argument("action", choices=("fetch", "verify", "list"))

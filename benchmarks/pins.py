@@ -17,6 +17,7 @@ from pathlib import Path
 
 from metarepro import results as R
 from metarepro.atomic import atomic_write_text
+from metarepro.schemas import load_validated
 
 KNOWN_DEVIATIONS_FILE = "known-deviations.json"
 PINS_FILE = "pins.json"
@@ -105,3 +106,41 @@ def check_known_deviation_bands() -> list[str]:
             problems.append(f"{b}: {row} / {column}: pinned mean {record['mean']:.3f} left its finding's band "
                             f"{band['quoted_mean']} ± {band['quoted_ci95']}: re-read the finding, then update both")
     return problems
+
+
+def cell_problems(benchmark, cell) -> list[str]:
+    """A main cell's pinned paper-scale record against the paper: consistent with its scores, current, and ``within``
+    unless listed as a known deviation, in which case ``outside`` (strict both ways). No record: no problem here
+    (:func:`check_pins` fails a pinned record that went missing)."""
+    from benchmarks.runner import comparison
+
+    path = R.record_path(benchmark.id, "paper", cell.slug)
+    if not path.exists():
+        return []
+    record = load_validated(path, "record")
+    try:
+        R.check_record(record)
+    except ValueError as err:
+        return [str(err)]
+    rows = [r for r in comparison(benchmark, include_variants=False) if (r["row"], r["column"]) == (cell.row, cell.column)]
+    if not rows:  # a claim check or a figure: the paper prints no number for this cell
+        return [] if R.result_hash(record["config"]) == benchmark.result_hash(cell, "paper") else [f"{path} is stale"]
+    (row,) = rows
+    if row["verdict"] == "stale":
+        return [f"{path} is stale: re-run `metarepro reproduce {benchmark.id} --scale paper`"]
+    if benchmark.known_deviations.get((cell.row, cell.column)):
+        return [] if row["verdict"] == "outside" else [f"{benchmark.id}: {cell.label} is listed as a known deviation but now "
+                                                       "reproduces: drop it from the list and from known-deviations.json"]
+    if row["verdict"] != "within":
+        return [f"{benchmark.id}: {cell.label}: reproduced {row['reproduced_mean']:.3f} ± {row['reproduced_ci95']:.3f}, "
+                f"published {row['published_mean']} ± {row['published_half_width']}"]
+    return []
+
+
+def regression_problems() -> list[str]:
+    """Everything the regression suite holds, on the ``results/`` at hand (``METAREPRO_RESULTS``): each main cell
+    (:func:`cell_problems`), the pins (:func:`check_pins`) and the known deviations' bands."""
+    from benchmarks import BENCHMARKS
+
+    problems = [p for b in BENCHMARKS.values() for c in b.cells(scale="paper") for p in cell_problems(b, c)]
+    return problems + check_pins() + check_known_deviation_bands()

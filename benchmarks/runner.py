@@ -20,6 +20,7 @@ import torch
 
 from benchmarks import get_benchmark
 from benchmarks.base import MAIN, Benchmark, Cell
+from benchmarks.provenance import training_summary
 from metarepro import results as R
 from metarepro.atomic import file_lock
 from metarepro.evaluate import mean_ci95
@@ -371,6 +372,12 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
         row = R.compare_cell(pub, recs, benchmark.result_hash(cell, "paper"), cell.variant, known,
                              benchmark.result_hash(cell, "quick"))
         row["benchmark"] = benchmark.id
+        shown = next((r for s in ("paper", "quick") for r in recs if r["scale"] == s), None)
+        if shown is not None:
+            row.update(trained=training_summary(shown))
+            change = protocol_change(shown)
+            if change and row["verdict"] != "stale":
+                row.update(verdict="stale", stale_reason=change)
         rows.append(row)
     for pub in published.values():  # baselines the paper cites and the suite does not train
         if pub.row in benchmark.cited_rows:
@@ -391,13 +398,51 @@ def extra_rows(benchmark: Benchmark) -> list[dict]:
     return out
 
 
+def current_protocol_versions() -> dict[str, int]:
+    """``{"trainer": v, "<Class>": v}`` for the trainer and every ``nn.Module`` class of the ``methods`` package now."""
+    import importlib
+    import pkgutil
+
+    import methods
+    from metarepro.trainer import TRAINER_PROTOCOL_VERSION
+
+    versions = {"trainer": TRAINER_PROTOCOL_VERSION}
+    for info in pkgutil.iter_modules(methods.__path__):
+        module = importlib.import_module(f"methods.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, torch.nn.Module) and obj.__module__ == module.__name__:
+                versions[obj.__name__] = int(getattr(obj, "PROTOCOL_VERSION", 1))
+    return versions
+
+
+def protocol_change(record: dict) -> str | None:
+    """Why the code's protocol versions no longer match those ``record``'s model was trained under, or None.
+
+    The versions of each training's last recorded segment are compared with :func:`current_protocol_versions`; a class
+    the code no longer has (renamed, moved) is not a change. Records made before segments existed count as version 1
+    of everything, the versions' starting point (issue #14)."""
+    trainings = record.get("trainings")
+    if not isinstance(trainings, list):
+        return None
+    now = current_protocol_versions()
+    for training in trainings:
+        known = [s["protocol_versions"] for s in training["segments"] if "protocol_versions" in s]
+        if known:
+            changed = {k: (v, now[k]) for k, v in known[-1].items() if k in now and now[k] != v}
+            if changed:
+                return "trained under " + ", ".join(f"{k} v{old} (now v{new})" for k, (old, new) in sorted(changed.items()))
+    return None
+
+
 def record_is_current(benchmark: Benchmark, record: dict) -> bool:
-    """Whether ``record`` was made with the configuration its cell has now (else it is stale: re-run it)."""
+    """Whether ``record`` was made with the configuration its cell has now and under the code's protocol versions
+    (:func:`protocol_change`); else it is stale: re-run it."""
     cell = Cell.of(record)
     try:
-        return R.result_hash(record["config"]) == benchmark.result_hash(cell, record["scale"])
+        same_config = R.result_hash(record["config"]) == benchmark.result_hash(cell, record["scale"])
     except (KeyError, ValueError):  # a row or column the benchmark no longer has
         return False
+    return same_config and protocol_change(record) is None
 
 
 #: fewest training seeds a claim check counts as evidence (issue #14: a claim rests on at least 3 trained models per row)

@@ -218,11 +218,11 @@ def matmul_peak_flops(dtype=torch.float32, size=1024, repeats=5) -> float:
 MAML_WORKLOADS = {"5-way 1-shot": (5, 1, 32, 1, 0.4), "20-way 1-shot": (20, 1, 16, 5, 0.1)}  # ways, shots, meta-batch, steps, lr
 
 
-@pytest.mark.parametrize("workload", list(MAML_WORKLOADS))
 #: relative distance of a float32 second-order meta-gradient from the float64 one that still counts as rounding
 FLOAT32_META_GRADIENT_TOLERANCE = 5e-4
 
 
+@pytest.mark.parametrize("workload", list(MAML_WORKLOADS))
 def test_maml_meta_iteration_batched_vs_loop_and_higher(benchmark, pool, workload):
     """finn2017-table1 configuration, second order: grouped per-task forward vs the per-task loop and `higher` over stock layers."""
     from tests.test_convnet import StockConvNet
