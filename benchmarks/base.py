@@ -194,6 +194,12 @@ class Benchmark:
         ``(claim, baseline row, method row, baseline protocol, method protocol)`` across two protocols."""
         return []
 
+    def protocol_deviations(self, cell: Cell, scale: str) -> list[str]:
+        """Deviations of the cell's protocol from the authors' code that the configuration itself implies (e.g. a split
+        file in place of the code's own shuffle): new records carry them in ``deviations``; ``compare`` shows them for
+        records made before they were declared too."""
+        return []
+
     def dataset_digest(self) -> str | None:
         """Digest of the data the cells read (None for generated tasks)."""
         return None

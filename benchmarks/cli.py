@@ -151,7 +151,9 @@ def render_readme(path: Path | None = None) -> Path:
         "# Results",
         "",
         "Rendered by `metarepro render` from `published/` and `reproduced/`; do not edit by hand.",
-        "Verdicts: *within* — the published and reproduced 95% intervals overlap (paper scale only);",
+        "Verdicts: *within* — the published and reproduced 95% intervals overlap (paper scale only; where a paper prints no",
+        "interval, the printed number's rounding, e.g. ± 0.05 for 99.7, is its half-width). Beside it, the stricter",
+        "*difference test*: |difference| ≤ the 95% half-width of the difference, sqrt(published² + reproduced²);",
         "*outside*; *quick only* — only a reduced-budget run exists, shown for the trend, not a reproduction;",
         "*stale* — the benchmark's configuration changed since the record was made; *not reproduced*;",
         "*cited* — a baseline the paper quotes from other work, shown for reference and not trained by the suite.",
@@ -194,6 +196,13 @@ def render_readme(path: Path | None = None) -> Path:
         devs = sorted({d for r in rows for d in r["deviations"]})
         if devs:
             out += ["Deviations recorded by the runs:", ""] + [f"- {d}" for d in devs] + [""]
+        declared = sorted({d for r in rows for d in r.get("protocol_deviations", []) if d not in devs})
+        if declared:
+            out += ["Deviations of the protocol from the authors' code (declared by the benchmark; records made before the "
+                    "declaration do not list them):", ""] + [f"- {d}" for d in declared] + [""]
+        lines = provenance_lines(rows)
+        if lines:
+            out += ["What trained the paper-scale records (`metarepro provenance ID --segments`):", ""] + lines + [""]
         if b.run_notes:
             out += ["Runs that left no record:", ""] + [f"- {r} / {c} [{v}]: {why}" for (r, c, v), why in b.run_notes.items()] + [""]
         if b.known_deviations:
@@ -300,6 +309,10 @@ def cmd_compare(args) -> int:
         if len(shown) < len(rows):
             print(f"({len(rows) - len(shown)} variant cell(s) not run; --all shows them)")
     if args.format != "json":
+        lines = provenance_lines(rows)
+        if lines:
+            print("\nWhat trained the paper-scale records (`metarepro provenance " + benchmark.id + " --segments`):")
+            print("\n".join(lines))
         _print_extra_rows(benchmark)
         claims = claim_checks(benchmark)
         if claims:
@@ -311,6 +324,12 @@ def cmd_compare(args) -> int:
     if bad and args.format != "json":
         print(f"\n{len(bad)} paper-scale cell(s) outside tolerance and not among the known deviations.", file=sys.stderr)
     return 1 if bad else 0
+
+
+def provenance_lines(rows: list[dict]) -> list[str]:
+    """``- row / column [variant]: segments ...`` for every paper-scale row (a numerics change in the span is named)."""
+    return [f"- {r['row']} / {r['column']}{'' if r['variant'] == MAIN else ' [' + r['variant'] + ']'}: {r['trained']}"
+            for r in rows if r.get("scale") == "paper" and r.get("trained")]
 
 
 def _print_extra_rows(benchmark: Benchmark) -> None:

@@ -178,7 +178,14 @@ class OmniglotGBML(Benchmark):
         )
 
     def deviations(self, cfg: dict) -> list[str]:
+        return self.split_deviations(cfg)
+
+    def split_deviations(self, cfg: dict) -> list[str]:
+        """Where the cell's character split differs from the authors' code's (finn2017-table1, nichol2018-table1)."""
         return []
+
+    def protocol_deviations(self, cell: Cell, scale: str) -> list[str]:
+        return self.split_deviations(self.config(cell, scale))
 
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
         key = Path(checkpoint).parent.name  # per-run checkpoints (guiroy-fig9) extend the cell's training key

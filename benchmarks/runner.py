@@ -372,6 +372,7 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
         row = R.compare_cell(pub, recs, benchmark.result_hash(cell, "paper"), cell.variant, known,
                              benchmark.result_hash(cell, "quick"))
         row["benchmark"] = benchmark.id
+        row["protocol_deviations"] = benchmark.protocol_deviations(cell, "paper")
         shown = next((r for s in ("paper", "quick") for r in recs if r["scale"] == s), None)
         if shown is not None:
             row.update(trained=training_summary(shown))
