@@ -56,7 +56,7 @@ RECORD = {
         "n_episodes": {"type": "integer", "minimum": 1}, "scores": {"type": "array", "items": _NUMBER, "minItems": 1},
         "score_unit": {"enum": list(SCORE_UNITS)}, "config": {"type": "object"}, "config_hash": _TEXT,
         "deviations": {"type": "array", "items": {"type": "string"}},
-        "provenance": {"type": "object", "required": ["commit"]},
+        "provenance": {"type": "object", "properties": {"commit": {"type": ["string", "null"]}}},
         # what trained the model(s) behind the number: recorded segments, or for records made before segments existed
         # the commits their training may span (never reconstructed segments)
         "trainings": {"oneOf": [

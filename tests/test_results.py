@@ -67,7 +67,7 @@ def test_only_the_rough_time_estimates_may_change_without_staling_a_record():
 def test_record_with_changed_config_is_reported_stale(isolated_results, capsys):
     R.write_record(fake_record("paper", [1.2, 1.3], config={**BENCH.config(CELL, "paper"), "inner_lr": 0.5}), CELL.slug)
     assert main(["compare", BENCH.id, "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["cells"]
     (row,) = [r for r in rows if (r["row"], r["column"], r["variant"]) == (CELL.row, CELL.column, "main")]
     assert row["verdict"] == "stale"
 
@@ -75,9 +75,11 @@ def test_record_with_changed_config_is_reported_stale(isolated_results, capsys):
 def test_compare_json_contract_and_exit_status(isolated_results, capsys):
     R.write_record(fake_record("paper", [3.0, 3.1, 2.9, 3.0]), CELL.slug)  # far outside the published 1.24
     assert main(["compare", BENCH.id, "--format", "json"]) == 1
-    rows = json.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"benchmark", "cells", "claims", "extra_rows", "records"}
+    rows = report["cells"]
     keys = {"benchmark", "row", "column", "published_mean", "published_ci95", "reproduced_mean", "reproduced_ci95",
-            "scale", "verdict"}
+            "scale", "verdict", "difference_ci95", "difference_verdict"}
     assert all(keys <= set(r) for r in rows)
     assert {r["verdict"] for r in rows} <= set(R.VERDICTS)
     (row,) = [r for r in rows if (r["row"], r["column"], r["variant"]) == (CELL.row, CELL.column, "main")]

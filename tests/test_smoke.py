@@ -38,26 +38,28 @@ def test_benchmark_runs_at_smoke_scale(benchmark_id, isolated_results, capsys):
     benchmark = BENCHMARKS[benchmark_id]
     assert main(["reproduce", benchmark_id, "--scale", "smoke", "--jobs", "1", "--no-progress"]) == 0
     records = list((isolated_results / "reproduced" / benchmark_id / "smoke").glob("*.json"))
-    assert len(records) == len(benchmark.cells())
+    assert len(records) == len(benchmark.cells(scale="smoke"))
     for path in records:
         record = json.loads(path.read_text())
         assert record["scale"] == "smoke" and record["n_episodes"] > 0
         assert record["provenance"]["torch"] == torch.__version__
         # learning, not just running: better than a model that learned nothing, on the same test episodes
-        cell = Cell(record["row"], record["column"], record["variant"])
+        cell = Cell.of(record)
+        assert record["trainings"] and all(s["iterations"][0] == 0 for t in record["trainings"] for s in t["segments"])
         trivial = benchmark.trivial_score(cell, "smoke")
         better = record["mean"] > trivial if benchmark.higher_is_better else record["mean"] < trivial
         assert better, f"{benchmark_id} {cell.label}: smoke {record['mean']:.3f} vs untrained {trivial:.3f}"
     capsys.readouterr()
     assert main(["compare", benchmark_id, "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)
+    rows = report["cells"]
     trained = [r for r in rows if r["variant"] == "main" and r["verdict"] != "cited"]
     if R.load_published(benchmark_id):
         assert trained and all(r["verdict"] == "not_reproduced" for r in trained) or any(
             r["scale"] == "paper" for r in rows
         ), "smoke records must never count as reproductions"
     else:  # a figure or a claim check: the paper prints no numbers, so there is nothing to compare
-        assert rows == []
+        assert rows == [] and len(report["records"]) == 0  # smoke records are never listed as results
         assert main(["compare", benchmark_id]) == 0
         assert "No published numbers" in capsys.readouterr().out
     assert all(r["reproduced_mean"] is None for r in rows if r["verdict"] == "cited"), "cited baselines are never trained"
