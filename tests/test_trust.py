@@ -331,3 +331,20 @@ def test_a_held_lock_makes_reproduce_wait_and_say_so(tmp_path):
         assert process.poll() is None and not path.exists()  # nothing is trained or written while another process holds the lock
     out, _ = process.communicate(timeout=300)
     assert process.returncode == 0 and "being trained by another metarepro process; waiting" in log.read_text() and path.exists(), out
+
+
+def test_a_seed_without_a_timed_record_is_projected_from_seed_0s(isolated_results):
+    import shutil
+
+    from benchmarks.runner import projected_seconds, timed_record
+
+    check = BENCHMARKS["l2g-omniglot"]
+    seed0, seed2 = Cell("L2G + Relation Network", "5-way 1-shot"), Cell("L2G + Relation Network", "5-way 1-shot", seed=2)
+    target = R.record_path(check.id, "quick", seed0.slug)
+    target.parent.mkdir(parents=True)
+    shutil.copy(R.record_path(check.id, "quick", seed0.slug, root=ROOT / "results"), target)
+    record = timed_record(check, seed2)
+    assert record is not None and record.get("seed", 0) == 0
+    t = record["timing"]
+    by_hand = t["ms_per_iteration"] * t["iterations_timed"] / 1000 + t["test_s"]  # same budget: the timed run as it was
+    assert projected_seconds(check, seed2, "quick") == pytest.approx(by_hand)
