@@ -393,6 +393,27 @@ def cmd_pins(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_plan(args) -> int:
+    from tabulate import tabulate
+
+    from benchmarks.plan import plan
+
+    benchmark = get_benchmark(args.benchmark)
+    cells = [Cell.parse(c) for c in args.cells] if args.cells else benchmark.cells(variants=args.variants, scale=args.scale)
+    groups = plan(benchmark, cells, args.scale)
+    if args.format == "json":
+        print(json.dumps(groups, indent=1))
+        return 0
+    print(tabulate([{"group": g["group"], "cells": len(g["cells"]), "projected h": g["projected_hours"], "left h": g["remaining_hours"],
+                     "peak MiB": g["peak_memory_mb"] or "-", "data": g["data"] + ("" if g["data_present"] else " (absent)"),
+                     "current": "yes" if g["current"] else "no", "projection": g["projection"]} for g in groups],
+                   headers="keys", tablefmt="github"))
+    total = sum(g["projected_hours"] for g in groups)
+    print(f"\n{benchmark.id} at {args.scale} scale: {len(groups)} training group(s), {total:.1f} projected hours on one job "
+          "(on the machine and threads the timed records name; rough estimates where none)")
+    return 0
+
+
 def cmd_provenance(args) -> int:
     from tabulate import tabulate
 
@@ -484,6 +505,14 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_evaluate)
 
     sub.add_parser("render", help="rewrite results/README.md from the records").set_defaults(fn=cmd_render)
+
+    pl = sub.add_parser("plan", help="training groups (cells sharing one model) with projected hours, memory, data, currency")
+    pl.add_argument("benchmark")
+    pl.add_argument("--cells", nargs="+", metavar="ROW/COLUMN[/VARIANT[/seed=N]]", help="only these cells")
+    pl.add_argument("--variants", nargs="+", metavar="NAME", help="also these protocol variants ('all' for every one)")
+    pl.add_argument("--scale", choices=R.SCALES, default="paper")
+    pl.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    pl.set_defaults(fn=cmd_plan)
 
     pv = sub.add_parser("provenance", help="which code trained each record: its training segments (commit, host, iterations)")
     pv.add_argument("benchmark")

@@ -35,6 +35,14 @@ def runs_dir() -> Path:
     return Path(os.environ.get("METAREPRO_RUNS", RUNS_DIR))
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB (a worker's earlier cells included: an upper bound per cell)."""
+    import resource
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return round(kib / 1024 if sys.platform != "darwin" else kib / 2**20, 1)
+
+
 def describe_device(device: str) -> str:
     """``"cpu"`` or ``"cuda:0 (NVIDIA H100 ...)"`` for the record."""
     if device.startswith("cuda"):
@@ -265,7 +273,7 @@ def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engin
             metric=benchmark.metric, scores=result.scores, config=cfg, deviations=result.deviations,
             provenance=R.provenance(
                 **git, command=command, engine=engine, precision=cfg.get("precision", "fp32"), threads=threads, jobs=jobs,
-                device=describe_device(device), wall_time_s=round(result.wall_time_s, 2),
+                device=describe_device(device), wall_time_s=round(result.wall_time_s, 2), peak_rss_mb=peak_rss_mb(),
                 train_wall_time_s=round(result.train_wall_time_s, 2),
                 seeds={k: v for k, v in cfg.items() if k.endswith("seed")}, dataset_digest=benchmark.dataset_digest(),
             ),

@@ -1,0 +1,38 @@
+"""`metarepro plan`: training groups are the cells that share one model, each with hours, data and currency."""
+
+import json
+
+import pytest
+
+from benchmarks import BENCHMARKS
+from benchmarks.base import Cell
+from benchmarks.cli import main
+from benchmarks.plan import cell_id, plan
+from benchmarks.runner import group_seconds
+
+
+def test_cells_sharing_a_model_form_one_group():
+    nichol = BENCHMARKS["nichol2018-table1"]
+    groups = plan(nichol, nichol.cells(scale="paper"), "paper")
+    reptile_5way = [g for g in groups if set(g["cells"]) == {f"{row}/5-way {k}-shot/main" for row in ("Reptile", "Reptile + Transduction")
+                                                               for k in (1, 5)}]
+    assert len(reptile_5way) == 1  # one Reptile model per way count serves both shots and both evaluation modes
+    assert sum(len(g["cells"]) for g in groups) == len(nichol.cells(scale="paper"))
+    (g,) = reptile_5way
+    cells = [Cell.parse(c) for c in g["cells"]]
+    assert g["projected_hours"] * 3600 == pytest.approx(group_seconds(nichol, cells, "paper"), rel=1e-3)
+    assert g["data"] == "omniglot" and g["current"] is True and g["projection"].startswith("measured")
+    assert [g["projected_hours"] for g in groups] == sorted((g["projected_hours"] for g in groups), reverse=True)
+
+
+def test_seeds_are_groups_of_their_own_and_cell_ids_round_trip():
+    check = BENCHMARKS["l2g-omniglot"]
+    cells = [Cell("Prototypical Network", "5-way 1-shot", seed=s) for s in range(3)]
+    groups = plan(check, cells, "quick")
+    assert len(groups) == 3 and [Cell.parse(cell_id(c)) for c in cells] == cells
+
+
+def test_plan_json_from_the_cli(capsys):
+    assert main(["plan", "finn2017-table1", "--scale", "paper", "--format", "json"]) == 0
+    groups = json.loads(capsys.readouterr().out)
+    assert len(groups) == 4 and all(g["projected_hours"] > 0 and g["run_directories"] for g in groups)
