@@ -248,7 +248,56 @@ def missing_data(benchmark: Benchmark, scale: str) -> str | None:
             f"`metarepro data fetch {benchmark.requires_data} splits` (METAREPRO_MIRROR=../shared/data for the local mirror)")
 
 
+def expand_targets(names: list[str]) -> list[Benchmark]:
+    """Benchmark ids, and ``tableN`` / ``figN`` for every registered benchmark that is a Table N / Fig. N of its paper."""
+    import re
+
+    out: list[Benchmark] = []
+    for name in names:
+        if re.fullmatch(r"(table|fig)\d+", name):
+            matched = [b for b in BENCHMARKS.values() if b.id.endswith(f"-{name}")]
+            if not matched:
+                raise UnknownBenchmarkError(f"no registered benchmark is a {name}; ids: {', '.join(sorted(BENCHMARKS))}")
+            out += matched
+        else:
+            out.append(get_benchmark(name))
+    return list(dict.fromkeys(out))
+
+
 def cmd_reproduce(args) -> int:
+    targets = expand_targets(args.benchmarks)
+    if len(targets) == 1 and len(args.benchmarks) == 1 and args.benchmarks[0] == targets[0].id:
+        args.benchmark = targets[0].id
+        return reproduce_one(args)
+    if args.cells or args.method:
+        raise ValueError("--cells and --method name cells of one benchmark; give one benchmark id with them")
+    from tabulate import tabulate
+
+    from benchmarks.plan import plan
+
+    runnable, table = [], []
+    for b in targets:
+        message = missing_data(b, args.scale)
+        hours = sum(g["projected_hours"] for g in plan(b, b.cells(variants=args.variants, scale=args.scale), args.scale))
+        table.append([b.id, f"{hours:.1f}", "skipped: " + message if message else "to run"])
+        if not message:
+            runnable.append(b)
+    print(tabulate(table, headers=["benchmark", f"projected h ({args.scale}, one job)", "status"], tablefmt="github"))
+    if not args.yes:
+        print(f"\nnot started: {len(runnable)} benchmark(s) to run; add --yes to run them", file=sys.stderr)
+        return 1
+    status = 0
+    for b in runnable:
+        print(f"\n== {b.id}")
+        args.benchmark = b.id
+        status = max(status, reproduce_one(args))
+    skipped = [row[0] for row in table if row[2] != "to run"]
+    if skipped:
+        print(f"\nskipped (their data is not under {data_root()}): {', '.join(skipped)}")
+    return status
+
+
+def reproduce_one(args) -> int:
     benchmark = get_benchmark(args.benchmark)
     message = missing_data(benchmark, args.scale)
     if message:
@@ -440,6 +489,19 @@ def cmd_provenance(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from benchmarks.generate import tox_in_sync, tox_path, write_tox
+
+    if args.check:
+        if tox_in_sync():
+            print(f"{tox_path()}: generated environments in sync with the registry")
+            return 0
+        print(f"{tox_path()}: generated environments out of date: run `metarepro generate tox`", file=sys.stderr)
+        return 1
+    print(f"wrote {write_tox()}")
+    return 0
+
+
 def cmd_render(args) -> int:
     for b in BENCHMARKS.values():  # figures from the records at every scale that has some
         for scale in sorted({r["scale"] for r in R.load_records(b.id)}):
@@ -458,8 +520,12 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--format", choices=("markdown", "json"), default="markdown")
     ls.set_defaults(fn=cmd_list)
 
-    r = sub.add_parser("reproduce", help="train and evaluate a benchmark's cells, pin the records")
-    r.add_argument("benchmark")
+    r = sub.add_parser("reproduce", help="train and evaluate a benchmark's cells, pin the records",
+                       description="Train and evaluate cells, write their records and compare them with the paper. Benchmarks: "
+                                   + ", ".join(BENCHMARKS) + "; tableN / figN for every registered Table N / Fig. N.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r.add_argument("benchmarks", nargs="+", metavar="ID",
+                   help="benchmark ids, or tableN / figN (several: prints the projected hours and runs only with --yes)")
     r.add_argument("--scale", choices=R.SCALES, default="quick")
     r.add_argument("--cells", nargs="+", metavar="ROW/COLUMN[/VARIANT]", help="only these cells")
     r.add_argument("--method", help="run a registered method (methods.METHODS) as an extra row under this protocol")
@@ -477,7 +543,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--skip-missing-data", action="store_true", help="exit 0 with a message when the data is absent (dvc stages)")
-    r.add_argument("--yes", action="store_true", help=argparse.SUPPRESS)
+    r.add_argument("--yes", action="store_true", help="run several benchmarks (without it their projected hours are shown, nothing runs)")
     r.set_defaults(fn=cmd_reproduce)
 
     t = sub.add_parser("time", help="time per meta-iteration of each cell, per-task loop vs batched (MAML family)")
@@ -505,6 +571,11 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_evaluate)
 
     sub.add_parser("render", help="rewrite results/README.md from the records").set_defaults(fn=cmd_render)
+
+    gn = sub.add_parser("generate", help="rewrite the files generated from the registry (tox.ini's reproduce environments)")
+    gn.add_argument("what", choices=("tox",))
+    gn.add_argument("--check", action="store_true", help="exit 1 when the committed file is out of date, change nothing")
+    gn.set_defaults(fn=cmd_generate)
 
     pl = sub.add_parser("plan", help="training groups (cells sharing one model) with projected hours, memory, data, currency")
     pl.add_argument("benchmark")
