@@ -167,6 +167,9 @@ def render_readme(path: Path | None = None) -> Path:
                 f"({'higher' if b.higher_is_better else 'lower'} is better).", ""]
         shown = [r for r in rows if r["variant"] == MAIN or r["verdict"] != "not_reproduced"]
         out += [R.markdown_table(shown, b.metric) if rows else records_table(b), ""]
+        plot = interval_plot(b, rows)
+        if plot is not None:
+            out += [f"![{b.id}: published and reproduced 95% intervals](figures/{plot.name})", ""]
         if len(shown) < len(rows):
             out += [f"{len(rows) - len(shown)} cell(s) of protocol variants have not been run "
                     f"(`metarepro compare {b.id} --all` lists them).", ""]
@@ -212,7 +215,69 @@ def render_readme(path: Path | None = None) -> Path:
                 by_finding.setdefault(why, []).append(f"{r} / {c}")
             out += [f"- {', '.join(cells)}: {why}" for why, cells in by_finding.items()] + [""]
     atomic_write_text(path, "\n".join(out))
+    if R.results_dir().resolve() == (R.PROJECT_ROOT / "results").resolve():  # the checkout's own records: its README's summary
+        write_summary()
     return path
+
+
+SUMMARY_BEGIN = "<!-- BEGIN summary: rendered by `metarepro render` from the records; do not edit by hand -->"
+SUMMARY_END = "<!-- END summary -->"
+
+
+def summary_table() -> str:
+    """Every benchmark in one table: cells, reproduced at paper scale, within, known deviations, claims, data here."""
+    from collections import Counter
+
+    from tabulate import tabulate
+
+    body = []
+    for b in BENCHMARKS.values():
+        rows = [r for r in comparison(b, include_variants=False) if r["verdict"] != "cited"]
+        paper = [r for r in rows if r["verdict"] in ("within", "outside")]
+        claims = claim_checks(b)
+        data = "generated" if b.requires_data is None else (f"{b.requires_data}: here" if b.data_available()
+                                                             else f"{b.requires_data}: not on this machine (smoke only)")
+        verdicts = Counter(c["holds"].split(" (")[0] for c in claims)  # "too few seeds (1 of 3)" -> "too few seeds"
+        body.append([f"`{b.id}`", len(rows) if rows else "none (figure or claim check)", len(paper),
+                     sum(r["verdict"] == "within" for r in paper), sum(r["verdict"] == "outside" and bool(r["known_deviation"]) for r in paper),
+                     ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) or "-", data])
+    return tabulate(body, headers=["benchmark", "published cells", "reproduced (paper)", "within", "known deviations", "claims",
+                                   "data"], tablefmt="github")
+
+
+def write_summary(path: Path | None = None) -> Path | None:
+    """Refresh the summary block of the top README (between its marker lines) from the records; None without markers."""
+    path = path or R.PROJECT_ROOT / "README.md"
+    text = path.read_text()
+    start, end = text.find(SUMMARY_BEGIN), text.find(SUMMARY_END)
+    if start < 0 or end < start:
+        return None
+    new = text[:start] + SUMMARY_BEGIN + "\n\n" + summary_table() + "\n\n" + text[end:]
+    if new != text:
+        atomic_write_text(path, new)
+    return path
+
+
+def interval_plot(benchmark: Benchmark, rows: list[dict]) -> Path | None:
+    """``results/figures/<id>--intervals.png``: each paper-scale cell's published and reproduced intervals, coloured by
+    verdict; None when no cell is reproduced at paper scale or matplotlib is absent (a note; an older plot is kept)."""
+    from metarepro.figures import interval_figure
+
+    plotted = [r for r in rows if r["scale"] == "paper" and r["reproduced_mean"] is not None]
+    if not plotted:
+        return None
+    entries = [{"label": f"{r['row']} / {r['column']}" + ("" if r["variant"] == MAIN else f" [{r['variant']}]"),
+                "published": (r["published_mean"], r["published_half_width"]),
+                "reproduced": (r["reproduced_mean"], r["reproduced_ci95"]),
+                "verdict": "known deviation" if r["verdict"] == "outside" and r["known_deviation"] else r["verdict"].replace("_", " ")}
+               for r in plotted]
+    try:
+        return interval_figure(entries, benchmark.figure_path("paper", "intervals"), f"{benchmark.id}: published vs reproduced (95%)",
+                               benchmark.metric)
+    except ImportError as err:
+        print(f"{benchmark.id}: interval plot not drawn ({err}); an older one is kept", file=sys.stderr)
+        path = benchmark.figure_path("paper", "intervals")
+        return path if path.exists() else None
 
 
 def records_table(benchmark) -> str:

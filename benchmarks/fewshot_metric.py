@@ -199,7 +199,10 @@ class FewShotMetricTable(Benchmark):
         from metarepro.data.miniimagenet import mini_imagenet_dir
         from metarepro.data.tieredimagenet import tiered_imagenet_dir
 
-        folder = mini_imagenet_dir() if self.dataset == "mini_imagenet" else tiered_imagenet_dir()
+        try:
+            folder = mini_imagenet_dir() if self.dataset == "mini_imagenet" else tiered_imagenet_dir()
+        except DataError:  # absent: the loaders raise with what to do; here it is only a "no"
+            return False
         return folder.is_dir() and any(folder.iterdir())
 
     def trivial_score(self, cell: Cell, scale: str) -> float:

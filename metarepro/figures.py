@@ -100,6 +100,42 @@ def line_figure(
     return _save_png_atomic(fig, path)
 
 
+#: colour of a reproduced interval by its verdict (the published one is drawn in black)
+VERDICT_COLOURS = {"within": "tab:green", "outside": "tab:red", "known deviation": "tab:orange", "quick only": "tab:gray"}
+
+
+def interval_figure(rows: list[dict], path: Path, title: str, xlabel: str) -> Path:
+    """Published against reproduced 95% intervals, a row per cell, as a PNG at ``path``; returns ``path``.
+
+    ``rows``: ``{"label", "published": (mean, half-width) or None, "reproduced": (mean, half-width) or None,
+    "verdict": a key of VERDICT_COLOURS}`` in display order (top to bottom). The published interval is black (a point where
+    the half-width is 0), the reproduced one beneath it coloured by its verdict.
+    """
+    if not rows:
+        raise ValueError("interval_figure needs at least one row")
+    fig, (ax,), _ = _new_figure((7.2, 0.9 + 0.32 * len(rows)))
+    for i, row in enumerate(rows):
+        y = len(rows) - 1 - i
+        if row.get("published") is not None:
+            mean, half = row["published"]
+            ax.errorbar(mean, y + 0.12, xerr=half or None, fmt="o", color="black", markersize=3, capsize=2, linewidth=1)
+        if row.get("reproduced") is not None:
+            mean, half = row["reproduced"]
+            ax.errorbar(mean, y - 0.12, xerr=half, fmt="s", color=VERDICT_COLOURS.get(row["verdict"], "tab:blue"), markersize=3,
+                        capsize=2, linewidth=1.5)
+    ax.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)], fontsize=7)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.grid(True, axis="x", alpha=0.3)
+    handles = [ax.errorbar([], [], xerr=[], fmt="o", color="black", markersize=3, label="published")]
+    handles += [ax.errorbar([], [], xerr=[], fmt="s", color=c, markersize=3, label=f"reproduced: {v}") for v, c in VERDICT_COLOURS.items()
+                if any(r["verdict"] == v and r.get("reproduced") is not None for r in rows)]
+    ax.legend(handles=handles, fontsize=7, loc="best")
+    fig.tight_layout()
+    return _save_png_atomic(fig, path)
+
+
 def _check_panel(i: int, panel: dict) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
     missing = {"title", "points", "labels", "is_support"} - set(panel)
     if missing:

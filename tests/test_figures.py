@@ -205,3 +205,15 @@ def test_missing_plot_extra_names_the_extra(tmp_path, monkeypatch):
         line_figure({"a": [(0, 1)]}, tmp_path / "x.png", "t", "x", "y")
     assert figures.PLOT_EXTRA_HINT == "figures need the plot extra: pip install 'metarepro[plot]'"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_interval_figure_draws_published_and_reproduced_rows(tmp_path):
+    from metarepro.figures import interval_figure
+
+    rows = [{"label": "MAML / 5-way 1-shot", "published": (98.7, 0.4), "reproduced": (98.3, 0.5), "verdict": "within"},
+            {"label": "Reptile / 5-way 1-shot", "published": (95.39, 0.09), "reproduced": (93.35, 0.22), "verdict": "known deviation"},
+            {"label": "ProtoNet / 5-way 1-shot", "published": (98.8, 0.0), "reproduced": None, "verdict": "not reproduced"}]
+    path = interval_figure(rows, tmp_path / "f" / "intervals.png", "t", "accuracy %")
+    assert path.read_bytes()[:8] == PNG_SIGNATURE and list(path.parent.iterdir()) == [path]
+    with pytest.raises(ValueError, match="at least one row"):
+        interval_figure([], tmp_path / "g.png", "t", "x")
