@@ -215,9 +215,58 @@ def render_readme(path: Path | None = None) -> Path:
                 by_finding.setdefault(why, []).append(f"{r} / {c}")
             out += [f"- {', '.join(cells)}: {why}" for why, cells in by_finding.items()] + [""]
     atomic_write_text(path, "\n".join(out))
+    write_index()
     if R.results_dir().resolve() == (R.PROJECT_ROOT / "results").resolve():  # the checkout's own records: its README's summary
         write_summary()
     return path
+
+
+INDEX_FIELDS = ("benchmark", "row", "column", "variant", "seed", "published_mean", "published_half_width", "published_interval_kind",
+                "scale", "reproduced_mean", "reproduced_ci95", "n_scores", "verdict", "difference_verdict", "current", "record")
+
+
+def cell_index() -> list[dict]:
+    """Every cell of every benchmark, one row each (fields :data:`INDEX_FIELDS`): published number and kind, the record shown
+    (paper scale preferred over quick), its verdicts. Cells without a published number (claim checks, figures) list each of
+    their non-smoke records."""
+    out = []
+    for b in BENCHMARKS.values():
+        rows = comparison(b)
+        for r in rows:
+            out.append({"benchmark": b.id, "row": r["row"], "column": r["column"], "variant": r["variant"], "seed": 0,
+                        "published_mean": r["published_mean"], "published_half_width": r.get("published_half_width"),
+                        "published_interval_kind": r["published_interval_kind"], "scale": r["scale"],
+                        "reproduced_mean": r["reproduced_mean"], "reproduced_ci95": r["reproduced_ci95"], "n_scores": r["n_episodes"],
+                        "verdict": r["verdict"], "difference_verdict": r.get("difference_verdict"),
+                        "current": r["verdict"] != "stale" if r["scale"] else None,
+                        "record": (f"reproduced/{b.id}/{r['scale']}/{Cell(r['row'], r['column'], r['variant']).slug}.json"
+                                   if r["scale"] else None)})
+        if rows:
+            continue
+        for rec in R.load_records(b.id):
+            if rec["scale"] == "smoke":
+                continue
+            cell = Cell.of(rec)
+            out.append({"benchmark": b.id, "row": cell.row, "column": cell.column, "variant": cell.variant, "seed": cell.seed,
+                        "published_mean": None, "published_half_width": None, "published_interval_kind": None, "scale": rec["scale"],
+                        "reproduced_mean": rec["mean"], "reproduced_ci95": rec["ci95"], "n_scores": rec["n_episodes"],
+                        "verdict": "no published number", "difference_verdict": None, "current": record_is_current(b, rec),
+                        "record": f"reproduced/{b.id}/{rec['scale']}/{cell.slug}.json"})
+    return out
+
+
+def write_index() -> list[Path]:
+    """``results/index.json`` and ``results/index.csv``: :func:`cell_index`, for tools that read results."""
+    import csv
+    import io
+
+    rows = cell_index()
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=INDEX_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return [atomic_write_text(R.results_dir() / "index.json", json.dumps(rows, indent=1) + "\n"),
+            atomic_write_text(R.results_dir() / "index.csv", buffer.getvalue())]
 
 
 SUMMARY_BEGIN = "<!-- BEGIN summary: rendered by `metarepro render` from the records; do not edit by hand -->"

@@ -348,3 +348,17 @@ def test_a_seed_without_a_timed_record_is_projected_from_seed_0s(isolated_result
     t = record["timing"]
     by_hand = t["ms_per_iteration"] * t["iterations_timed"] / 1000 + t["test_s"]  # same budget: the timed run as it was
     assert projected_seconds(check, seed2, "quick") == pytest.approx(by_hand)
+
+
+def test_the_cell_index_lists_every_published_cell_and_claim_record(isolated_results):
+    import csv
+
+    from benchmarks.cli import INDEX_FIELDS, render_readme
+    from benchmarks.runner import comparison
+
+    render_readme()
+    rows = json.loads((isolated_results / "index.json").read_text())
+    with open(isolated_results / "index.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) and list(table[0]) == list(INDEX_FIELDS)
+    assert len(rows) == sum(len(comparison(b)) for b in BENCHMARKS.values())  # no records here: the published cells alone
