@@ -517,8 +517,13 @@ def cmd_data(args) -> int:
     from metarepro import data
 
     if args.action == "list":
+        root = data.data_root()
         for name, d in data.DATASETS.items():
-            print(f"{name:10s} {len(d.files):3d} file(s)  {d.description}")
+            print(f"{name:16s} {len(d.files):3d} file(s)  {d.description}")
+            tops = sorted({f.target.split("/")[0] for f in d.files})
+            where = ", ".join(f"{root / t}/" for t in tops) if tops else f"{root / name}/"
+            how = f"`metarepro data fetch {name}`" if d.files else (d.manual or "by hand")
+            print(f"{'':16s} goes to {where} ({how})")
         return 0
     if args.action == "fetch":
         if not args.names:
