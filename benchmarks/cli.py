@@ -163,6 +163,8 @@ def render_readme(path: Path | None = None) -> Path:
     for b in BENCHMARKS.values():
         rows = comparison(b)
         source = f"Paper: `{b.paper}`" if b.paper else "Anchor table (paper not under `../shared/papers`; numbers from REFERENCE.md)"
+        links = json.loads((R.results_dir() / "published" / f"{b.id}.json").read_text()).get("links", {})
+        source += "".join(f"; [{name}]({url})" for name, url in (("arXiv", links.get("arxiv")), ("code", links.get("code"))) if url)
         out += [f"## `{b.id}` — {b.title}", "", f"{source}. Metric: {b.metric} "
                 f"({'higher' if b.higher_is_better else 'lower'} is better).", ""]
         shown = [r for r in rows if r["variant"] == MAIN or r["verdict"] != "not_reproduced"]

@@ -19,10 +19,12 @@ PUBLISHED = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "results/published/<benchmark>.json: a paper's numbers as printed",
     "type": "object",
-    "required": ["benchmark", "source", "metric", "cells"],
+    "required": ["benchmark", "source", "metric", "links", "cells"],
     "properties": {
         "benchmark": _TEXT, "paper": {"type": "string"}, "source": {"type": "string"}, "metric": _TEXT,
         "interval_kind": {"enum": ["ci95", "se", "none"]},
+        "links": {"type": "object", "required": ["arxiv", "code"],
+                  "properties": {"arxiv": {"type": "string", "pattern": "^https://arxiv.org/abs/"}, "code": {"type": ["string", "null"]}}},
         "cells": {"type": "array", "items": {
             "type": "object",
             "required": ["row", "column", "mean", "interval", "printed"],

@@ -137,3 +137,10 @@ def test_published_numbers_appear_in_the_paper_text(benchmark_id):
         pm = r"\s*(?:\{\\pm\}|\$\\pm\$|<math>\\pm</math>|\\pm|±)\s*"
         pattern = r"(?<![\d.])" + pm.join(re.escape(n) for n in numbers) + r"(?!\d)"
         assert re.search(pattern, text), f"{cell['printed']} ({cell['row']} / {cell['column']}) is not in {paper.name}"
+
+
+@pytest.mark.parametrize("benchmark_id", sorted(BENCHMARKS))
+def test_published_files_link_the_paper(benchmark_id):
+    data = json.loads((R.PROJECT_ROOT / "results" / "published" / f"{benchmark_id}.json").read_text())
+    assert re.fullmatch(r"https://arxiv\.org/abs/\d{4}\.\d{4,5}", data["links"]["arxiv"])
+    assert data["links"]["code"] is None or data["links"]["code"].startswith("https://github.com/")
