@@ -1,25 +1,31 @@
-"""One module per paper table or figure; ``BENCHMARKS`` is the registry."""
+"""The registry: ``BENCHMARKS``, every paper table or figure by its id.
+
+Layout (arrows point one way: paper modules -> harness.base; registry -> paper modules; harness.runner / cli -> registry)::
+
+    benchmarks/
+      harness/      machinery: base (Benchmark, Cell), runner, plan, pins, provenance, generate, timing, cli
+      families/     table families several papers share (metric learners on images; MAML-family on Omniglot)
+      alfa/ guiroy/ hyperrepr/ l2g/ unraveling/ ...   one folder per paper, one module per table or figure
+      anchors/      the methods' own Omniglot tables (MAML, Reptile, ProtoNet, RelationNet)
+
+A benchmark id (``alfa-table8``) does not depend on where its module lives.
+"""
 
 from __future__ import annotations
 
-from benchmarks import (
-    alfa_table8,
-    finn2017_table1,
-    guiroy_fig9,
-    hyperrepr_fig1,
-    hyperrepr_omniglot,
-    hyperrepr_table1,
-    l2g_fig2,
-    l2g_fig3,
-    l2g_omniglot,
-    l2g_table1,
-    l2g_table2,
-    l2g_table3,
-    nichol2018_table1,
-    snell2017_table1,
-    sung2018_table1,
-)
-from benchmarks.base import Benchmark
+from benchmarks.alfa import table8 as alfa_table8
+from benchmarks.anchors import finn2017_table1, nichol2018_table1, snell2017_table1, sung2018_table1
+from benchmarks.guiroy import fig9 as guiroy_fig9
+from benchmarks.harness.base import Benchmark
+from benchmarks.hyperrepr import fig1 as hyperrepr_fig1
+from benchmarks.hyperrepr import omniglot as hyperrepr_omniglot
+from benchmarks.hyperrepr import table1 as hyperrepr_table1
+from benchmarks.l2g import fig2 as l2g_fig2
+from benchmarks.l2g import fig3 as l2g_fig3
+from benchmarks.l2g import omniglot as l2g_omniglot
+from benchmarks.l2g import table1 as l2g_table1
+from benchmarks.l2g import table2 as l2g_table2
+from benchmarks.l2g import table3 as l2g_table3
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.id: b for b in (alfa_table8.BENCHMARK, snell2017_table1.BENCHMARK, finn2017_table1.BENCHMARK, nichol2018_table1.BENCHMARK,

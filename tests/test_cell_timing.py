@@ -5,8 +5,8 @@ import json
 import pytest
 
 from benchmarks import get_benchmark
-from benchmarks.base import Cell
-from benchmarks.cell_timing import before_after, load_timings, resolve_engine, save_timing, time_cell, timings_path
+from benchmarks.harness.base import Cell
+from benchmarks.harness.cell_timing import before_after, load_timings, resolve_engine, save_timing, time_cell, timings_path
 
 
 def test_maml_cells_time_both_engines_and_reptile_its_own_loop(isolated_results):
@@ -41,7 +41,7 @@ def test_auto_engine_is_the_measured_fastest_for_the_cell(isolated_results):
 
 
 def test_time_command_writes_each_cell_once_per_trained_model(isolated_results, capsys):
-    from benchmarks.cli import main
+    from benchmarks.harness.cli import main
 
     cells = ["Reptile/5-way 1-shot", "Reptile/5-way 5-shot"]  # one Reptile model per way count serves both shot columns
     assert main(["time", "nichol2018-table1", "--scale", "smoke", "--rounds", "1", "--cells", *cells]) == 0
@@ -60,7 +60,7 @@ def test_time_command_rejects_benchmarks_without_meta_iterations(isolated_result
 
 
 def test_reproduce_trains_each_cell_on_its_auto_engine(isolated_results):
-    from benchmarks.runner import reproduce
+    from benchmarks.harness.runner import reproduce
 
     cell = Cell("MAML", "5-way 1-shot")
     save_timing("finn2017-table1", cell, {"engines": {"func": 0.3, "loop": 0.1, "higher": 0.2}})

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from benchmarks.cli import main
+from benchmarks.harness.cli import main
 from metarepro.data import DataError, fetch, verify
 from metarepro.data.sources import DATASETS
 from metarepro.data.store import tree_digest

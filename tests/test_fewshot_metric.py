@@ -1,4 +1,4 @@
-"""The bilevel metric-learning tables' shared machinery (benchmarks/fewshot_metric.py) against independent oracles."""
+"""The bilevel metric-learning tables' shared machinery (benchmarks/families/fewshot_metric.py) against independent oracles."""
 
 import json
 import math
@@ -8,18 +8,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.base import Cell
-from benchmarks.fewshot_metric import build_learner, parse_setting, row_method, use_batch_statistics
-from benchmarks.hyperrepr_fig1 import BENCHMARK as HYPER_FIG1
-from benchmarks.hyperrepr_omniglot import BENCHMARK as HYPER_OMNIGLOT
-from benchmarks.hyperrepr_table1 import BENCHMARK as HYPER_TABLE1
-from benchmarks.l2g_fig2 import BENCHMARK as FIG2
-from benchmarks.l2g_fig2 import final_loss
-from benchmarks.l2g_fig3 import BENCHMARK as FIG3
-from benchmarks.l2g_omniglot import BENCHMARK as L2G_OMNIGLOT
-from benchmarks.l2g_table1 import BENCHMARK as TABLE1
-from benchmarks.l2g_table2 import BENCHMARK as TABLE2
-from benchmarks.l2g_table3 import BENCHMARK as TABLE3
+from benchmarks.families.fewshot_metric import build_learner, parse_setting, row_method, use_batch_statistics
+from benchmarks.harness.base import Cell
+from benchmarks.hyperrepr.fig1 import BENCHMARK as HYPER_FIG1
+from benchmarks.hyperrepr.omniglot import BENCHMARK as HYPER_OMNIGLOT
+from benchmarks.hyperrepr.table1 import BENCHMARK as HYPER_TABLE1
+from benchmarks.l2g.fig2 import BENCHMARK as FIG2
+from benchmarks.l2g.fig2 import final_loss
+from benchmarks.l2g.fig3 import BENCHMARK as FIG3
+from benchmarks.l2g.omniglot import BENCHMARK as L2G_OMNIGLOT
+from benchmarks.l2g.table1 import BENCHMARK as TABLE1
+from benchmarks.l2g.table2 import BENCHMARK as TABLE2
+from benchmarks.l2g.table3 import BENCHMARK as TABLE3
 from methods.l2g import L2G, TaskPairs
 from methods.maml_metric import MAMLMetric
 from methods.relationnet import RelationNet
@@ -182,7 +182,7 @@ def test_hyper_representation_keeps_the_t_of_best_validation(tmp_path, monkeypat
 def test_the_l2g_claim_checks_controls_change_only_what_they_name(mini_pools):
     """'summed losses' (L2G rows): the paper's sums in L2G; '5 tasks per update' (base rows): 5 stacked episodes. Main cells keep
     their configuration (and so their records)."""
-    from benchmarks.l2g_omniglot import FIVE_TASKS, SUMMED
+    from benchmarks.l2g.omniglot import FIVE_TASKS, SUMMED
 
     pools, _ = mini_pools
     column = "5-way 1-shot"

@@ -3,8 +3,8 @@
 import pytest
 
 from benchmarks import BENCHMARKS, UnknownBenchmarkError
-from benchmarks.cli import expand_targets, main
-from benchmarks.generate import committed_tox_block, tox_block, tox_in_sync, tox_path
+from benchmarks.harness.cli import expand_targets, main
+from benchmarks.harness.generate import committed_tox_block, tox_block, tox_in_sync, tox_path
 
 
 def test_tox_ini_is_in_sync_with_the_registry():
@@ -18,7 +18,7 @@ def test_tox_ini_is_in_sync_with_the_registry():
 def test_a_new_benchmark_puts_tox_out_of_sync(monkeypatch):
     from types import SimpleNamespace
 
-    import benchmarks.generate as G
+    import benchmarks.harness.generate as G
 
     new = SimpleNamespace(id="new-table4", title="a new table", requires_data=None)
     monkeypatch.setattr(G, "BENCHMARKS", {**BENCHMARKS, new.id: new})
@@ -44,6 +44,6 @@ def test_several_benchmarks_run_only_with_yes(isolated_results, capsys):
 def expand_and_cells():
     from argparse import Namespace
 
-    from benchmarks.cli import cmd_reproduce
+    from benchmarks.harness.cli import cmd_reproduce
 
     cmd_reproduce(Namespace(benchmarks=["table1"], cells=["MAML/5-way 1-shot"], method=None))

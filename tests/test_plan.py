@@ -5,10 +5,10 @@ import json
 import pytest
 
 from benchmarks import BENCHMARKS
-from benchmarks.base import Cell
-from benchmarks.cli import main
-from benchmarks.plan import cell_id, plan
-from benchmarks.runner import group_seconds
+from benchmarks.harness.base import Cell
+from benchmarks.harness.cli import main
+from benchmarks.harness.plan import cell_id, plan
+from benchmarks.harness.runner import group_seconds
 
 
 def test_cells_sharing_a_model_form_one_group():

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from benchmarks import BENCHMARKS
-from benchmarks.base import Cell
-from benchmarks.pins import cell_problems, check_known_deviation_bands, check_pins, regression_problems
+from benchmarks.harness.base import Cell
+from benchmarks.harness.pins import cell_problems, check_known_deviation_bands, check_pins, regression_problems
 from metarepro import results as R
 from metarepro.evaluate import mean_ci95
 
@@ -79,7 +79,7 @@ def test_a_known_deviation_moved_out_of_its_band_fails_though_still_outside(resu
 
 def test_a_flipped_claim_verdict_fails(results_copy):
     """Rewrite the L2G + ProtoNet records of every seed so the claim reads the opposite of its pinned verdict."""
-    from benchmarks.runner import claim_checks
+    from benchmarks.harness.runner import claim_checks
 
     check = BENCHMARKS["l2g-omniglot"]
     claim = "L2G improves Prototypical Networks"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.omniglot_gbml import minibatch_order
+from benchmarks.families.omniglot_gbml import minibatch_order
 from metarepro.episodes import Episode
 from methods.backbones import ConvNet
 from methods.reptile import Reptile, adam_beta1_zero
@@ -94,8 +94,8 @@ def test_non_transductive_prediction_sees_only_the_support_set_and_one_query(chu
 
 
 def test_code_split_variant_draws_the_seeded_split_and_leaves_the_main_models_keys(tmp_path):
-    from benchmarks.base import Cell
-    from benchmarks.nichol2018_table1 import BENCHMARK, TRAINING_KEYS
+    from benchmarks.anchors.nichol2018_table1 import BENCHMARK, TRAINING_KEYS
+    from benchmarks.harness.base import Cell
     from metarepro.data.omniglot import DRAWERS, load_cache, seeded_character_split
     from metarepro.results import config_hash
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from benchmarks import BENCHMARKS
-from benchmarks.base import Cell
-from benchmarks.cli import main
+from benchmarks.harness.base import Cell
+from benchmarks.harness.cli import main
 from metarepro import results as R
 
 BENCH = BENCHMARKS["alfa-table8"]
@@ -151,7 +151,7 @@ def test_paired_difference_is_the_ci_of_per_episode_differences():
 
 def test_projection_scales_the_timed_record_and_prefers_paper_timings(isolated_results):
     """Projected seconds = measured training time x iteration ratio + test time x test-episode ratio (by hand)."""
-    from benchmarks.runner import projected_seconds
+    from benchmarks.harness.runner import projected_seconds
 
     sung = BENCHMARKS["sung2018-table1"]
     cell = Cell("Relation Networks", "5-way 1-shot")
@@ -174,7 +174,7 @@ def test_projection_scales_the_timed_record_and_prefers_paper_timings(isolated_r
 
     # a run checkpointed at 25,000 of its 100,000 iterations has three quarters of its training (and all its test) left;
     # the full projection is unchanged
-    from benchmarks.runner import runs_dir
+    from benchmarks.harness.runner import runs_dir
     from metarepro.trainer import CHECKPOINT_FORMAT, save_checkpoint
 
     assert sung.config(cell, "paper")["iterations"] == 100_000
@@ -194,7 +194,7 @@ def test_projection_scales_the_timed_record_and_prefers_paper_timings(isolated_r
     assert projected_seconds(guiroy, maml, "paper") == pytest.approx(2.0 * 120 * 1000 * 2.5 + 8.0 * 6 * 2.5)
     # `metarepro time` found the per-task loop 1.6x faster than the batched engine the record trained on: --engine auto
     # trains on the loop, so the training part shrinks by that ratio (the test part does not)
-    from benchmarks.cell_timing import save_timing
+    from benchmarks.harness.cell_timing import save_timing
 
     save_timing(guiroy.id, maml, {"engines": {"func": 1.6, "loop": 1.0, "higher": 1.1}})
     assert projected_seconds(guiroy, maml, "paper") == pytest.approx(2.0 * 120 * 1000 * 2.5 / 1.6 + 8.0 * 6 * 2.5)
@@ -227,7 +227,7 @@ def test_records_of_run_means_carry_a_t_interval_and_pair_run_by_run():
 
 
 def test_claims_use_current_records_only(isolated_results):
-    from benchmarks.runner import claim_checks, record_is_current
+    from benchmarks.harness.runner import claim_checks, record_is_current
 
     check = BENCHMARKS["l2g-omniglot"]
     column = "5-way 1-shot"
@@ -266,7 +266,7 @@ def test_records_read_once_parses_each_benchmark_once_and_only_inside_its_block(
 
 def test_cells_sharing_a_model_are_projected_as_one_training_and_each_cell_s_test(isolated_results):
     """nichol2018-table1's Reptile rows share one model: the group costs one training plus every cell's test (by hand)."""
-    from benchmarks.runner import group_seconds
+    from benchmarks.harness.runner import group_seconds
 
     nichol = BENCHMARKS["nichol2018-table1"]
     cells = [Cell("Reptile", "5-way 1-shot"), Cell("Reptile + Transduction", "5-way 1-shot")]
@@ -282,14 +282,14 @@ def test_cells_sharing_a_model_are_projected_as_one_training_and_each_cell_s_tes
 
 
 def _checkpoint_at(folder: str, iteration: int) -> None:
-    from benchmarks.runner import runs_dir
+    from benchmarks.harness.runner import runs_dir
     from metarepro.trainer import CHECKPOINT_FORMAT, save_checkpoint
 
     save_checkpoint(runs_dir() / folder / "checkpoint.pt", {"format": CHECKPOINT_FORMAT, "config_hash": None, "state": {"iteration": iteration}})
 
 
 def test_checkpointed_runs_name_their_cells_and_progress(isolated_results):
-    from benchmarks.runner import checkpointed_runs, runs_dir
+    from benchmarks.harness.runner import checkpointed_runs, runs_dir
 
     nichol, finn = BENCHMARKS["nichol2018-table1"], BENCHMARKS["finn2017-table1"]
     reptile_key = nichol.training_key(Cell("Reptile", "5-way 1-shot"), "paper")
@@ -318,7 +318,7 @@ def test_checkpointed_runs_name_their_cells_and_progress(isolated_results):
 def test_checkpointed_fraction_follows_each_benchmark_s_run_folders(isolated_results):
     """Per-run folders (guiroy-fig9, the few-shot metric tables' ``-run0``), grid points (hyperrepr) and a training
     owned by another benchmark (nichol's MAML row, l2g's ProtoNet for hyperrepr-omniglot) all count."""
-    from benchmarks.runner import checkpointed_fraction, group_seconds
+    from benchmarks.harness.runner import checkpointed_fraction, group_seconds
 
     guiroy = BENCHMARKS["guiroy-fig9"]
     maml = Cell("MAML", "Omniglot 20-way 1-shot")
@@ -354,7 +354,7 @@ def test_checkpointed_fraction_follows_each_benchmark_s_run_folders(isolated_res
 def test_restart_discards_every_run_folder_of_the_cells(isolated_results):
     """`reproduce --restart` used to delete only `<training key>/`: per-run folders (guiroy-fig9's five runs) survived and
     the "restarted" training resumed from them."""
-    from benchmarks.runner import restart_folders, runs_dir
+    from benchmarks.harness.runner import restart_folders, runs_dir
 
     guiroy = BENCHMARKS["guiroy-fig9"]
     maml = Cell("MAML", "Omniglot 20-way 1-shot")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from benchmarks import BENCHMARKS
-from benchmarks.base import Benchmark, Cell
-from benchmarks.cli import main
+from benchmarks.harness.base import Benchmark, Cell
+from benchmarks.harness.cli import main
 from metarepro import results as R
 from metarepro.episodes import SINUSOID_METASGD
 from metarepro.evaluate import score_episodes

@@ -190,7 +190,7 @@ def test_checkpoint_from_before_the_loss_window_resumes(tmp_path):
 def test_a_stopped_worker_starts_no_queued_group(isolated_results, monkeypatch):
     """After SIGTERM a parallel-job worker keeps its stop: a group it is handed later ends before training anything."""
     import metarepro.trainer as trainer
-    from benchmarks.runner import _run_group, runs_dir
+    from benchmarks.harness.runner import _run_group, runs_dir
 
     monkeypatch.setattr(trainer, "_stop_requested", True)
     monkeypatch.setattr(trainer, "_stop_persists", True)

@@ -15,10 +15,10 @@ import torch
 from scipy import stats
 
 from benchmarks import BENCHMARKS
-from benchmarks.base import Cell
-from benchmarks.cli import main
-from benchmarks.provenance import training_summary
-from benchmarks.runner import across_seeds, claim_checks, claim_verdict, record_is_current
+from benchmarks.harness.base import Cell
+from benchmarks.harness.cli import main
+from benchmarks.harness.provenance import training_summary
+from benchmarks.harness.runner import across_seeds, claim_checks, claim_verdict, record_is_current
 from metarepro import results as R
 from metarepro import trainer as T
 from metarepro.episodes import SINUSOID_METASGD
@@ -236,12 +236,12 @@ def test_compare_json_carries_claims_and_records_of_a_claim_check(capsys):
 
 
 def _cli(*args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "benchmarks.harness.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, **kwargs)
 
 
 def test_compare_into_a_closed_pipe_has_no_traceback():
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "compare", "nichol2018-table1", "--all"], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.harness.cli", "compare", "nichol2018-table1", "--all"], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.read(10)
     process.stdout.close()  # as `| head -c 10` does
@@ -271,7 +271,7 @@ def test_the_cli_works_without_the_test_and_plot_extras(tmp_path):
 
 
 def test_figures_without_matplotlib_are_skipped_with_a_note_and_kept(isolated_results, monkeypatch, capsys):
-    from benchmarks.cli import draw_figures
+    from benchmarks.harness.cli import draw_figures
 
     bench = BENCHMARKS["l2g-fig2"]
     old = bench.figure_path("smoke")
@@ -294,7 +294,7 @@ def test_two_processes_on_one_cell_train_it_once(tmp_path):
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results" / "published", results / "published")
     env = {"METAREPRO_RESULTS": str(results), "METAREPRO_RUNS": str(tmp_path / "runs"), "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "benchmarks.cli", "reproduce", "alfa-table8", "--scale", "smoke", "--cells", "MAML/2x40 5-shot",
+    args = [sys.executable, "-m", "benchmarks.harness.cli", "reproduce", "alfa-table8", "--scale", "smoke", "--cells", "MAML/2x40 5-shot",
             "--jobs", "1", "--no-progress"]
     first = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -321,7 +321,7 @@ def test_a_held_lock_makes_reproduce_wait_and_say_so(tmp_path):
     path = results / "reproduced" / "alfa-table8" / "smoke" / "maml--2x40-5-shot--main.json"
     log = tmp_path / "stderr.txt"
     with lock, open(log, "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "reproduce", "alfa-table8", "--scale", "smoke", "--cells",
+        process = subprocess.Popen([sys.executable, "-m", "benchmarks.harness.cli", "reproduce", "alfa-table8", "--scale", "smoke", "--cells",
                                     "MAML/2x40 5-shot", "--jobs", "1", "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                    stderr=stderr, text=True)
         deadline = time.time() + 240
@@ -336,7 +336,7 @@ def test_a_held_lock_makes_reproduce_wait_and_say_so(tmp_path):
 def test_a_seed_without_a_timed_record_is_projected_from_seed_0s(isolated_results):
     import shutil
 
-    from benchmarks.runner import projected_seconds, timed_record
+    from benchmarks.harness.runner import projected_seconds, timed_record
 
     check = BENCHMARKS["l2g-omniglot"]
     seed0, seed2 = Cell("L2G + Relation Network", "5-way 1-shot"), Cell("L2G + Relation Network", "5-way 1-shot", seed=2)
@@ -353,8 +353,8 @@ def test_a_seed_without_a_timed_record_is_projected_from_seed_0s(isolated_result
 def test_the_cell_index_lists_every_published_cell_and_claim_record(isolated_results):
     import csv
 
-    from benchmarks.cli import INDEX_FIELDS, render_readme
-    from benchmarks.runner import comparison
+    from benchmarks.harness.cli import INDEX_FIELDS, render_readme
+    from benchmarks.harness.runner import comparison
 
     render_readme()
     rows = json.loads((isolated_results / "index.json").read_text())

@@ -5,7 +5,7 @@ several repetitions each), so a noisy machine skews both alike. Threads: one
 per process (``torch.set_num_threads(1)``), the suite's default for jobs run
 side by side. Baselines are named exactly in each test's ``extra_info``.
 
-Run with ``tox -e timing`` (or ``python -m benchmarks.timing``). Real
+Run with ``tox -e timing`` (or ``python -m benchmarks.harness.timing``). Real
 Omniglot is used when it is under the data root, else a generated fixture in
 the same format (sampling and step costs depend on image counts and sizes,
 not on the pixels).

@@ -6,7 +6,7 @@ the baseline is `higher` looping over tasks (the same code path with
 ``engine="higher"``). Both are timed in the same process, interleaved, so the
 ratio is not skewed by a noisy machine; the gradients must agree to 1e-6.
 
-Run with ``tox -e timing`` (or ``python -m benchmarks.timing``).
+Run with ``tox -e timing`` (or ``python -m benchmarks.harness.timing``).
 """
 
 import os

@@ -21,10 +21,10 @@ import math
 
 import numpy as np
 
-from benchmarks.base import Cell
-from benchmarks.fewshot_metric import FewShotMetricTable
-from benchmarks.l2g_table1 import BENCHMARK as TABLE1
-from benchmarks.l2g_table2 import BENCHMARK as TABLE2
+from benchmarks.families.fewshot_metric import FewShotMetricTable
+from benchmarks.harness.base import Cell
+from benchmarks.l2g.table1 import BENCHMARK as TABLE1
+from benchmarks.l2g.table2 import BENCHMARK as TABLE2
 from metarepro import results as R
 
 TABLES = {"mini-ImageNet 5-way 5-shot": TABLE1, "tiered-ImageNet 5-way 5-shot": TABLE2}

@@ -99,7 +99,7 @@ class Benchmark:
     #: the data it needs under the data root, or None for generated tasks
     requires_data: str | None = None
     #: independent trainings of every cell (seeds ``0..n-1``, one record each) at quick and paper scale; claim checks need
-    #: at least 3 (:func:`benchmarks.runner.claim_checks`); smoke scale trains seed 0 only, to keep CI short
+    #: at least 3 (:func:`benchmarks.harness.runner.claim_checks`); smoke scale trains seed 0 only, to keep CI short
     training_seeds: int = 1
 
     def seeds(self, scale: str | None) -> range:

@@ -1,6 +1,6 @@
 """L2G Table 2: tiered-ImageNet 5/10-way 1/5-shot (``../shared/papers/l2g-learning-to-generalize.txt``, sec. 4).
 
-Protocol as :mod:`benchmarks.l2g_table1` on tiered-ImageNet (Ren et al. 2018:
+Protocol as :mod:`benchmarks.l2g.table1` on tiered-ImageNet (Ren et al. 2018:
 351 / 97 / 160 classes, 84x84; the paper follows "[21]" for its settings).
 The paper's convergence plots (``l2g-fig2``) and embedding plots
 (``l2g-fig3``) reuse these cells' trained models.
@@ -8,8 +8,8 @@ The paper's convergence plots (``l2g-fig2``) and embedding plots
 
 from __future__ import annotations
 
-from benchmarks.fewshot_metric import FewShotMetricTable
-from benchmarks.l2g_table1 import COLUMNS, QUICK, SMOKE
+from benchmarks.families.fewshot_metric import FewShotMetricTable
+from benchmarks.l2g.table1 import COLUMNS, QUICK, SMOKE
 
 ROWS = ("MAML", "Prototypical Network", "L2G + Prototypical Network", "Relation Network", "L2G + Relation Network")
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmarks.base import Cell
-from benchmarks.fewshot_metric import FewShotMetricTable
-from benchmarks.l2g_table2 import BENCHMARK as TABLE2
+from benchmarks.families.fewshot_metric import FewShotMetricTable
+from benchmarks.harness.base import Cell
+from benchmarks.l2g.table2 import BENCHMARK as TABLE2
 from metarepro import results as R
 from methods.l2g import L2G
 

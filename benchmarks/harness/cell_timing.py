@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.base import Benchmark, Cell
-from benchmarks.runner import runs_dir
+from benchmarks.harness.base import Benchmark, Cell
+from benchmarks.harness.paths import runs_dir
 from metarepro import results as R
 from metarepro.atomic import atomic_write_text, file_lock
 from metarepro.inner import ENGINES

@@ -12,10 +12,10 @@ paper's curve is not printed as numbers; the figure is
 
 from __future__ import annotations
 
-from benchmarks.base import Cell
-from benchmarks.fewshot_metric import FewShotMetricTable
-from benchmarks.hyperrepr_table1 import BENCHMARK as TABLE1
-from benchmarks.hyperrepr_table1 import T_GRID
+from benchmarks.families.fewshot_metric import FewShotMetricTable
+from benchmarks.harness.base import Cell
+from benchmarks.hyperrepr.table1 import BENCHMARK as TABLE1
+from benchmarks.hyperrepr.table1 import T_GRID
 from metarepro import results as R
 
 

@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.base import MAIN, Benchmark, Cell, CellResult
+from benchmarks.harness.base import MAIN, Benchmark, Cell, CellResult
 from metarepro.episodes import SinusoidFamily
 from metarepro.evaluate import score_episodes
 from metarepro.inner import mse_per_task

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.base import Benchmark, Cell, CellResult
+from benchmarks.harness.base import Benchmark, Cell, CellResult
 from metarepro.data.samplers import disjoint_pair
 from metarepro.data.store import DataError, data_root
 from metarepro.episodes import Episode, task_rng
@@ -139,7 +139,7 @@ def build_learner(cfg: dict, ways: int) -> nn.Module:
         # Sung et al.: padded relation convs on 28x28 Omniglot, unpadded on 84x84 (methods/relationnet.py)
         model = RelationNet(channels, size, filters, 8, relation_padding=1 if size == 28 else 0)
     elif base == "maml":
-        from benchmarks.finn2017_table1 import maml_task_loss
+        from benchmarks.anchors.finn2017_table1 import maml_task_loss
 
         # MAML on mini-ImageNet (Finn et al. sec. 5.2 and cbfinn/maml): 32 filters, max-pooling, offset-only BN, N(0, 1) head
         net = ConvNet(channels, ways, cfg["maml_filters"], pool=True, features="flatten", image_size=size, bn_scale=False,

@@ -38,8 +38,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmarks.base import Cell
-from benchmarks.omniglot_gbml import SMOKE_DATA, OmniglotGBML, chunked_scores, parse_column, test_episodes
+from benchmarks.families.omniglot_gbml import SMOKE_DATA, OmniglotGBML, chunked_scores, parse_column, test_episodes
+from benchmarks.harness.base import Cell
 from metarepro.episodes import Episode, task_rng
 from metarepro.inner import cross_entropy_per_task
 from metarepro.results import config_hash

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.base import Benchmark, Cell, CellResult
+from benchmarks.harness.base import Benchmark, Cell, CellResult
 from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import DRAWERS, ClassPool, load_cache, read_split
 from metarepro.data.store import DataError, data_root

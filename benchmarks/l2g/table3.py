@@ -8,15 +8,15 @@ any-way" problems; ProtoNet is trained the same way; at test the settings
 are changed "iteratively" over 600 episodes (episode ``i`` uses setting ``i
 mod n``). Which way the fixed first task has, and which shot the any-way
 column fixes, the paper does not say: 5-way (the tables' smallest way) and
-5-shot (:func:`benchmarks.fewshot_metric.parse_setting` shows why) [choice].
+5-shot (:func:`benchmarks.families.fewshot_metric.parse_setting` shows why) [choice].
 Training draws each update's setting uniformly.
 """
 
 from __future__ import annotations
 
-from benchmarks.base import Cell
-from benchmarks.fewshot_metric import FewShotMetricTable
-from benchmarks.l2g_table1 import QUICK, SMOKE
+from benchmarks.families.fewshot_metric import FewShotMetricTable
+from benchmarks.harness.base import Cell
+from benchmarks.l2g.table1 import QUICK, SMOKE
 
 
 class L2GTable3(FewShotMetricTable):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.base import Benchmark, Cell, CellResult
+from benchmarks.harness.base import Benchmark, Cell, CellResult
 from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import ClassPool, load_cache, read_split, seeded_character_split
 from metarepro.data.store import DataError, data_root

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.base import Cell, CellResult
-from benchmarks.finn2017_table1 import BENCHMARK as FINN
-from benchmarks.finn2017_table1 import maml_training_key
-from benchmarks.omniglot_gbml import SMOKE_DATA, OmniglotGBML
+from benchmarks.anchors.finn2017_table1 import BENCHMARK as FINN
+from benchmarks.anchors.finn2017_table1 import maml_training_key
+from benchmarks.families.omniglot_gbml import SMOKE_DATA, OmniglotGBML
+from benchmarks.harness.base import Cell, CellResult
 from methods.regularized_maml import RegularizedMAML
 
 ROWS = {"MAML": None, "MAML + trajectory regularizer": 0.5}  # row -> gamma

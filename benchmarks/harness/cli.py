@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
-from benchmarks.base import MAIN, Benchmark, Cell
-from benchmarks.runner import (
+from benchmarks.harness.base import MAIN, Benchmark, Cell
+from benchmarks.harness.runner import (
     checkpointed_runs,
     claim_checks,
     comparison,
@@ -54,13 +54,13 @@ def _status(benchmark: Benchmark) -> dict:
 def timing_rows(benchmark: Benchmark, meta_iterations: dict | None = None) -> list[dict]:
     """Per main cell: the measured time per training iteration (its timed record) and the projected paper-scale hours.
 
-    Projection (:func:`benchmarks.runner.projected_seconds`): the record's training time scaled to the paper's
+    Projection (:func:`benchmarks.harness.runner.projected_seconds`): the record's training time scaled to the paper's
     iterations plus its test time scaled to the paper's test episodes, on the machine and threads the record names.
     Cells without a timed record show the benchmark's rough estimate. Benchmarks with no timed record give no rows.
-    ``meta_iterations`` (``metarepro time``'s file, :func:`benchmarks.cell_timing.load_timings`) adds each cell's
+    ``meta_iterations`` (``metarepro time``'s file, :func:`benchmarks.harness.cell_timing.load_timings`) adds each cell's
     time per meta-iteration before (per-task loop) and after (batched).
     """
-    from benchmarks.cell_timing import before_after
+    from benchmarks.harness.cell_timing import before_after
 
     timed = (meta_iterations or {}).get(benchmark.id)
     rows = []
@@ -88,7 +88,7 @@ def cmd_list(args) -> int:
         if args.format == "json":
             out = {"benchmarks": table}
             if args.timings:
-                from benchmarks.cell_timing import load_timings
+                from benchmarks.harness.cell_timing import load_timings
 
                 meta_iterations = load_timings()
                 out["timings"] = {b.id: timing_rows(b, meta_iterations) for b in BENCHMARKS.values()}
@@ -98,7 +98,7 @@ def cmd_list(args) -> int:
             return 0
         print(tabulate(table, headers="keys", tablefmt="github"))
         if args.timings:
-            from benchmarks.cell_timing import load_timings, timings_path
+            from benchmarks.harness.cell_timing import load_timings, timings_path
 
             meta_iterations = load_timings()
             for b in BENCHMARKS.values():
@@ -118,7 +118,7 @@ def cmd_list(args) -> int:
 def cmd_time(args) -> int:
     from tabulate import tabulate
 
-    from benchmarks.cell_timing import before_after, save_timing, time_cell, timings_path
+    from benchmarks.harness.cell_timing import before_after, save_timing, time_cell, timings_path
 
     benchmark = get_benchmark(args.benchmark)
     message = missing_data(benchmark, args.scale)
@@ -389,7 +389,7 @@ def cmd_reproduce(args) -> int:
         raise ValueError("--cells and --method name cells of one benchmark; give one benchmark id with them")
     from tabulate import tabulate
 
-    from benchmarks.plan import plan
+    from benchmarks.harness.plan import plan
 
     runnable, table = [], []
     for b in targets:
@@ -552,7 +552,7 @@ def draw_figures(benchmark: Benchmark, scale: str) -> list[Path]:
 
 
 def cmd_pins(args) -> int:
-    from benchmarks.pins import regression_problems, write_pins
+    from benchmarks.harness.pins import regression_problems, write_pins
 
     if args.update:
         print(f"wrote {write_pins()} (review its diff: a record gone or a verdict changed is a decision to explain)")
@@ -566,7 +566,7 @@ def cmd_pins(args) -> int:
 def cmd_plan(args) -> int:
     from tabulate import tabulate
 
-    from benchmarks.plan import plan
+    from benchmarks.harness.plan import plan
 
     benchmark = get_benchmark(args.benchmark)
     cells = [Cell.parse(c) for c in args.cells] if args.cells else benchmark.cells(variants=args.variants, scale=args.scale)
@@ -587,7 +587,7 @@ def cmd_plan(args) -> int:
 def cmd_provenance(args) -> int:
     from tabulate import tabulate
 
-    from benchmarks.provenance import annotate_unknown, training_summary
+    from benchmarks.harness.provenance import annotate_unknown, training_summary
 
     benchmark = get_benchmark(args.benchmark)
     if args.annotate_unknown:
@@ -611,7 +611,7 @@ def cmd_provenance(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from benchmarks.generate import tox_in_sync, tox_path, write_tox
+    from benchmarks.harness.generate import tox_in_sync, tox_path, write_tox
 
     if args.check:
         if tox_in_sync():

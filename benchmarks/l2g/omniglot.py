@@ -10,7 +10,7 @@ version under one protocol and compares them on the same 1000 test episodes
 Protocol: Vinyals' Omniglot split (``train`` / ``val`` / ``test`` character
 files, each character at 0/90/180/270 degrees a class), 28x28 NEAREST, 1000
 test episodes of 15 queries per class (as ``snell2017-table1``); the models
-and their training are L2G's (:mod:`benchmarks.fewshot_metric`: training
+and their training are L2G's (:mod:`benchmarks.families.fewshot_metric`: training
 episodes of the test column's ways and shots with 15 queries, Adam 1e-3
 halved every 10K / 100K updates, five task pairs per L2G update, inner
 step 1e-2, selection on validation accuracy); one run per cell, so that the
@@ -34,9 +34,9 @@ meta-batch's; with summed losses L2G + ProtoNet reaches only 55.8%.
 
 from __future__ import annotations
 
-from benchmarks.base import MAIN, Cell
-from benchmarks.fewshot_metric import FewShotMetricTable
-from benchmarks.l2g_table1 import SMOKE
+from benchmarks.families.fewshot_metric import FewShotMetricTable
+from benchmarks.harness.base import MAIN, Cell
+from benchmarks.l2g.table1 import SMOKE
 
 SUMMED, FIVE_TASKS = "summed losses", "5 tasks per update"
 COLUMNS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
@@ -55,7 +55,7 @@ class L2GOmniglot(FewShotMetricTable):
     rows = ("Prototypical Network", "L2G + Prototypical Network", "Relation Network", "L2G + Relation Network")
     columns = COLUMNS
     runs = 1
-    training_seeds = 3  # a claim rests on at least 3 trainings per row (benchmarks.runner.claim_checks)
+    training_seeds = 3  # a claim rests on at least 3 trainings per row (benchmarks.harness.runner.claim_checks)
     protocol = PROTOCOL
     scale_overrides = SCALES
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.base import Cell, CellResult
-from benchmarks.fewshot_metric import FewShotMetricTable
-from benchmarks.hyperrepr_table1 import HyperReprTable1
-from benchmarks.l2g_omniglot import BENCHMARK as L2G_OMNIGLOT
-from benchmarks.l2g_omniglot import COLUMNS, PROTOCOL, SCALES
+from benchmarks.families.fewshot_metric import FewShotMetricTable
+from benchmarks.harness.base import Cell, CellResult
+from benchmarks.hyperrepr.table1 import HyperReprTable1
+from benchmarks.l2g.omniglot import BENCHMARK as L2G_OMNIGLOT
+from benchmarks.l2g.omniglot import COLUMNS, PROTOCOL, SCALES
 
 #: T grid on Omniglot [choice: the lower half of hyperrepr-table1's, for this CPU]
 T_GRID = (1, 5)
@@ -28,7 +28,7 @@ class HyperReprOmniglot(HyperReprTable1):
     rows = ("Prototypical Network", "Hyper-Representation")
     columns = COLUMNS
     cited_rows = ()
-    training_seeds = 3  # a claim rests on at least 3 trainings per row (benchmarks.runner.claim_checks)
+    training_seeds = 3  # a claim rests on at least 3 trainings per row (benchmarks.harness.runner.claim_checks)
     t_grid = T_GRID
     protocol = PROTOCOL
     scale_overrides = {**SCALES, "smoke": {**SCALES["smoke"], "t_grid": [1, 3]}}

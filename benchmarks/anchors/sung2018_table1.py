@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.base import Cell
-from benchmarks.omniglot_gbml import COLUMNS, OmniglotGBML, parse_column
+from benchmarks.families.omniglot_gbml import COLUMNS, OmniglotGBML, parse_column
+from benchmarks.harness.base import Cell
 from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import ClassPool, load_cache, read_split
 from metarepro.data.store import DataError, data_root

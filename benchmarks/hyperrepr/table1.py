@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.base import Cell, CellResult
-from benchmarks.fewshot_metric import FewShotMetricTable
-from benchmarks.l2g_table1 import QUICK, SMOKE
+from benchmarks.families.fewshot_metric import FewShotMetricTable
+from benchmarks.harness.base import Cell, CellResult
+from benchmarks.l2g.table1 import QUICK, SMOKE
 from metarepro.timing import now
 
 T_GRID = (1, 2, 5, 10)

@@ -1,6 +1,6 @@
 """``metarepro plan``: a benchmark's cells as training groups, the unit that reproduce, DVC stages and launchers run.
 
-A *group* is the cells that share one trained model (:meth:`~benchmarks.base.Benchmark.training_key`): it trains once
+A *group* is the cells that share one trained model (:meth:`~benchmarks.harness.base.Benchmark.training_key`): it trains once
 and tests each cell. Per group: its cells, its run folders, the projected hours (from the cells' timed records, on the
 machine and threads those name, or the benchmark's rough estimate, labelled as such), the peak memory measured by the
 run that made its record (where one did), the data it needs and whether that is present, and whether every cell's record
@@ -9,8 +9,8 @@ is current.
 
 from __future__ import annotations
 
-from benchmarks.base import Benchmark, Cell
-from benchmarks.runner import group_seconds, is_current, timed_record
+from benchmarks.harness.base import Benchmark, Cell
+from benchmarks.harness.runner import group_seconds, is_current, timed_record
 
 
 def cell_id(cell: Cell) -> str:

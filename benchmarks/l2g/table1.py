@@ -3,7 +3,7 @@ Optimization", ``../shared/papers/l2g-learning-to-generalize.txt``, sec. 4).
 
 Every row but the Meta-learner LSTM (Ravi & Larochelle 2017, shown as a cited
 baseline the suite does not train) is trained here with the protocol of
-:mod:`benchmarks.fewshot_metric`: five runs, each the mean accuracy over the
+:mod:`benchmarks.families.fewshot_metric`: five runs, each the mean accuracy over the
 same 600 test episodes (15 queries per class); a cell is the mean and 95% CI
 over the five run means. Data: Ravi & Larochelle's 64/16/20-class split
 (sec. 4, "[19]"), 84x84. The table prints no 10-way numbers for Matching
@@ -16,7 +16,7 @@ cell on generated mini-ImageNet files in the real pickle layout.
 
 from __future__ import annotations
 
-from benchmarks.fewshot_metric import FewShotMetricTable
+from benchmarks.families.fewshot_metric import FewShotMetricTable
 
 ROWS = ("Matching Nets", "MAML", "Prototypical Network", "MAML + Prototypical Network", "L2G + Prototypical Network",
         "Relation Network", "MAML + Relation Network", "L2G + Relation Network")

@@ -1,7 +1,7 @@
 """What the regression suite holds fixed, as data: pinned records, claim verdicts and the bands of known deviations.
 
 * ``results/pins.json``: every paper-scale record (``<benchmark>/<slug>``) that must exist, and every claim verdict
-  (``yes``, ``reversed``, ``no difference``, ``too few seeds ...``) as :func:`benchmarks.runner.claim_checks` reads it
+  (``yes``, ``reversed``, ``no difference``, ``too few seeds ...``) as :func:`benchmarks.harness.runner.claim_checks` reads it
   today. Written by ``metarepro pins --update``, never by hand: a removed record or a changed verdict then shows in the
   diff of a commit that says why. A deleted record or a verdict that moved without that update fails the tests.
 * ``results/known-deviations.json``: each known deviation with the mean and 95% half-width its finding quotes; the
@@ -30,12 +30,12 @@ def pins_path(root: Path | None = None) -> Path:
 def current_pins() -> dict:
     """The pins as the records under ``results/`` give them now."""
     from benchmarks import BENCHMARKS
-    from benchmarks.runner import claim_checks
+    from benchmarks.harness.runner import claim_checks
 
     records = sorted(f"{p.parent.parent.name}/{p.stem}" for p in (R.results_dir() / "reproduced").glob("*/paper/*.json"))
     claims = [{"benchmark": b.id, **{k: c[k] for k in ("claim", "column", "protocol", "scale", "holds")}}
               for b in BENCHMARKS.values() for c in claim_checks(b)]
-    return {"description": "written by `metarepro pins --update` (benchmarks/pins.py); tests/test_regression.py fails when a "
+    return {"description": "written by `metarepro pins --update` (benchmarks/harness/pins.py); tests/test_regression.py fails when a "
                            "pinned paper-scale record is missing or a claim verdict differs",
             "paper_records": records, "claims": claims}
 
@@ -89,7 +89,7 @@ def check_known_deviation_bands() -> list[str]:
     """Problems with the known deviations: one listed in a benchmark without a band or the reverse, a record missing, or
     a record whose mean left ``quoted mean +/- quoted 95% half-width``."""
     from benchmarks import BENCHMARKS
-    from benchmarks.base import Cell
+    from benchmarks.harness.base import Cell
 
     bands = {(d["benchmark"], d["row"], d["column"]): d for d in load_known_deviation_bands()}
     listed = {(b.id, row, column) for b in BENCHMARKS.values() for row, column in b.known_deviations}
@@ -112,7 +112,7 @@ def cell_problems(benchmark, cell) -> list[str]:
     """A main cell's pinned paper-scale record against the paper: consistent with its scores, current, and ``within``
     unless listed as a known deviation, in which case ``outside`` (strict both ways). No record: no problem here
     (:func:`check_pins` fails a pinned record that went missing)."""
-    from benchmarks.runner import comparison
+    from benchmarks.harness.runner import comparison
 
     path = R.record_path(benchmark.id, "paper", cell.slug)
     if not path.exists():

@@ -19,20 +19,15 @@ import numpy as np
 import torch
 
 from benchmarks import get_benchmark
-from benchmarks.base import MAIN, Benchmark, Cell
-from benchmarks.provenance import training_summary
+from benchmarks.harness.base import MAIN, Benchmark, Cell
+from benchmarks.harness.cell_timing import fastest_of, load_timings, resolve_engine
+from benchmarks.harness.paths import runs_dir
+from benchmarks.harness.provenance import training_summary
 from metarepro import results as R
 from metarepro.atomic import file_lock
 from metarepro.evaluate import mean_ci95
 from metarepro.runtime import keep_freed_memory
 from metarepro.trainer import collect_trainings, set_run_context, stop_on_signals, stop_requested
-
-RUNS_DIR = R.PROJECT_ROOT / "runs"
-
-
-def runs_dir() -> Path:
-    """Checkpoints live here (``runs/`` of the checkout, or ``$METAREPRO_RUNS``)."""
-    return Path(os.environ.get("METAREPRO_RUNS", RUNS_DIR))
 
 
 def peak_rss_mb() -> float:
@@ -93,7 +88,7 @@ def projected_seconds(benchmark: Benchmark, cell: Cell, scale: str, remaining: b
 
 def projected_train_test(benchmark: Benchmark, cell: Cell, scale: str, remaining: bool = False) -> tuple[float, float]:
     """:func:`projected_seconds` as (training, test) seconds; a rough estimate is split where the benchmark splits it
-    (:meth:`~benchmarks.base.Benchmark.estimated_train_test`), else counts as training alone."""
+    (:meth:`~benchmarks.harness.base.Benchmark.estimated_train_test`), else counts as training alone."""
     left = 1 - checkpointed_fraction(benchmark, cell, scale) if remaining else 1.0
     record = timed_record(benchmark, cell)
     source = record["config"] if record else {}
@@ -112,7 +107,7 @@ def projected_train_test(benchmark: Benchmark, cell: Cell, scale: str, remaining
 
 def checkpointed_fraction(benchmark: Benchmark, cell: Cell, scale: str) -> float:
     """Fraction of the cell's training already checkpointed: the mean over its run folders
-    (:meth:`~benchmarks.base.Benchmark.run_directories`) of ``iteration / iterations`` (0 for a folder with no
+    (:meth:`~benchmarks.harness.base.Benchmark.run_directories`) of ``iteration / iterations`` (0 for a folder with no
     readable ``checkpoint.pt``; 0 where the config counts no iterations, e.g. snell2017-table1's epochs)."""
     iterations = benchmark.config(cell, scale).get("iterations")
     folders = benchmark.run_directories(cell, scale)
@@ -136,7 +131,7 @@ def _checkpoint_iteration(path: Path) -> int | None:
 def checkpointed_runs() -> list[dict]:
     """Every training checkpoint under :func:`runs_dir`: how far it trained, when it last wrote, the cells it serves.
 
-    Folders are matched to cells through :meth:`~benchmarks.base.Benchmark.run_directories` (a folder can serve
+    Folders are matched to cells through :meth:`~benchmarks.harness.base.Benchmark.run_directories` (a folder can serve
     cells of several benchmarks: finn2017-table1's MAML models also serve nichol2018-table1's MAML rows).
     Early-stopping snapshots (``*best.pt``) are not training progress and are left out.
     """
@@ -185,8 +180,6 @@ def restart_folders(benchmark: Benchmark, cells: list[Cell], scale: str) -> list
 
 def engine_factor(benchmark_id: str, cell: Cell, record: dict) -> float:
     """Time of the engine ``--engine auto`` picks over the time of the engine ``record`` trained on (1 if not timed)."""
-    from benchmarks.cell_timing import fastest_of, load_timings
-
     entry = load_timings(record["timing"].get("device", "cpu")).get(benchmark_id, {}).get(cell.label)
     used = record.get("provenance", {}).get("engine", "func")
     if not entry or used not in entry["engines"]:
@@ -224,7 +217,7 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
 
 
 def training_locks(benchmark: Benchmark, cells: list[Cell], scale: str) -> contextlib.ExitStack:
-    """Hold the lock of every run folder the cells train in (:meth:`~benchmarks.base.Benchmark.run_directories`),
+    """Hold the lock of every run folder the cells train in (:meth:`~benchmarks.harness.base.Benchmark.run_directories`),
     in sorted order so two processes cannot deadlock; a folder another process holds is waited for, with a message.
 
     One lock per trained model, whichever benchmark asks: nichol2018-table1's MAML rows train in finn2017-table1's
@@ -303,10 +296,8 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
     ``allow_protocol_change``: resume checkpoints trained under other protocol versions (recorded in their segments).
 
     ``engine="auto"``: each group of cells trains on the inner-loop engine ``metarepro time`` measured fastest for it
-    on this device (:func:`benchmarks.cell_timing.resolve_engine`; ``func`` where none was measured).
+    on this device (:func:`benchmarks.harness.cell_timing.resolve_engine`; ``func`` where none was measured).
     """
-    from benchmarks.cell_timing import resolve_engine
-
     for cell in cells:
         benchmark.check_cell(cell)
     todo = [c for c in cells if restart or not is_current(benchmark, c, scale)]

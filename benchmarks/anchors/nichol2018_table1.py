@@ -40,10 +40,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.base import Cell
-from benchmarks.finn2017_table1 import BENCHMARK as FINN
-from benchmarks.finn2017_table1 import MAML_SPLIT_DEVIATION, maml_training_key
-from benchmarks.omniglot_gbml import SMOKE_DATA, OmniglotGBML, chunked_scores, minibatch_order, parse_column, test_episodes
+from benchmarks.anchors.finn2017_table1 import BENCHMARK as FINN
+from benchmarks.anchors.finn2017_table1 import MAML_SPLIT_DEVIATION, maml_training_key
+from benchmarks.families.omniglot_gbml import SMOKE_DATA, OmniglotGBML, chunked_scores, minibatch_order, parse_column, test_episodes
+from benchmarks.harness.base import Cell
 from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
 from metarepro.trainer import lr_schedule_linear

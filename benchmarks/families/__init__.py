@@ -1,0 +1,1 @@
+"""Table families several papers share: metric learners on image episodes, gradient-based learners on Omniglot."""

@@ -1,0 +1,1 @@
+"""Guiroy et al., Towards Understanding Generalization in Gradient-Based Meta-Learning, 2019."""
