@@ -122,15 +122,20 @@ def load_published(benchmark_id: str, root: Path | None = None) -> list[Publishe
 # ---------------------------------------------------------------- provenance
 
 
+#: what runs: a change here (tracked or a new file) makes a record's code differ from its commit ("dirty"); what the suite
+#: writes itself (records, rendered pages, figures, pins, dvc.lock, checkpoints) and the docs never do
+CODE_PATHS = ("metarepro", "methods", "benchmarks", "pyproject.toml", "constraints.txt")
+
+
 def git_state(root: Path = PROJECT_ROOT) -> dict:
-    """Commit of the checkout and whether its tracked files differ from it."""
+    """Commit of the checkout and whether the code that runs (:data:`CODE_PATHS`) differs from it."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"))
+        dirty = bool(git("status", "--porcelain", "--untracked-files=normal", "--", *CODE_PATHS))
     except (subprocess.CalledProcessError, FileNotFoundError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}

@@ -362,3 +362,19 @@ def test_the_cell_index_lists_every_published_cell_and_claim_record(isolated_res
         table = list(csv.DictReader(f))
     assert len(table) == len(rows) and list(table[0]) == list(INDEX_FIELDS)
     assert len(rows) == sum(len(comparison(b)) for b in BENCHMARKS.values())  # no records here: the published cells alone
+
+
+def test_dirty_means_the_code_differs_not_the_files_the_suite_writes(tmp_path):
+    root = tmp_path / "repo"
+    (root / "methods").mkdir(parents=True)
+    (root / "results").mkdir()
+    (root / "methods" / "m.py").write_text("x = 1\n")
+    (root / "README.md").write_text("r\n")
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
+        subprocess.run(["git", *args], cwd=root, check=True)
+    assert R.git_state(root)["dirty"] is False
+    (root / "README.md").write_text("rendered summary\n")
+    (root / "results" / "record.json").write_text("{}")
+    assert R.git_state(root)["dirty"] is False  # a rendered page or a new record is not a change of code
+    (root / "methods" / "new.py").write_text("y = 2\n")
+    assert R.git_state(root)["dirty"] is True  # an untracked module would be imported
