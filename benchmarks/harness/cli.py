@@ -648,7 +648,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("benchmarks", nargs="+", metavar="ID",
                    help="benchmark ids, or tableN / figN (several: prints the projected hours and runs only with --yes)")
     r.add_argument("--scale", choices=R.SCALES, default="quick")
-    r.add_argument("--cells", nargs="+", metavar="ROW/COLUMN[/VARIANT]", help="only these cells")
+    r.add_argument("--cells", nargs="+", metavar="ROW/COLUMN[/VARIANT[/seed=N]]", help="only these cells")
     r.add_argument("--method", help="run a registered method (methods.METHODS) as an extra row under this protocol")
     r.add_argument("--variants", nargs="+", metavar="NAME", help="also run these protocol variants ('all' for every one)")
     r.add_argument("--jobs", type=int, default=2, help="cells trained side by side (default 2, one per core)")
