@@ -360,8 +360,13 @@ def missing_data(benchmark: Benchmark, scale: str) -> str | None:
     """What to fetch when ``scale`` needs data that is not under the data root; None when nothing is missing."""
     if scale == "smoke" or benchmark.data_available():
         return None
+    from metarepro.data import DATASETS
+
+    dataset = DATASETS.get(benchmark.requires_data)
+    if dataset is not None and not dataset.files and dataset.manual:  # cannot be downloaded by the suite (ImageNet terms)
+        return f"{benchmark.id} needs {benchmark.requires_data} under {data_root()}: {dataset.manual}"
     return (f"{benchmark.id} needs {benchmark.requires_data} under {data_root()}: run "
-            f"`metarepro data fetch {benchmark.requires_data} splits` (METAREPRO_MIRROR=../shared/data for the local mirror)")
+            f"`metarepro data fetch {benchmark.requires_data} splits` (METAREPRO_MIRROR: a local mirror of the files, if you have one)")
 
 
 def expand_targets(names: list[str]) -> list[Benchmark]:
