@@ -90,8 +90,8 @@ def test_a_flipped_claim_verdict_fails(results_copy):
     for seed in check.seeds(pinned["scale"]):
         base, method = (folder / f"{Cell(row, pinned['column'], seed=seed).slug}.json"
                         for row in ("Prototypical Network", "L2G + Prototypical Network"))
-        if not base.exists():  # a seed not trained yet: give it records made from seed 0's, as a run would
-            for target in (base, method):
+        for target in (base, method):
+            if not target.exists():  # a seed not trained yet: give it a record made from seed 0's, as a run would
                 seed0 = json.loads(target.with_name(target.name.replace(f"--seed{seed}", "")).read_text())
                 seed0.update(seed=seed, config={**seed0["config"], "train_seed": seed})
                 seed0["config_hash"] = R.config_hash(seed0["config"])
