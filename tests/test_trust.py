@@ -280,7 +280,9 @@ def test_figures_without_matplotlib_are_skipped_with_a_note_and_kept(isolated_re
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     for name in [m for m in sys.modules if m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setattr(type(bench), "render_figures", lambda self, scale: __import__("metarepro.figures").figures._require_matplotlib())
+    from metarepro.figures import _require_matplotlib
+
+    monkeypatch.setattr(type(bench), "render_figures", lambda self, scale: _require_matplotlib())
     assert draw_figures(bench, "smoke") == []
     assert "figures not drawn" in capsys.readouterr().err and old.read_bytes() == b"\x89PNG old"
 
