@@ -66,6 +66,12 @@ RECORD = {
                                         "properties": {"segments": {"type": "array", "items": _SEGMENT}}}},
             {"type": "object", "required": ["unknown", "may_span_commits"], "properties": {"unknown": {"const": True}}},
         ]},
+        # the weights the scores came from, pinned beside the records (benchmarks/harness/checkpoints.py)
+        "checkpoint": {"oneOf": [
+            {"type": "object", "required": ["path", "sha256", "bytes"],
+             "properties": {"path": _TEXT, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "bytes": {"type": "integer"}}},
+            {"type": "object", "required": ["pinned", "why"], "properties": {"pinned": {"const": False}, "why": _TEXT}},
+        ]},
     },
 }
 

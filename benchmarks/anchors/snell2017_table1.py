@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.harness.base import Benchmark, Cell, CellResult
+from benchmarks.harness.paths import runs_dir
 from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import DRAWERS, ClassPool, load_cache, read_split
 from metarepro.data.store import DataError, data_root
@@ -272,8 +273,15 @@ class Snell2017Table1(Benchmark):
         payload = load_checkpoint(checkpoint, f"{self.training_key(cell, scale)}-trainval")
         model = ProtoNet(Conv4(1, cfg["filters"], pool=True))
         model.load_state_dict(payload["model"])
-        pools = self.pools(cfg, Path(checkpoint).parent.parent)
+        pools = self.pools(cfg, runs_dir() / self.id / scale)  # fixture data lives with the runs
         return self.test_scores(model.to(device), pools["test"], cfg, device)
+
+    def scored_checkpoint(self, cell: Cell, scale: str) -> Path:
+        """The "trainval" phase's last checkpoint: the model the cell is scored with."""
+        return runs_dir() / self.id / scale / self.training_key(cell, scale) / "trainval.pt"
+
+    def protocol_model(self, cell: Cell, scale: str) -> ProtoNet:
+        return ProtoNet(Conv4(1, self.config(cell, scale)["filters"], pool=True))
 
 
 BENCHMARK = Snell2017Table1()

@@ -397,11 +397,17 @@ class FewShotMetricTable(Benchmark):
         return self.accuracies(model, self.fixed_episodes(pools["test"], cfg, "test", cfg["test_episodes"]), device), {}
 
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
+        from benchmarks.harness.paths import runs_dir
+
         cfg = self.config(cell, scale)
         model = build_learner(cfg, max(cfg["train_ways"]))
         model.load_state_dict(load_checkpoint(checkpoint, None)["model"])
-        pools = self.pools(cfg, Path(checkpoint).parent.parent)
+        pools = self.pools(cfg, self.runs_home(runs_dir() / self.id / scale, cfg))  # fixture data lives with the runs
         return self.score_run(model.to(device), pools, cfg, device)[0]
+
+    def protocol_model(self, cell: Cell, scale: str) -> nn.Module:
+        cfg = self.config(cell, scale)
+        return build_learner(cfg, max(cfg["train_ways"]))
 
 
 def omniglot_pools(cfg: dict, runs_dir: Path) -> dict:

@@ -207,6 +207,25 @@ class Benchmark:
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
         raise NotImplementedError
 
+    def scored_checkpoint(self, cell: Cell, scale: str) -> Path | None:
+        """The one file (under the runs root) whose model gave the cell's scores, i.e. what :meth:`evaluate_checkpoint`
+        reads: the early-stopping snapshot ``best.pt`` where the run kept one, else ``checkpoint.pt``; None where the
+        scores come from several models (runs, grids). What the runner pins for a paper-scale record
+        (:mod:`benchmarks.harness.checkpoints`), after checking that re-scoring it gives the record's scores."""
+        from benchmarks.harness.paths import runs_dir
+
+        folders = self.run_directories(cell, scale)
+        if len(folders) != 1:
+            return None
+        folder = runs_dir() / folders[0]
+        return folder / "best.pt" if (folder / "best.pt").is_file() else folder / "checkpoint.pt"
+
+    def protocol_model(self, cell: Cell, scale: str):
+        """An untrained instance of the model the cell trains (its classes name the protocol versions that decide its
+        numbers: :func:`metarepro.trainer.protocol_versions`), or None where the benchmark cannot build one."""
+        build = getattr(self, "build_model", None)
+        return build(self.config(cell, scale)) if build is not None else None
+
     def load_trained(self, checkpoint: Path, cell: Cell, scale: str, key: str | None = None):
         """``(config, model)`` of a saved checkpoint, refused (CheckpointError) when it was trained with another configuration."""
         from metarepro.trainer import load_checkpoint

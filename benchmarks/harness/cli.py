@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ from metarepro.evaluate import mean_ci95
 from metarepro.inner import ENGINES
 from metarepro.precision import PRECISIONS
 from metarepro.runtime import keep_freed_memory
+from metarepro.schemas import load_validated
 from metarepro.trainer import CheckpointError, NonFiniteLossError
 
 
@@ -385,7 +387,24 @@ def expand_targets(names: list[str]) -> list[Benchmark]:
     return list(dict.fromkeys(out))
 
 
+def stop_with_dvc() -> None:
+    """Under ``dvc repro`` (``DVC_STAGE`` set), have the kernel send this process SIGTERM when DVC dies: a SIGTERM to
+    the ``dvc`` process alone kills it without passing the signal on, and the stage's training would go on unseen,
+    writing its record after DVC gave up. On SIGTERM the trainer checkpoints and stops; the next ``dvc repro`` resumes.
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere signal the whole process group (Slurm, ``timeout``, Ctrl-C do)."""
+    if not os.environ.get("DVC_STAGE") or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # DVC died before the call: nobody is left to tell
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def cmd_reproduce(args) -> int:
+    stop_with_dvc()
     targets = expand_targets(args.benchmarks)
     if len(targets) == 1 and len(args.benchmarks) == 1 and args.benchmarks[0] == targets[0].id:
         args.benchmark = targets[0].id
@@ -512,11 +531,37 @@ def _print_extra_rows(benchmark: Benchmark) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    import numpy as np
+
+    from benchmarks.harness.checkpoints import rescore_pinned
+
     benchmark = get_benchmark(args.benchmark)
     cell = Cell.parse(args.cell)
-    scores = benchmark.evaluate_checkpoint(Path(args.checkpoint), cell, args.scale, device=args.device)
+    benchmark.check_cell(cell)
+    record = None
+    if args.checkpoint is None:
+        path = R.record_path(benchmark.id, args.scale, cell.slug)
+        if not path.exists():
+            print(f"{benchmark.id} {cell.label} [{args.scale}] has no record ({path}); name a checkpoint file", file=sys.stderr)
+            return 1
+        record = load_validated(path, "record")
+        try:
+            scores, checkpoint = rescore_pinned(benchmark, record, device=args.device)
+        except ValueError as err:
+            print(err, file=sys.stderr)
+            return 1
+    else:
+        checkpoint = args.checkpoint
+        scores = benchmark.evaluate_checkpoint(Path(checkpoint), cell, args.scale, device=args.device)
     mean, ci = mean_ci95(scores)
-    print(f"{benchmark.id} {cell.label} [{args.scale}]: {benchmark.metric} {mean:.4f} ± {ci:.4f} over {len(scores)} test episodes")
+    print(f"{benchmark.id} {cell.label} [{args.scale}] from {checkpoint}: {benchmark.metric} {mean:.4f} ± {ci:.4f} "
+          f"over {len(scores)} test episodes")
+    if record is not None:
+        stored = np.asarray(record["scores"], dtype=np.float64)
+        same = stored.shape == scores.shape and np.array_equal(stored, scores)
+        gap = "" if same or stored.shape != scores.shape else f" (largest per-episode difference {np.max(np.abs(stored - scores)):.3g})"
+        print(f"  the record's per-episode scores: {'identical' if same else 'DIFFERENT' + gap}")
+        return 0 if same else 1
     return 0
 
 
@@ -616,6 +661,23 @@ def cmd_provenance(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    if args.what == "dvc":
+        from benchmarks.harness import dvc
+
+        if args.check:
+            stale = dvc.out_of_sync()
+            problems = [f"{p}: out of date: run `metarepro generate dvc`" for p in stale] + dvc.lock_problems()
+            for line in problems:
+                print(line, file=sys.stderr)
+            if not problems:
+                print("dvc.yaml, params.yaml and dvc.lock in sync with the registry and the committed records")
+            return 1 if problems else 0
+        for path in dvc.write_dvc() if not args.lock else [*dvc.write_dvc(), dvc.write_lock()]:
+            print(f"wrote {path}")
+        return 0
+    if args.lock:
+        print("--lock applies to `generate dvc`", file=sys.stderr)
+        return 2
     from benchmarks.harness.generate import tox_in_sync, tox_path, write_tox
 
     if args.check:
@@ -688,8 +750,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--all", action="store_true", help="also list variant cells that have not been run")
     c.set_defaults(fn=cmd_compare)
 
-    e = sub.add_parser("evaluate", help="re-evaluate a checkpoint on a cell's fixed test episodes")
-    e.add_argument("checkpoint")
+    e = sub.add_parser("evaluate", help="re-evaluate a checkpoint on a cell's fixed test episodes (default: the record's pinned one)",
+                       description="Score a checkpoint on the cell's fixed test episodes. Without CHECKPOINT: the checkpoint the "
+                                   "cell's record pins (its sha256 checked), and whether the scores equal the record's.")
+    e.add_argument("checkpoint", nargs="?", help="a checkpoint file (default: the record's pinned checkpoint)")
     e.add_argument("--benchmark", required=True)
     e.add_argument("--cell", required=True, metavar="ROW/COLUMN[/VARIANT]")
     e.add_argument("--scale", choices=R.SCALES, default="paper")
@@ -698,9 +762,12 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("render", help="rewrite results/README.md from the records").set_defaults(fn=cmd_render)
 
-    gn = sub.add_parser("generate", help="rewrite the files generated from the registry (tox.ini's reproduce environments)")
-    gn.add_argument("what", choices=("tox",))
-    gn.add_argument("--check", action="store_true", help="exit 1 when the committed file is out of date, change nothing")
+    gn = sub.add_parser("generate", help="rewrite the files generated from the registry: tox.ini's reproduce environments; "
+                                         "dvc.yaml and params.yaml (and with --lock dvc.lock) from the committed records")
+    gn.add_argument("what", choices=("tox", "dvc"))
+    gn.add_argument("--check", action="store_true", help="exit 1 when a committed file is out of date, change nothing")
+    gn.add_argument("--lock", action="store_true", help="dvc: also rewrite dvc.lock as the committed records were made "
+                                                        "(needs dvc); after adding or replacing records")
     gn.set_defaults(fn=cmd_generate)
 
     pl = sub.add_parser("plan", help="training groups (cells sharing one model) with projected hours, memory, data, currency")

@@ -21,6 +21,7 @@ import torch
 from benchmarks import get_benchmark
 from benchmarks.harness.base import MAIN, Benchmark, Cell
 from benchmarks.harness.cell_timing import fastest_of, load_timings, resolve_engine
+from benchmarks.harness.checkpoints import PINNED_SCALES, pin_checkpoint
 from benchmarks.harness.paths import runs_dir
 from benchmarks.harness.provenance import training_summary
 from metarepro import results as R
@@ -261,6 +262,7 @@ def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engin
                   "score (the adaptation diverged); no record written", file=sys.stderr)
             continue
         cfg = benchmark.config(cell, scale)
+        pinned = {"checkpoint": pin_checkpoint(benchmark, cell, scale, result.scores, device)} if scale in PINNED_SCALES else {}
         record = R.make_record(
             benchmark=benchmark_id, row=cell.row, column=cell.column, variant=cell.variant, scale=scale,
             metric=benchmark.metric, scores=result.scores, config=cfg, deviations=result.deviations,
@@ -273,6 +275,7 @@ def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engin
             extra={**result.extra, "trainings": [relative_training(t) for t in trainings]}, score_unit=result.score_unit,
             seed=cell.seed,
         )
+        record.update(pinned)
         written.append(str(R.write_record(record, cell.slug)))
     return written
 

@@ -1,0 +1,153 @@
+"""The DVC pipeline means what it says (issue #15): one stage per recorded training group, whose parameters are what
+decides its numbers; ``dvc status`` names exactly the stale groups; pinned checkpoints re-score to their records."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import get_benchmark
+from benchmarks.harness import checkpoints as C
+from benchmarks.harness import dvc as D
+from benchmarks.harness.base import Cell
+from benchmarks.harness.cli import main
+from tests.conftest import ROOT
+
+yaml = pytest.importorskip("yaml")
+
+
+def test_dvc_files_are_in_sync_with_the_records():
+    assert D.out_of_sync() == [], "run `metarepro generate dvc` (and `--lock` after adding records)"
+    assert D.lock_problems() == []
+    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    committed = {p.relative_to(ROOT).as_posix() for p in (ROOT / "results" / "reproduced").glob("*/*/*.json")
+                 if p.parent.name in D.STAGE_SCALES}
+    outs = {next(iter(o)) for s in pipeline.values() for o in s["outs"] if next(iter(o)).startswith("results/reproduced/")}
+    # every committed record is some stage's output (methods run under a protocol excepted: none are committed today)
+    assert outs == committed
+    # a refactor must stale nothing: no stage depends on source files
+    assert all("deps" not in s for s in pipeline.values())
+
+
+def _stages_changed_by(monkeypatch, cls, version: int) -> set[str]:
+    monkeypatch.setattr(cls, "PROTOCOL_VERSION", version, raising=False)
+    return {s["name"] for s in D.stages() if s["params"] != s["recorded"]}
+
+
+def test_a_protocol_bump_stales_exactly_the_groups_that_train_that_class(monkeypatch):
+    from methods.protonet import ProtoNet
+
+    assert _stages_changed_by(monkeypatch, ProtoNet, 1) == set()
+    changed = _stages_changed_by(monkeypatch, ProtoNet, 2)
+    # oracle: the rows whose models contain a prototypical network, read from the records' own row names
+    expected = {s["name"] for s in D.stages() if any("Prototypical" in c.row for c in s["cells"])}
+    assert changed == expected and len(expected) >= 10
+
+
+@pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is not installed")
+def test_dvc_status_names_exactly_the_bumped_groups(tmp_path, monkeypatch):
+    """The real ``dvc status`` on a copy of the pipeline and the records: clean, then after a ProtoNet protocol bump
+    it names exactly the stages whose params changed."""
+    from methods.protonet import ProtoNet
+
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    for name in ("dvc.yaml", "params.yaml", "dvc.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "results", tmp_path / "results", ignore=shutil.ignore_patterns("figures", "timing"))
+
+    def status() -> dict:
+        out = subprocess.run(["dvc", "status", "--json", "dvc.yaml"], cwd=tmp_path, check=True, capture_output=True, text=True)
+        return json.loads(out.stdout or "{}")
+
+    assert status() == {}
+    monkeypatch.setattr(ProtoNet, "PROTOCOL_VERSION", 2, raising=False)
+    all_stages = D.stages()
+    (tmp_path / "params.yaml").write_text(D.params_yaml(all_stages))
+    expected = {s["name"] for s in all_stages if s["params"]["protocol"].get("ProtoNet") == 2}
+    assert set(status()) == expected and expected
+
+
+def test_stage_names_are_valid_dvc_params_keys():
+    benchmark = get_benchmark("guiroy-fig9")
+    assert D.stage_name(benchmark, "quick", "regmaml-20w1s-85ecac104b5c43f8-g0.5") == "guiroy-fig9__quick__regmaml-20w1s-85ecac104b5c43f8-g0_5"
+
+
+# -- pinned checkpoints -----------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def pinning_smoke(isolated_results, monkeypatch):
+    """Smoke records pin their checkpoints (paper scale does so in real runs)."""
+    import benchmarks.harness.runner as runner
+
+    monkeypatch.setattr(runner, "PINNED_SCALES", ("smoke", "paper"))
+    return isolated_results
+
+
+@pytest.mark.parametrize("benchmark_id, cell", [("alfa-table8", "MAML/2x40 5-shot"), ("l2g-omniglot", "Prototypical Network/5-way 1-shot")])
+def test_a_pinned_checkpoint_rescores_to_its_record(pinning_smoke, benchmark_id, cell, capsys):
+    from benchmarks.harness.runner import reproduce
+
+    benchmark = get_benchmark(benchmark_id)
+    [written] = reproduce(benchmark, "smoke", [Cell.parse(cell)], progress=False, log=lambda *_: None)
+    record = json.loads(Path(written).read_text())
+    pinned = pinning_smoke / record["checkpoint"]["path"]
+    assert hashlib.sha256(pinned.read_bytes()).hexdigest() == record["checkpoint"]["sha256"]
+    # the pinned weights are those the cell was scored with: the run's own file (best snapshot where it kept one)
+    source = benchmark.scored_checkpoint(Cell.parse(cell), "smoke")
+    ours, theirs = torch.load(pinned, weights_only=True)["model"], torch.load(source, weights_only=True)["model"]
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert set(torch.load(pinned, weights_only=True)) == {"format", "config_hash", "model"}  # no optimizer state
+
+    args = ["evaluate", "--benchmark", benchmark_id, "--cell", cell, "--scale", "smoke"]
+    assert main(args) == 0
+    assert "identical" in capsys.readouterr().out
+    data = pinned.read_bytes()
+    pinned.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # one byte changed
+    assert main(args) == 1
+    assert "sha256" in capsys.readouterr().err
+
+
+def test_weights_that_do_not_rescore_are_not_pinned(pinning_smoke, monkeypatch):
+    from benchmarks.harness.runner import reproduce
+
+    benchmark = get_benchmark("alfa-table8")
+    cell = Cell.parse("MAML/2x40 5-shot")
+    monkeypatch.setattr(type(benchmark), "evaluate_checkpoint", lambda self, *a, **k: torch.zeros(600).numpy())
+    [written] = reproduce(benchmark, "smoke", [cell], progress=False, log=lambda *_: None)
+    entry = json.loads(Path(written).read_text())["checkpoint"]
+    assert entry["pinned"] is False and "did not give the record's scores" in entry["why"]
+    assert not C.pinned_path(benchmark, cell, "smoke").exists()
+
+
+def test_a_record_without_a_pinned_checkpoint_says_so(isolated_results, capsys):
+    from benchmarks.harness.runner import reproduce
+
+    reproduce(get_benchmark("alfa-table8"), "smoke", [Cell.parse("MAML/2x40 5-shot")], progress=False, log=lambda *_: None)
+    assert main(["evaluate", "--benchmark", "alfa-table8", "--cell", "MAML/2x40 5-shot", "--scale", "smoke"]) == 1
+    assert "pins no checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_under_dvc_the_stage_command_is_stopped_when_dvc_dies(tmp_path):
+    """``dvc`` killed alone leaves its stage's command running; under ``DVC_STAGE`` the command asks for SIGTERM then."""
+    marker = tmp_path / "got-sigterm"
+    child = (f"import signal, time, pathlib\nfrom benchmarks.harness.cli import stop_with_dvc\n"
+             f"signal.signal(signal.SIGTERM, lambda *a: (pathlib.Path({str(marker)!r}).write_text('yes'), exit(0)))\n"
+             f"stop_with_dvc()\npathlib.Path({str(tmp_path / 'ready')!r}).write_text('')\ntime.sleep(60)\n")
+    parent = (f"import subprocess, sys, os, time, pathlib\n"
+              f"subprocess.Popen([sys.executable, '-c', {child!r}], env={{**os.environ, 'DVC_STAGE': 'x'}})\n"
+              f"while not pathlib.Path({str(tmp_path / 'ready')!r}).exists(): time.sleep(0.05)\n"
+              f"os.kill(os.getpid(), {int(signal.SIGKILL)})\n")
+    subprocess.run([sys.executable, "-c", parent], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.read_text() == "yes"
