@@ -36,8 +36,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def results_dir() -> Path:
-    """``results/`` of the checkout, or ``$METAREPRO_RESULTS``."""
+    """``results/`` of the checkout, or ``$METAREPRO_RESULTS``: the committed (pinned) records."""
     return Path(os.environ.get("METAREPRO_RESULTS", PROJECT_ROOT / "results"))
+
+
+def local_results_dir() -> Path:
+    """Where a user's own runs write (``reproduce`` without ``--pin``): ``results/local/`` (git-ignored), or
+    ``$METAREPRO_LOCAL_RESULTS``. ``compare`` shows its records beside the pinned ones; nothing here is pinned."""
+    return Path(os.environ.get("METAREPRO_LOCAL_RESULTS", results_dir() / "local"))
 
 
 def config_hash(config: dict) -> str:

@@ -21,5 +21,6 @@ def isolated_results(tmp_path, monkeypatch):
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results" / "published", results / "published")
     monkeypatch.setenv("METAREPRO_RESULTS", str(results))
+    monkeypatch.setenv("METAREPRO_LOCAL_RESULTS", str(results))  # a user's runs land beside the published numbers here
     monkeypatch.setenv("METAREPRO_RUNS", str(tmp_path / "runs"))
     return results

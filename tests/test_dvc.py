@@ -151,3 +151,49 @@ def test_under_dvc_the_stage_command_is_stopped_when_dvc_dies(tmp_path):
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert marker.read_text() == "yes"
+
+
+# -- a user's own results root --------------------------------------------------------------------------------------
+
+def test_a_users_run_writes_its_own_root_and_never_overwrites_a_pinned_record(isolated_results, tmp_path, monkeypatch, capsys):
+    local = tmp_path / "local"
+    monkeypatch.setenv("METAREPRO_LOCAL_RESULTS", str(local))
+    args = ["reproduce", "alfa-table8", "--scale", "smoke", "--cells", "MAML/2x40 5-shot", "--jobs", "1", "--no-progress"]
+    pinned = isolated_results / "reproduced" / "alfa-table8" / "smoke" / "maml--2x40-5-shot--main.json"
+    assert main([*args, "--pin"]) == 0 and pinned.exists()
+    before = pinned.read_bytes()
+    assert main([*args, "--restart"]) == 0  # a user's run, even one that starts over
+    assert pinned.read_bytes() == before
+    mine = json.loads((local / "reproduced" / "alfa-table8" / "smoke" / "maml--2x40-5-shot--main.json").read_text())
+    capsys.readouterr()
+    assert main(["compare", "alfa-table8", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["local_records"]
+    theirs = json.loads(before)
+    assert row["yours"] == f"{mine['mean']:.3f} ± {mine['ci95']:.3f}" and row["pinned"] == f"{theirs['mean']:.3f} ± {theirs['ci95']:.3f}"
+
+
+@pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is not installed")
+def test_a_large_pinned_checkpoint_travels_through_a_dvc_remote(pinning_smoke, tmp_path, monkeypatch):
+    """Above the git limit a pinned checkpoint is a DVC-cached output: pushed to a (local-directory) remote, deleted,
+    pulled back byte for byte."""
+    from benchmarks.harness.runner import reproduce
+
+    monkeypatch.setattr(D, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(D, "STAGE_SCALES", ("smoke",))
+    monkeypatch.setattr(D, "GIT_LIMIT_BYTES", 0)  # every checkpoint counts as large
+    [written] = reproduce(get_benchmark("alfa-table8"), "smoke", [Cell.parse("MAML/2x40 5-shot")], progress=False, log=lambda *_: None)
+    entry = json.loads(Path(written).read_text())["checkpoint"]
+    checkpoint = pinning_smoke / entry["path"]
+    run = lambda *args: subprocess.run(["dvc", *args], cwd=tmp_path, check=True, capture_output=True, text=True)  # noqa: E731
+    run("init", "--no-scm", "-q")
+    D.write_dvc()
+    D.write_lock()
+    outs = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]
+    [stage] = outs.values()
+    assert {"results/" + entry["path"]: {"cache": True}} in stage["outs"]
+    run("remote", "add", "-d", "store", str(tmp_path / "remote"))
+    run("push", "-q")
+    checkpoint.unlink()
+    shutil.rmtree(tmp_path / ".dvc" / "cache")
+    run("pull", "-q")
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == entry["sha256"]

@@ -265,7 +265,7 @@ def test_the_cli_works_without_the_test_and_plot_extras(tmp_path):
     compared = _cli("compare", "alfa-table8", "--format", "json", env=env)
     assert compared.returncode == 0 and json.loads(compared.stdout)["cells"], compared.stderr
     reproduced = _cli("reproduce", "alfa-table8", "--scale", "smoke", "--cells", "MAML/2x40 5-shot", "--jobs", "1", "--no-progress",
-                      env=env)
+                      "--pin", env=env)
     assert reproduced.returncode == 0, reproduced.stderr
     assert (results / "reproduced" / "alfa-table8" / "smoke" / "maml--2x40-5-shot--main.json").exists()
 
@@ -297,7 +297,7 @@ def test_two_processes_on_one_cell_train_it_once(tmp_path):
     shutil.copytree(ROOT / "results" / "published", results / "published")
     env = {"METAREPRO_RESULTS": str(results), "METAREPRO_RUNS": str(tmp_path / "runs"), "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-m", "benchmarks.harness.cli", "reproduce", "alfa-table8", "--scale", "smoke", "--cells", "MAML/2x40 5-shot",
-            "--jobs", "1", "--no-progress"]
+            "--jobs", "1", "--no-progress", "--pin"]
     first = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outputs = [p.communicate(timeout=300) for p in (first, second)]
@@ -324,7 +324,7 @@ def test_a_held_lock_makes_reproduce_wait_and_say_so(tmp_path):
     log = tmp_path / "stderr.txt"
     with lock, open(log, "w") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "benchmarks.harness.cli", "reproduce", "alfa-table8", "--scale", "smoke", "--cells",
-                                    "MAML/2x40 5-shot", "--jobs", "1", "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                    "MAML/2x40 5-shot", "--jobs", "1", "--no-progress", "--pin"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                    stderr=stderr, text=True)
         deadline = time.time() + 240
         while "waiting" not in log.read_text() and process.poll() is None and time.time() < deadline:

@@ -34,17 +34,18 @@ PINNED_SCALES = ("paper",)
 GIT_LIMIT_BYTES = 5 * 2**20
 
 
-def pinned_path(benchmark: Benchmark, cell: Cell, scale: str) -> Path:
-    return R.results_dir() / "checkpoints" / benchmark.id / scale / f"{benchmark.training_key(cell, scale)}.pt"
+def pinned_path(benchmark: Benchmark, cell: Cell, scale: str, root: Path | None = None) -> Path:
+    return (root or R.results_dir()) / "checkpoints" / benchmark.id / scale / f"{benchmark.training_key(cell, scale)}.pt"
 
 
 def _same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def pin_checkpoint(benchmark: Benchmark, cell: Cell, scale: str, scores: np.ndarray, device: str = "cpu") -> dict:
-    """Copy the weights that gave ``scores`` next to the records and check they re-score to ``scores`` (module
-    docstring); the record's ``checkpoint`` entry."""
+def pin_checkpoint(benchmark: Benchmark, cell: Cell, scale: str, scores: np.ndarray, device: str = "cpu",
+                   root: Path | None = None) -> dict:
+    """Copy the weights that gave ``scores`` next to the records (under ``root``, default the pinned results) and check
+    they re-score to ``scores`` (module docstring); the record's ``checkpoint`` entry."""
     source = benchmark.scored_checkpoint(cell, scale)
     if source is None:
         return {"pinned": False, "why": "the cell's scores come from several trained models (runs or a grid)"}
@@ -52,7 +53,7 @@ def pin_checkpoint(benchmark: Benchmark, cell: Cell, scale: str, scores: np.ndar
         return {"pinned": False, "why": f"no checkpoint at {source}"}
     payload = load_checkpoint(source)
     weights = {"format": payload["format"], "config_hash": payload.get("config_hash"), "model": payload["model"]}
-    target = pinned_path(benchmark, cell, scale)
+    target = pinned_path(benchmark, cell, scale, root)
     # a group's second cell finds the file its first cell pinned: keep it (same bytes, same digest in both records)
     if not (target.is_file() and _same_weights(load_checkpoint(target)["model"], weights["model"])):
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -64,17 +65,17 @@ def pin_checkpoint(benchmark: Benchmark, cell: Cell, scale: str, scores: np.ndar
         gap = float(np.max(np.abs(rescored - scores))) if rescored.shape == np.shape(scores) else float("nan")
         return {"pinned": False, "why": f"re-scoring the copied weights of {source.name} did not give the record's scores "
                                         f"(largest per-episode difference {gap:.3g}); not pinned"}
-    return {"path": target.relative_to(R.results_dir()).as_posix(), "sha256": file_digest(target), "bytes": target.stat().st_size}
+    return {"path": target.relative_to(root or R.results_dir()).as_posix(), "sha256": file_digest(target), "bytes": target.stat().st_size}
 
 
-def rescore_pinned(benchmark: Benchmark, record: dict, device: str = "cpu") -> tuple[np.ndarray, str]:
-    """Re-score a record's pinned checkpoint: ``(scores, path)``; raises ValueError when the record pins none or the
-    file's digest is not the record's."""
+def rescore_pinned(benchmark: Benchmark, record: dict, device: str = "cpu", root: Path | None = None) -> tuple[np.ndarray, str]:
+    """Re-score a record's pinned checkpoint (``root``: the results root the record lives in): ``(scores, path)``; raises
+    ValueError when the record pins none or the file's digest is not the record's."""
     entry = record.get("checkpoint") or {}
     if "path" not in entry:
         why = entry.get("why", "it was made before checkpoints were pinned, or at a scale that does not pin them")
         raise ValueError(f"{benchmark.id} {Cell.of(record).label} [{record['scale']}] pins no checkpoint: {why}")
-    path = R.results_dir() / entry["path"]
+    path = (root or R.results_dir()) / entry["path"]
     if not path.is_file():
         raise ValueError(f"{path} is missing (a large pinned checkpoint comes from the DVC remote: `dvc pull`)")
     found = file_digest(path)

@@ -459,13 +459,15 @@ def reproduce_one(args) -> int:
         args.jobs = 1  # one process owns the GPU
     reproduce(benchmark, args.scale, cells, jobs=args.jobs, threads=args.threads, engine=args.engine,
               restart=args.restart, progress=not args.no_progress, device=args.device,
-              allow_protocol_change=args.allow_protocol_change)
-    for figure in draw_figures(benchmark, args.scale):
-        print(f"figure: {figure}")
-    render_readme()
+              allow_protocol_change=args.allow_protocol_change, pin=args.pin)
+    root = None if args.pin else R.local_results_dir()
+    if args.pin:  # figures and the results pages are drawn from the pinned records
+        for figure in draw_figures(benchmark, args.scale):
+            print(f"figure: {figure}")
+        render_readme()
     from tabulate import tabulate
 
-    paths = [R.record_path(benchmark.id, args.scale, c.slug) for c in cells]
+    paths = [R.record_path(benchmark.id, args.scale, c.slug, root) for c in cells]
     written = [json.loads(p.read_text()) for p in paths if p.exists()]
     missing = [c.label for c, p in zip(cells, paths) if not p.exists()]
     if missing:  # the runner said why (a diverged adaptation); keep them visible here too, and in the exit status
@@ -473,14 +475,43 @@ def reproduce_one(args) -> int:
     print(f"\n{benchmark.id} at {args.scale} scale ({benchmark.metric}, mean ± 95% CI over test episodes):")
     print(tabulate([[r["row"], r["column"], r["variant"], f"{r['mean']:.3f} ± {r['ci95']:.3f}", r["n_episodes"]] for r in written],
                    headers=["row", "column", "protocol", benchmark.metric, "episodes"], tablefmt="github"))
+    if root is not None and root.resolve() != R.results_dir().resolve():
+        print(f"(your records: {root / 'reproduced' / benchmark.id}, git-ignored; `metarepro compare {benchmark.id}` shows them "
+              "beside the pinned ones)")
     if args.scale == "smoke":
         return 1 if missing else 0
-    print("\nAgainst the paper (only paper-scale records count as reproductions):")
+    print("\nAgainst the paper (only paper-scale records count as reproductions; the pinned records):")
     rows = [r for r in comparison(benchmark) if any((r["row"], r["column"], r["variant"]) == (c.row, c.column, c.variant) for c in cells)]
     if rows:
         print(R.markdown_table(rows, benchmark.metric))
     _print_extra_rows(benchmark)
+    _print_local_records(benchmark)
     return 1 if missing else 0
+
+
+def local_records(benchmark: Benchmark) -> list[dict]:
+    """The user's own records (:func:`metarepro.results.local_results_dir`), each with the pinned record of the same cell
+    and scale beside it; empty where the local root is the pinned one."""
+    local = R.local_results_dir()
+    if local.resolve() == R.results_dir().resolve():
+        return []
+    pinned = {(r["row"], r["column"], r["variant"], r.get("seed", 0), r["scale"]): r for r in R.load_records(benchmark.id)}
+    rows = []
+    for r in R.load_records(benchmark.id, local):
+        p = pinned.get((r["row"], r["column"], r["variant"], r.get("seed", 0), r["scale"]))
+        rows.append({"row": r["row"], "column": r["column"], "protocol": r["variant"], "seed": r.get("seed", 0), "scale": r["scale"],
+                     "yours": f"{r['mean']:.3f} ± {r['ci95']:.3f}", "pinned": f"{p['mean']:.3f} ± {p['ci95']:.3f}" if p else "-",
+                     "current": record_is_current(benchmark, r)})
+    return rows
+
+
+def _print_local_records(benchmark: Benchmark) -> None:
+    from tabulate import tabulate
+
+    rows = local_records(benchmark)
+    if rows:
+        print(f"\nYour own runs ({R.local_results_dir()}, not pinned), beside the pinned records of the same cells:")
+        print(tabulate(rows, headers="keys", tablefmt="github"))
 
 
 def cmd_compare(args) -> int:
@@ -491,7 +522,8 @@ def cmd_compare(args) -> int:
                                    | {"current": record_is_current(benchmark, r)}
                                    for r in R.load_records(benchmark.id) if r["scale"] != "smoke"]
         print(json.dumps({"benchmark": benchmark.id, "cells": rows, "claims": claim_checks(benchmark),
-                          "extra_rows": extra_rows(benchmark), "records": records}, indent=1))
+                          "extra_rows": extra_rows(benchmark), "records": records, "local_records": local_records(benchmark)},
+                         indent=1))
     else:
         shown = rows if args.all else [r for r in rows if r["variant"] == MAIN or r["verdict"] != "not_reproduced"]
         print(R.markdown_table(shown, benchmark.metric) if rows else records_table(benchmark))
@@ -503,6 +535,7 @@ def cmd_compare(args) -> int:
             print("\nWhat trained the paper-scale records (`metarepro provenance " + benchmark.id + " --segments`):")
             print("\n".join(lines))
         _print_extra_rows(benchmark)
+        _print_local_records(benchmark)
         claims = claim_checks(benchmark)
         if claims:
             from tabulate import tabulate
@@ -540,13 +573,15 @@ def cmd_evaluate(args) -> int:
     benchmark.check_cell(cell)
     record = None
     if args.checkpoint is None:
-        path = R.record_path(benchmark.id, args.scale, cell.slug)
-        if not path.exists():
-            print(f"{benchmark.id} {cell.label} [{args.scale}] has no record ({path}); name a checkpoint file", file=sys.stderr)
+        # the pinned record, else the user's own
+        root = next((r for r in (R.results_dir(), R.local_results_dir()) if R.record_path(benchmark.id, args.scale, cell.slug, r).exists()),
+                    None)
+        if root is None:
+            print(f"{benchmark.id} {cell.label} [{args.scale}] has no record; name a checkpoint file", file=sys.stderr)
             return 1
-        record = load_validated(path, "record")
+        record = load_validated(R.record_path(benchmark.id, args.scale, cell.slug, root), "record")
         try:
-            scores, checkpoint = rescore_pinned(benchmark, record, device=args.device)
+            scores, checkpoint = rescore_pinned(benchmark, record, device=args.device, root=root)
         except ValueError as err:
             print(err, file=sys.stderr)
             return 1
@@ -726,6 +761,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: autocast forward passes; runs the benchmark's bf16 variant, recorded beside the fp32 cells")
     r.add_argument("--restart", action="store_true", help="discard checkpoints and records of these cells")
+    r.add_argument("--pin", action="store_true",
+                   help="write the records into the committed results (results/reproduced, what `dvc repro` and maintainers do); "
+                        "default: your own git-ignored results/local/ ($METAREPRO_LOCAL_RESULTS), shown beside the pinned ones")
     r.add_argument("--allow-protocol-change", action="store_true",
                    help="resume checkpoints trained under other protocol versions (the record's segments show both)")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")

@@ -111,7 +111,7 @@ def dvc_yaml(all_stages: list[dict]) -> str:
     for s in all_stages:
         cells = " ".join(shlex.quote(cell_id(c)) for c in s["cells"])
         cmd = (f"metarepro reproduce {s['benchmark'].id} --scale {s['scale']} --cells {cells} --jobs 1 --threads 1 --yes "
-               "--no-progress")
+               "--no-progress --pin")
         lines += [f"  {s['name']}:", f"    cmd: {_quote(cmd)}", "    params:", f"      - {s['name']}", "    outs:"]
         for path, _ in s["members"]:
             lines += [f"      - {_quote(_rel(path))}:", "          cache: false"]
@@ -178,6 +178,7 @@ def lock_problems() -> list[str]:
     if not lock_file.exists():
         return [f"{lock_file} is missing: run `metarepro generate dvc --lock`"]
     locked = yaml.safe_load(lock_file.read_text()).get("stages", {})
+    generated = yaml.safe_load(dvc_yaml(stages()))["stages"]
     problems = []
     for s in stages():
         entry = locked.pop(s["name"], None)
@@ -185,5 +186,9 @@ def lock_problems() -> list[str]:
             problems.append(f"{s['name']}: not in dvc.lock")
         elif entry.get("params", {}).get("params.yaml", {}).get(s["name"]) != s["recorded"]:
             problems.append(f"{s['name']}: dvc.lock's params differ from its records'")
+        elif entry.get("cmd") != generated[s["name"]]["cmd"]:
+            problems.append(f"{s['name']}: dvc.lock's command differs from dvc.yaml's")
+        elif sorted(o["path"] for o in entry.get("outs", [])) != sorted(next(iter(o)) for o in generated[s["name"]]["outs"]):
+            problems.append(f"{s['name']}: dvc.lock's outputs differ from dvc.yaml's")
     problems += [f"{name}: in dvc.lock, but no committed record belongs to it" for name in sorted(locked)]
     return problems

@@ -46,9 +46,9 @@ def describe_device(device: str) -> str:
     return device
 
 
-def is_current(benchmark: Benchmark, cell: Cell, scale: str) -> bool:
-    """A record of this cell at this scale exists and matches the config."""
-    path = R.record_path(benchmark.id, scale, cell.slug)
+def is_current(benchmark: Benchmark, cell: Cell, scale: str, root: Path | None = None) -> bool:
+    """A record of this cell at this scale exists (under ``root``, default the pinned results) and matches the config."""
+    path = R.record_path(benchmark.id, scale, cell.slug, root)
     return path.exists() and record_is_current(benchmark, json.loads(path.read_text()))
 
 
@@ -204,7 +204,7 @@ def estimated_hours(benchmark: Benchmark, cells: list[Cell], scale: str) -> floa
 
 def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, threads: int, progress: bool,
                command: str, jobs: int, git: dict, device: str, allow_protocol_change: bool = False,
-               restart: bool = False) -> list[str]:
+               restart: bool = False, root: str | None = None) -> list[str]:
     """Worker: run cells that share one trained model, write their records."""
     torch.set_num_threads(threads)
     set_run_context(**git, command=command, allow_protocol_change=allow_protocol_change)  # what each segment names
@@ -214,7 +214,8 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
         if restart:  # under the lock: never delete a folder another process is training in
             for folder in restart_folders(benchmark, group, scale):
                 shutil.rmtree(folder, ignore_errors=True)
-        return _run_locked_group(benchmark, group, scale, engine, threads, progress, command, jobs, git, device, restart)
+        return _run_locked_group(benchmark, group, scale, engine, threads, progress, command, jobs, git, device, restart,
+                                 None if root is None else Path(root))
 
 
 def training_locks(benchmark: Benchmark, cells: list[Cell], scale: str) -> contextlib.ExitStack:
@@ -244,13 +245,13 @@ def training_locks(benchmark: Benchmark, cells: list[Cell], scale: str) -> conte
 
 
 def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engine: str, threads: int, progress: bool,
-                      command: str, jobs: int, git: dict, device: str, restart: bool) -> list[str]:
+                      command: str, jobs: int, git: dict, device: str, restart: bool, root: Path | None) -> list[str]:
     benchmark_id = benchmark.id
     written = []
     for cell in group:
         if stop_requested():  # a stopped worker handed a queued group: leave it for the next run
             raise KeyboardInterrupt
-        if not restart and is_current(benchmark, cell, scale):  # written by another process while this one waited
+        if not restart and is_current(benchmark, cell, scale, root):  # written by another process while this one waited
             print(f"  up to date: {cell.label} [{scale}] (written by another process meanwhile)", flush=True)
             continue
         with collect_trainings() as trainings:
@@ -262,7 +263,7 @@ def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engin
                   "score (the adaptation diverged); no record written", file=sys.stderr)
             continue
         cfg = benchmark.config(cell, scale)
-        pinned = {"checkpoint": pin_checkpoint(benchmark, cell, scale, result.scores, device)} if scale in PINNED_SCALES else {}
+        pinned = {"checkpoint": pin_checkpoint(benchmark, cell, scale, result.scores, device, root)} if scale in PINNED_SCALES else {}
         record = R.make_record(
             benchmark=benchmark_id, row=cell.row, column=cell.column, variant=cell.variant, scale=scale,
             metric=benchmark.metric, scores=result.scores, config=cfg, deviations=result.deviations,
@@ -276,7 +277,7 @@ def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engin
             seed=cell.seed,
         )
         record.update(pinned)
-        written.append(str(R.write_record(record, cell.slug)))
+        written.append(str(R.write_record(record, cell.slug, root)))
     return written
 
 
@@ -292,8 +293,12 @@ def relative_training(training: dict) -> dict:
 
 def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int = 1, threads: int = 1,
               engine: str = "auto", restart: bool = False, progress: bool = True, device: str = "cpu",
-              log=print, allow_protocol_change: bool = False) -> list[str]:
+              log=print, allow_protocol_change: bool = False, pin: bool = False) -> list[str]:
     """Train and evaluate ``cells``; skip those already current unless ``restart``.
+
+    ``pin``: write the records (and pinned checkpoints) into the committed results root (:func:`metarepro.results.results_dir`:
+    what DVC stages and maintainers do); else into the user's own, git-ignored one (:func:`metarepro.results.local_results_dir`),
+    whose current records are what is skipped. A pinned record is never overwritten by a user's run.
 
     Each group of cells sharing a trained model runs under the locks of its run folders (:func:`training_locks`).
     ``allow_protocol_change``: resume checkpoints trained under other protocol versions (recorded in their segments).
@@ -303,7 +308,8 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
     """
     for cell in cells:
         benchmark.check_cell(cell)
-    todo = [c for c in cells if restart or not is_current(benchmark, c, scale)]
+    root = None if pin else R.local_results_dir()
+    todo = [c for c in cells if restart or not is_current(benchmark, c, scale, root)]
     for c in cells:
         if c not in todo:
             log(f"  up to date: {c.label} [{scale}]")
@@ -326,7 +332,7 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
             + "; ".join(f"{g[0].label}: {e}" for g, e in zip(order, engines)))
     engine_of = {id(g): e for g, e in zip(order, engines)}
     args = lambda g: (benchmark.id, scale, [c.__dict__ for c in g], engine_of[id(g)], threads, progress, command, jobs, git,  # noqa: E731
-                      device, allow_protocol_change, restart)
+                      device, allow_protocol_change, restart, None if root is None else str(root))
     written: list[str] = []
     started = time.perf_counter()
     if jobs <= 1 or len(order) <= 1:
