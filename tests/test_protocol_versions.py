@@ -78,6 +78,7 @@ def _conv4():
 def _probe_models() -> dict:
     """name -> (model factory, batch of iteration i, optimizer factory); every factory seeded by the caller."""
     from methods.alfa import ALFA
+    from methods.head_classifier import HeadClassifier, ProtoHead
     from methods.hyper_representation import HyperRepresentation
     from methods.l2g import L2G, TaskPairs
     from methods.maml import MAML
@@ -88,6 +89,8 @@ def _probe_models() -> dict:
     from methods.regularized_maml import RegularizedMAML
     from methods.relationnet import RelationNet
     from methods.reptile import Reptile
+    from methods.ridge_head import RidgeHead
+    from methods.svm_head import MetaOptNetSVM
 
     adam = lambda m: torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)  # noqa: E731
     sgd = lambda m: torch.optim.SGD(m.parameters(), lr=0.5)  # noqa: E731
@@ -110,6 +113,10 @@ def _probe_models() -> dict:
                           lambda i: TaskPairs([_one(images(2 * i))], [_one(images(2 * i + 1))]), adam),
         "MAML+ProtoNet": (lambda: MAMLMetric(ProtoNet(_conv4()), 1e-2), images, adam),
         "HyperRepresentation": (lambda: HyperRepresentation(_conv4(), steps=2), images, adam),
+        "HeadClassifier(Conv4)+SVM": (lambda: HeadClassifier(_conv4(), MetaOptNetSVM(double_precision=True), label_smoothing=0.1),
+                                      lambda i: images(i, shots=2), adam),
+        "HeadClassifier(Conv4)+ridge": (lambda: HeadClassifier(_conv4(), RidgeHead()), lambda i: images(i, shots=2), adam),
+        "HeadClassifier(Conv4)+ProtoHead": (lambda: HeadClassifier(_conv4(), ProtoHead()), images, adam),
     }
 
 
