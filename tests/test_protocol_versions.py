@@ -86,9 +86,11 @@ def _probe_models() -> dict:
     from methods.matchingnet import MatchingNet
     from methods.meta_sgd import MetaSGD
     from methods.protonet import ProtoNet
+    from methods.r2d2_encoder import R2D2Encoder
     from methods.regularized_maml import RegularizedMAML
     from methods.relationnet import RelationNet
     from methods.reptile import Reptile
+    from methods.resnet12 import ResNet12
     from methods.ridge_head import RidgeHead
     from methods.svm_head import MetaOptNetSVM
 
@@ -117,6 +119,10 @@ def _probe_models() -> dict:
                                       lambda i: images(i, shots=2), adam),
         "HeadClassifier(Conv4)+ridge": (lambda: HeadClassifier(_conv4(), RidgeHead()), lambda i: images(i, shots=2), adam),
         "HeadClassifier(Conv4)+ProtoHead": (lambda: HeadClassifier(_conv4(), ProtoHead()), images, adam),
+        "R2D2Encoder(r2d2)+ProtoHead": (lambda: HeadClassifier(R2D2Encoder(1, (4, 4, 4, 4), form="r2d2"), ProtoHead()), images, adam),
+        "R2D2Encoder(metaoptnet)+ridge": (lambda: HeadClassifier(R2D2Encoder(1, (4, 4, 4, 4), form="metaoptnet"), RidgeHead(form="metaoptnet")),
+                                          lambda i: images(i, shots=2), adam),
+        "ResNet12+ProtoHead": (lambda: HeadClassifier(ResNet12(1, (4, 4, 4, 4), dropblock_size=2), ProtoHead()), images, adam),
     }
 
 

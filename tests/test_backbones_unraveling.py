@@ -1,0 +1,65 @@
+"""R2-D2's encoder (both forms) and MetaOptNet's ResNet-12: feature sizes, parameter counts by hand, and DropBlock's
+mask against a loop written from the authors' ``_compute_block_mask``."""
+
+import numpy as np
+import pytest
+import torch
+
+from methods.r2d2_encoder import R2D2Encoder
+from methods.resnet12 import ResNet12, dropblock_gamma, dropblock_mask
+
+
+@pytest.mark.parametrize("form, sizes", [("r2d2", {28: 3584, 32: 8064, 84: 72576}), ("metaoptnet", {28: 3968, 32: 8192, 84: 51200})])
+def test_r2d2_encoder_feature_sizes(form, sizes):
+    net = R2D2Encoder(3, form=form).eval()
+    for px, d in sizes.items():
+        assert net(torch.zeros(1, 3, px, px)).shape == (1, d)
+
+
+def _conv(i, o, k, bias):
+    return i * o * k * k + (o if bias else 0)
+
+
+def test_parameter_counts_by_hand():
+    widths = [3, 96, 192, 384, 512]
+    r2d2 = sum(_conv(widths[i], widths[i + 1], 3, True) + 2 * widths[i + 1] for i in range(4))  # conv + BN scale/shift
+    assert r2d2 == 2_605_056
+    for form in ("r2d2", "metaoptnet"):
+        assert sum(p.numel() for p in R2D2Encoder(3, form=form).parameters()) == r2d2
+    assert sum(p.numel() for p in R2D2Encoder(1).parameters()) == r2d2 - 2 * 96 * 9
+    widths = [3, 64, 160, 320, 640]
+    resnet = sum(_conv(widths[i], widths[i + 1], 3, False) + 2 * _conv(widths[i + 1], widths[i + 1], 3, False)
+                 + _conv(widths[i], widths[i + 1], 1, False) + 4 * 2 * widths[i + 1] for i in range(4))
+    assert resnet == 12_424_320 == sum(p.numel() for p in ResNet12(3).parameters())
+
+
+@pytest.mark.parametrize("px, d", [(28, 640), (32, 2560), (84, 16000)])
+def test_resnet12_feature_sizes(px, d):
+    assert ResNet12(3).eval()(torch.zeros(1, 3, px, px)).shape == (1, d)
+
+
+def _authors_block_mask(seeds: np.ndarray, b: int) -> np.ndarray:
+    """MetaOptNet's ``_compute_block_mask``, as a loop: pad the seeds by ((b-1)//2, b//2), then set ``b x b`` ones starting
+    at each seed's unpadded index."""
+    left, right = (b - 1) // 2, b // 2
+    padded = np.pad(seeds, ((0, 0), (0, 0), (left, right), (left, right)))
+    for n, c, i, j in zip(*np.nonzero(seeds)):
+        padded[n, c, i:i + b, j:j + b] = 1
+    return 1 - padded
+
+
+@pytest.mark.parametrize("b", [2, 3, 5])
+def test_dropblock_mask_is_the_authors(b):
+    seeds = (np.random.default_rng(b).random((2, 3, 10 - b + 1, 10 - b + 1)) < 0.1).astype(np.float64)
+    ours = dropblock_mask(torch.from_numpy(seeds), b).numpy()
+    assert ours.shape == (2, 3, 10, 10) and np.array_equal(ours, _authors_block_mask(seeds, b))
+
+
+def test_dropblock_rate_ramps_and_its_counter_is_checkpointed():
+    assert dropblock_gamma(0.1, 0, 5, 5) == 0.0
+    half = 1 - max(1 - 0.1 / 40000 * 20000, 0.9)
+    assert dropblock_gamma(0.1, 20000, 5, 2) == pytest.approx(half / 4 * 25 / 16)
+    assert dropblock_gamma(0.1, 10**6, 5, 2) == pytest.approx(0.1 / 4 * 25 / 16)
+    net = ResNet12(3, channels=(4, 4, 4, 4), dropblock_size=2).train()
+    net(torch.rand(2, 3, 32, 32))
+    assert all(int(v) == 1 for k, v in net.state_dict().items() if k.endswith("forward_calls"))
