@@ -48,6 +48,14 @@ def _images(seed: int, tasks: int, ways: int, shots: int, queries: int, size: in
     return Episode(sx, sy, qx, qy)
 
 
+def _labelled(seed: int):
+    """A fixed classical minibatch: 6 float64 images, labels over 6 training classes."""
+    from methods.classical import LabelledBatch
+
+    g = torch.Generator().manual_seed(seed)
+    return LabelledBatch(torch.rand(6, 1, 28, 28, generator=g, dtype=torch.float64), torch.arange(6))
+
+
 def _one(batch: Episode) -> Episode:
     return Episode(batch.support_x[0], batch.support_y[0], batch.query_x[0], batch.query_y[0])
 
@@ -75,12 +83,31 @@ def _conv4():
     return Conv4(1, 4, pool=True)
 
 
+class _WithTestTimeHead(torch.nn.Module):
+    """A probe for a head that is not trained (the linear fine-tuning head): a trainable prototype model whose reported
+    loss adds the test-time head's query cross-entropy as a constant, so the golden loss curve holds that head's
+    numerics too."""
+
+    def __init__(self, trained: torch.nn.Module, test_time_head: torch.nn.Module):
+        super().__init__()
+        self.trained, self.test_time_head = trained, test_time_head
+
+    def outer_loss(self, batch: Episode) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        features = self.trained.features
+        logits = self.test_time_head(features(batch.support_x), batch.support_y, features(batch.query_x), int(batch.support_y.max()) + 1)
+        return self.trained.outer_loss(batch) + F.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten()).detach()
+
+
 def _probe_models() -> dict:
     """name -> (model factory, batch of iteration i, optimizer factory); every factory seeded by the caller."""
     from methods.alfa import ALFA
+    from methods.classical import ClassicalClassifier
     from methods.head_classifier import HeadClassifier, ProtoHead
     from methods.hyper_representation import HyperRepresentation
     from methods.l2g import L2G, TaskPairs
+    from methods.linear_head import LinearHead
     from methods.maml import MAML
     from methods.maml_metric import MAMLMetric
     from methods.matchingnet import MatchingNet
@@ -122,6 +149,9 @@ def _probe_models() -> dict:
         "R2D2Encoder(r2d2)+ProtoHead": (lambda: HeadClassifier(R2D2Encoder(1, (4, 4, 4, 4), form="r2d2"), ProtoHead()), images, adam),
         "R2D2Encoder(metaoptnet)+ridge": (lambda: HeadClassifier(R2D2Encoder(1, (4, 4, 4, 4), form="metaoptnet"), RidgeHead(form="metaoptnet")),
                                           lambda i: images(i, shots=2), adam),
+        "ClassicalClassifier(Conv4)": (lambda: ClassicalClassifier(_conv4(), 4, 6), lambda i: _labelled(200 + i), sgd),
+        "LinearHead on HeadClassifier(Conv4)": (lambda: _WithTestTimeHead(HeadClassifier(_conv4(), ProtoHead()), LinearHead()),
+                                                lambda i: images(i, shots=2), adam),
         "ResNet12+ProtoHead": (lambda: HeadClassifier(ResNet12(1, (4, 4, 4, 4), dropblock_size=2), ProtoHead()), images, adam),
     }
 

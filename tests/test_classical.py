@@ -1,0 +1,55 @@
+"""Classical training's schedule (Goldblum et al. Appendix A.2) and the linear fine-tuning head against a numpy SGD."""
+
+import numpy as np
+import torch
+
+from methods.backbones import Conv4
+from methods.classical import ClassicalClassifier, LabelledBatch, classical_lr_factor, classical_schedule, nesterov_sgd
+from methods.linear_head import BATCH, DAMPENING, LR, MOMENTUM, WEIGHT_DECAY, LinearHead, initial_layer, minibatch_orders
+
+
+def test_the_schedule_is_appendix_a2s():
+    # CIFAR-FS: 0.1 for the first 100 epochs, then divided by 10 every 50 epochs
+    assert [classical_lr_factor(e) for e in (0, 99, 100, 149, 150, 299)] == [1.0, 1.0, 0.1, 0.1, 0.1**2, 0.1**4]
+    # mini-ImageNet: 15 warm-up epochs at 0.01 (a tenth of 0.1)
+    assert [classical_lr_factor(e, warmup_epochs=15) for e in (0, 14, 15)] == [0.1, 0.1, 1.0]
+    assert classical_schedule(10)(1005) == 0.1
+    optimizer = nesterov_sgd(torch.nn.Linear(2, 2).parameters())
+    assert optimizer.defaults["nesterov"] and optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["weight_decay"] == 1e-4
+
+
+def test_classical_loss_is_cross_entropy_over_all_training_classes():
+    torch.manual_seed(0)
+    model = ClassicalClassifier(Conv4(1, 4, pool=True), 4, 7)
+    batch = LabelledBatch(torch.rand(5, 1, 28, 28), torch.tensor([0, 6, 3, 3, 1]))
+    want = torch.nn.functional.cross_entropy(model.classifier(model.backbone(batch.x)), batch.y)
+    assert model(batch.x).shape == (5, 7) and torch.equal(model.outer_loss(batch), want)
+
+
+def _numpy_fit(support, labels, ways, seed):
+    """Chen et al.'s fine-tuning written out in numpy: SGD with momentum, dampening and weight decay (PyTorch's update:
+    buf = g on the first step, then momentum * buf + (1 - dampening) * g), softmax cross-entropy on minibatches of 4."""
+    layer = initial_layer(support.shape[1], ways, seed)
+    w, b = layer.weight.detach().double().numpy().copy(), layer.bias.detach().double().numpy().copy()
+    bufs = None
+    for order in minibatch_orders(len(labels), seed):
+        for start in range(0, len(order), BATCH):
+            idx = order[start:start + BATCH]
+            x, y = support[idx], labels[idx]
+            z = x @ w.T + b
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            p[np.arange(len(y)), y] -= 1
+            gw, gb = p.T @ x / len(y) + WEIGHT_DECAY * w, p.mean(0) + WEIGHT_DECAY * b
+            bufs = [gw, gb] if bufs is None else [MOMENTUM * bufs[0] + (1 - DAMPENING) * gw, MOMENTUM * bufs[1] + (1 - DAMPENING) * gb]
+            w, b = w - LR * bufs[0], b - LR * bufs[1]
+    return w, b
+
+
+def test_the_linear_head_is_chens_fine_tuning():
+    g = np.random.default_rng(0)
+    support, query = g.normal(size=(10, 6)), g.normal(size=(4, 6))
+    labels = np.arange(5).repeat(2)
+    w, b = _numpy_fit(support, labels, 5, seed=3)
+    ours = LinearHead(seed=3).double()(torch.from_numpy(support)[None], torch.from_numpy(labels)[None], torch.from_numpy(query)[None], 5)
+    assert np.abs(ours[0].numpy() - (query @ w.T + b)).max() < 1e-10
