@@ -33,3 +33,18 @@ def device_name(device: str | None = None) -> str:
     else:
         name = f"cpu-{os.cpu_count()}core-{platform.machine()}"
     return re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-").lower()
+
+
+def best_of(fns: dict, repeats: int, device: torch.device | str | None = None) -> dict:
+    """Best wall time of each callable over ``repeats`` rounds, the callables interleaved within each round (so a noisy
+    machine slows every side alike), synchronised on ``device`` after each call."""
+    import time
+
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best

@@ -47,3 +47,11 @@ def expand_and_cells():
     from benchmarks.harness.cli import cmd_reproduce
 
     cmd_reproduce(Namespace(benchmarks=["table1"], cells=["MAML/5-way 1-shot"], method=None))
+
+
+def test_the_timing_runner_finds_its_modules():
+    """`tox -e timing` ran nothing after benchmarks/ moved into folders (its root pointed at benchmarks/); it now finds
+    the modules and an empty run fails."""
+    from benchmarks.harness import timing
+
+    assert len(list((timing.ROOT / "tests" / "timing").glob("test_*.py"))) >= 3

@@ -7,13 +7,11 @@ One file per timing module, named ``<module>--torch-<version>--<device>.json``.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 
+from metarepro.results import PROJECT_ROOT as ROOT
 from metarepro.timing import device_name
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     out = ROOT / "results" / "timing"
     out.mkdir(parents=True, exist_ok=True)
     status = 0
-    for module in sorted((ROOT / "tests" / "timing").glob("test_*.py")):
+    modules = sorted((ROOT / "tests" / "timing").glob("test_*.py"))
+    if not modules:  # an empty run must not pass (it did, unnoticed, after benchmarks/ moved into folders)
+        print(f"timing: no timing modules under {ROOT / 'tests' / 'timing'}", file=sys.stderr)
+        return 1
+    for module in modules:
         name = module.stem.removeprefix("test_")
         target = out / f"{name}--torch-{torch.__version__}--{device_name()}.json"
         args = [str(module), "-o", "addopts=", "-p", "no:cacheprovider", "-m", "timing", "-s", "--benchmark-enable",

@@ -29,7 +29,7 @@ from metarepro.episodes import Episode, task_rng
 from metarepro.inner import cross_entropy_per_task
 from metarepro.precision import autocast
 from metarepro.runtime import keep_freed_memory
-from metarepro.timing import synchronize
+from metarepro.timing import best_of as best_of_on
 from methods.backbones import Conv4, ConvNet
 from methods.maml import MAML
 from methods.protonet import ProtoNet, episode_accuracies_from_embeddings, prototypes, squared_euclidean
@@ -52,15 +52,7 @@ def pool(tmp_path_factory) -> ClassPool:
 
 
 def best_of(fns: dict, repeats: int) -> dict:
-    """Best wall time of each callable, the callables interleaved."""
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            synchronize(DEVICE)
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
+    return best_of_on(fns, repeats, DEVICE)
 
 
 # --------------------------------------------------------------------- ProtoNet
