@@ -53,3 +53,28 @@ def test_the_linear_head_is_chens_fine_tuning():
     w, b = _numpy_fit(support, labels, 5, seed=3)
     ours = LinearHead(seed=3).double()(torch.from_numpy(support)[None], torch.from_numpy(labels)[None], torch.from_numpy(query)[None], 5)
     assert np.abs(ours[0].numpy() - (query @ w.T + b)).max() < 1e-10
+
+
+def test_fine_tuning_a_foreign_backbone_is_sgd_on_a_copy():
+    import copy
+
+    from methods.finetune_head import finetune_logits
+
+    torch.manual_seed(0)
+    backbone = Conv4(1, 4, pool=True).double()
+    g = torch.Generator().manual_seed(1)
+    sx, qx = torch.rand(6, 1, 28, 28, generator=g, dtype=torch.float64), torch.rand(4, 1, 28, 28, generator=g, dtype=torch.float64)
+    sy = torch.arange(3).repeat(2)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    ours = finetune_logits(backbone, sx, sy, qx, 3, steps=3, lr=0.1)
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())  # adapted state returned, not stored
+
+    net = copy.deepcopy(backbone).eval()
+    head = torch.nn.Linear(net(sx[:1]).shape[1], 3).double()
+    torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)
+    optimizer = torch.optim.SGD([*net.parameters(), *head.parameters()], lr=0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(head(net(sx)), sy).backward()
+        optimizer.step()
+    assert torch.allclose(ours, head(net(qx)).detach(), atol=1e-12)

@@ -95,8 +95,13 @@ class _WithTestTimeHead(torch.nn.Module):
     def outer_loss(self, batch: Episode) -> torch.Tensor:
         import torch.nn.functional as F
 
-        features = self.trained.features
-        logits = self.test_time_head(features(batch.support_x), batch.support_y, features(batch.query_x), int(batch.support_y.max()) + 1)
+        from methods.finetune_head import FineTuneHead
+
+        features, ways = self.trained.features, int(batch.support_y.max()) + 1
+        if isinstance(self.test_time_head, FineTuneHead):  # fine-tunes the backbone itself, on images
+            logits = self.test_time_head(self.trained.backbone, batch.support_x, batch.support_y, batch.query_x, ways)
+        else:
+            logits = self.test_time_head(features(batch.support_x), batch.support_y, features(batch.query_x), ways)
         return self.trained.outer_loss(batch) + F.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten()).detach()
 
 
@@ -104,6 +109,7 @@ def _probe_models() -> dict:
     """name -> (model factory, batch of iteration i, optimizer factory); every factory seeded by the caller."""
     from methods.alfa import ALFA
     from methods.classical import ClassicalClassifier
+    from methods.finetune_head import FineTuneHead
     from methods.head_classifier import HeadClassifier, ProtoHead
     from methods.hyper_representation import HyperRepresentation
     from methods.l2g import L2G, TaskPairs
@@ -152,6 +158,8 @@ def _probe_models() -> dict:
         "ClassicalClassifier(Conv4)": (lambda: ClassicalClassifier(_conv4(), 4, 6), lambda i: _labelled(200 + i), sgd),
         "LinearHead on HeadClassifier(Conv4)": (lambda: _WithTestTimeHead(HeadClassifier(_conv4(), ProtoHead()), LinearHead()),
                                                 lambda i: images(i, shots=2), adam),
+        "FineTuneHead on HeadClassifier(Conv4)": (lambda: _WithTestTimeHead(HeadClassifier(_conv4(), ProtoHead()), FineTuneHead(3, 0.1)),
+                                                  images, adam),
         "ResNet12+ProtoHead": (lambda: HeadClassifier(ResNet12(1, (4, 4, 4, 4), dropblock_size=2), ProtoHead()), images, adam),
     }
 
