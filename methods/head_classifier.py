@@ -31,17 +31,20 @@ def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, eps: floa
 
 
 class ProtoHead(nn.Module):
-    """Prototype head on features: ``support (B, n, d)``, ``labels (B, n)``, ``query (B, q, d)`` -> ``(B, q, ways)``."""
+    """Prototype head on features: ``support (B, n, d)``, ``labels (B, n)``, ``query (B, q, d)`` -> ``(B, q, ways)``, times
+    a learnable scale initialised at 1 (MetaOptNet's ``ClassificationHead(enable_scale=True)`` wraps every head).
+    Version 2: the scale (version 1 had none)."""
 
-    PROTOCOL_VERSION = 1
+    PROTOCOL_VERSION = 2
 
-    def __init__(self, normalize: bool = True):
+    def __init__(self, normalize: bool = True, learn_scale: bool = True):
         super().__init__()
         self.normalize = normalize
+        self.scale = nn.Parameter(torch.ones(1), requires_grad=learn_scale)
 
     def forward(self, support: torch.Tensor, labels: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
         logits = torch.stack([-squared_euclidean(q, prototypes(s, y, ways)) for s, y, q in zip(support, labels, query)])
-        return logits / support.shape[-1] if self.normalize else logits
+        return self.scale * (logits / support.shape[-1] if self.normalize else logits)
 
 
 class HeadClassifier(nn.Module):

@@ -27,7 +27,7 @@ def test_proto_head_is_negative_squared_distance_to_class_means_over_the_dimensi
     s, q, y = g.normal(size=(1, 6, 5)), g.normal(size=(1, 4, 5)), np.array([[0, 1, 2, 0, 1, 2]])
     means = np.stack([s[0][y[0] == k].mean(0) for k in range(3)])
     want = -np.array([[((qi - m) ** 2).sum() for m in means] for qi in q[0]]) / 5
-    got = ProtoHead()(torch.from_numpy(s), torch.from_numpy(y), torch.from_numpy(q), 3)[0].numpy()
+    got = ProtoHead()(torch.from_numpy(s), torch.from_numpy(y), torch.from_numpy(q), 3)[0].detach().numpy()
     assert np.abs(got - want).max() < 1e-12
 
 
