@@ -26,12 +26,14 @@ from benchmarks.l2g import omniglot as l2g_omniglot
 from benchmarks.l2g import table1 as l2g_table1
 from benchmarks.l2g import table2 as l2g_table2
 from benchmarks.l2g import table3 as l2g_table3
+from benchmarks.unraveling import omniglot_heads as unraveling_omniglot_heads
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.id: b for b in (alfa_table8.BENCHMARK, snell2017_table1.BENCHMARK, finn2017_table1.BENCHMARK, nichol2018_table1.BENCHMARK,
                       guiroy_fig9.BENCHMARK, sung2018_table1.BENCHMARK, l2g_table1.BENCHMARK, l2g_table2.BENCHMARK,
                       l2g_table3.BENCHMARK, l2g_fig2.BENCHMARK, l2g_fig3.BENCHMARK, l2g_omniglot.BENCHMARK,
-                      hyperrepr_table1.BENCHMARK, hyperrepr_fig1.BENCHMARK, hyperrepr_omniglot.BENCHMARK)
+                      hyperrepr_table1.BENCHMARK, hyperrepr_fig1.BENCHMARK, hyperrepr_omniglot.BENCHMARK,
+                      unraveling_omniglot_heads.BENCHMARK)
 }
 
 

@@ -461,7 +461,7 @@ def reproduce_one(args) -> int:
               restart=args.restart, progress=not args.no_progress, device=args.device,
               allow_protocol_change=args.allow_protocol_change, pin=args.pin)
     root = None if args.pin else R.local_results_dir()
-    if args.pin:  # figures and the results pages are drawn from the pinned records
+    if root is None or root.resolve() == R.results_dir().resolve():  # figures and pages are drawn from the pinned records
         for figure in draw_figures(benchmark, args.scale):
             print(f"figure: {figure}")
         render_readme()

@@ -1,0 +1,249 @@
+"""Goldblum et al.'s cross-head matrix (``goldblum-unraveling-meta-learning.txt``, Table 1: feature extractors trained one
+way, fine-tuned another) on Omniglot, where the data is here: a claim check under our protocol.
+
+Rows are how a Conv-4 feature extractor is trained: meta-learned with a prototype head (ProtoNet), a ridge head (R2-D2)
+or the SVM head (MetaOptNet-SVM), or classically (cross-entropy over all training classes). Columns are the head it is
+evaluated with on the same 1000 5-way 1-shot test episodes (15 queries per class): the SVM, ridge (RR), prototype and
+MAML-style fine-tuning heads. Three training seeds per row; the paper's claim, "meta-learned feature extractors
+outperform classically trained models of the same architecture" under every fine-tuning algorithm (sec. 4.1), is checked
+per column for each meta-learned row against the classical one, paired on the test episodes and across seeds.
+
+Protocol (every choice marked [choice]; Goldblum et al. train on mini-ImageNet / CIFAR-FS with MetaOptNet's
+hyperparameters for meta-learning and Appendix A.2's for classical training):
+
+=========================  =====================================================================
+setting                    value
+=========================  =====================================================================
+data                       Vinyals' Omniglot split (as ``snell2017-table1``): each character at 0/90/180/270
+                           degrees a class, 28x28, train / val / test characters disjoint
+backbone                   Conv-4, 64 filters, max-pooled (``methods.backbones.Conv4``): 64 features
+meta-learning              MetaOptNet's step (kjunelee/MetaOptNet ``train.py``): 8 episodes per batch, the
+                           row's head with its learnable logit scale, Nesterov SGD lr 0.1, wd 5e-4, the rate
+                           x0.06 / x0.012 / x0.0024 at 1/3, 2/3 and 5/6 of training (their epochs 20/40/50
+                           of 60); episodes 5-way 1-shot with 15 queries per class, the test setting [choice:
+                           MetaOptNet trains with 15 shots on mini-ImageNet; an Omniglot class has 20 drawings]
+heads in training          SVM: C 0.1, 15 QP iterations, + 1.0 I (the code's); ridge: MetaOptNet's R2D2Head
+                           (lambda 50); prototypes: MetaOptNet's ProtoNetHead (distances over the dimension)
+classical training         Appendix A.2: Nesterov SGD lr 0.1, wd 1e-4, batches of 128 images over every
+                           training class; the rate x0.1 at 1/3 of training and every further 1/6 (A.2's
+                           epochs 100, 150, 200, 250 of 300)
+budget                     ``paper`` 10,000 updates per row [choice: each training at most 2 CPU-h here],
+                           ``quick`` 1,000
+selection                  the checkpoint of best accuracy on 200 validation episodes (5-way 1-shot), every
+                           1/20 of training, with the prototype head for every row [choice: one head for all,
+                           so that selection favours no row's own head]
+test heads                 on the frozen extractor (eval mode, running BatchNorm statistics): SVM and ridge as in
+                           training (float32), prototypes; MAML: every weight plus a zero-initialised linear
+                           layer fine-tuned by plain SGD on the support (``methods.finetune_head``), its
+                           (step size, steps) chosen per trained model on the 200 validation episodes from
+                           {0.01, 0.1} x {5, 10} [choice: the paper gives none]
+=========================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks.families.fewshot_metric import omniglot_pools
+from benchmarks.harness.base import Benchmark, Cell, CellResult
+from metarepro.episodes import Episode, task_rng
+from metarepro.results import config_hash
+from metarepro.timing import now
+from metarepro.trainer import EarlyStopping, load_checkpoint, train
+from methods.backbones import Conv4
+from methods.classical import ClassicalClassifier, LabelledBatch, nesterov_sgd
+from methods.finetune_head import FineTuneHead
+from methods.head_classifier import HeadClassifier, ProtoHead
+from methods.ridge_head import RidgeHead
+from methods.svm_head import MetaOptNetSVM
+
+#: row -> how its extractor is trained
+TRAININGS = {"ProtoNet": "proto", "R2-D2": "ridge", "MetaOptNet-SVM": "svm", "Classical": "classical"}
+COLUMNS = ("SVM", "RR", "ProtoNet", "MAML")
+MAML_GRID = [(0.01, 5), (0.01, 10), (0.1, 5), (0.1, 10)]
+PROTOCOL = {"ways": 5, "shots": 1, "queries": 15, "episodes_per_batch": 8, "classical_batch": 128, "filters": 64,
+            "iterations": 10_000, "val_episodes": 200, "test_episodes": 1000, "val_seed": 1, "test_seed": 2020,
+            "meta_lr": 0.1, "meta_weight_decay": 5e-4, "classical_lr": 0.1, "classical_weight_decay": 1e-4,
+            "svm_C": 0.1, "svm_iterations": 15, "svm_jitter": 1.0, "ridge_lambda": 50.0, "data": "real"}
+SCALES = {"paper": {}, "quick": {"iterations": 1000, "test_episodes": 500, "val_episodes": 100},
+          "smoke": {"iterations": 40, "test_episodes": 10, "val_episodes": 4, "filters": 16, "episodes_per_batch": 2,
+                    "classical_batch": 16, "data": "fixture"}}
+#: keys that only change how a trained extractor is tested (cells differing in them share the training)
+TEST_KEYS = ("benchmark", "column", "test_episodes", "test_seed")
+
+
+def meta_lr_factor(iteration: int, iterations: int) -> float:
+    """MetaOptNet's step schedule (x1 / 0.06 / 0.012 / 0.0024 from epochs 0 / 20 / 40 / 50 of 60), on ``iterations``."""
+    done = iteration / iterations
+    return 1.0 if done < 1 / 3 else 0.06 if done < 2 / 3 else 0.012 if done < 5 / 6 else 0.0024
+
+
+def classical_lr_factor_compressed(iteration: int, iterations: int) -> float:
+    """Appendix A.2's classical schedule (0.1 for 100 of 300 epochs, then /10 every 50), on ``iterations``."""
+    epoch = 300 * iteration / iterations
+    return 1.0 if epoch < 100 else 0.1 ** (int((epoch - 100) // 50) + 1)
+
+
+def make_head(kind: str, cfg: dict) -> nn.Module:
+    if kind in ("svm", "SVM"):
+        return MetaOptNetSVM(C=cfg["svm_C"], iterations=cfg["svm_iterations"], jitter=cfg["svm_jitter"])
+    if kind in ("ridge", "RR"):
+        return RidgeHead(lam=cfg["ridge_lambda"], form="metaoptnet")
+    if kind in ("proto", "ProtoNet"):
+        return ProtoHead()
+    raise KeyError(kind)
+
+
+class UnravelingOmniglotHeads(Benchmark):
+    id = "unraveling-omniglot-heads"
+    title = ("Claim check: meta-learned vs classically trained features under four heads, Omniglot 5-way 1-shot "
+             "(Goldblum et al. Table 1's question, our protocol), accuracy %")
+    paper = "goldblum-unraveling-meta-learning.txt"
+    metric = "accuracy %"
+    higher_is_better = True
+    rows = tuple(TRAININGS)
+    columns = COLUMNS
+    requires_data = "omniglot"
+    training_seeds = 3
+
+    # -- configuration ---------------------------------------------------------------------------------------------
+    def config(self, cell: Cell, scale: str) -> dict:
+        return {"benchmark": self.id, "row": cell.row, "column": cell.column, "scale": scale, "training": TRAININGS[cell.row],
+                "train_seed": cell.seed, **PROTOCOL, **SCALES[scale]}
+
+    def training_key(self, cell: Cell, scale: str) -> str:
+        cfg = self.config(cell, scale)
+        return f"{cfg['training']}-{config_hash({k: v for k, v in cfg.items() if k not in TEST_KEYS})}"
+
+    def estimated_seconds(self, cell: Cell, scale: str) -> float:
+        """Rough, for ``plan`` before a timed record exists: ~90 ms per meta update (8 episodes of 80 images), ~25 ms per
+        classical one (128 images), one thread, 28 px; test ~0.1 s per episode with the MAML head's fine-tuning."""
+        cfg = self.config(cell, scale)
+        per_update = 0.025 if cfg["training"] == "classical" else 0.09
+        return cfg["iterations"] * per_update + cfg["test_episodes"] * (0.1 if cell.column == "MAML" else 0.01)
+
+    def trivial_score(self, cell: Cell, scale: str) -> float:
+        return 100.0 / PROTOCOL["ways"]
+
+    def dataset_digest(self) -> str | None:
+        from metarepro.data.sources import OMNIGLOT
+
+        return ",".join(f.content_sha256 for f in OMNIGLOT.files)
+
+    def paired_claims(self) -> list[tuple]:
+        return [(f"{row}'s meta-learned features beat classically trained ones", "Classical", row) for row in self.rows[:3]]
+
+    # -- models ----------------------------------------------------------------------------------------------------------
+    def build_model(self, cfg: dict, classes: int = 1) -> nn.Module:
+        backbone = Conv4(1, cfg["filters"], pool=True)
+        if cfg["training"] == "classical":
+            return ClassicalClassifier(backbone, cfg["filters"], classes)
+        return HeadClassifier(backbone, make_head(cfg["training"], cfg))
+
+    def protocol_model(self, cell: Cell, scale: str) -> nn.Module:
+        return self.build_model(self.config(cell, scale))
+
+    def pools(self, cfg: dict, runs_dir: Path) -> dict:
+        return omniglot_pools(cfg, runs_dir)
+
+    # -- training ----------------------------------------------------------------------------------------------------------
+    def train_batch(self, pool, cfg: dict, index: int):
+        rng = task_rng(cfg["train_seed"], "train", index)
+        if cfg["training"] == "classical":
+            classes = rng.integers(len(pool), size=cfg["classical_batch"])
+            drawings = rng.integers(20, size=(cfg["classical_batch"], 1))
+            x = torch.from_numpy(pool.images(classes, drawings)).float().div_(255.0)  # (B, 1, H, W)
+            return LabelledBatch(x, torch.from_numpy(classes))
+        return Episode.stack([pool.sample(rng, cfg["ways"], cfg["shots"], cfg["queries"]) for _ in range(cfg["episodes_per_batch"])])
+
+    def fixed_episodes(self, pool, cfg: dict, split: str, count: int) -> list[Episode]:
+        seed = cfg["test_seed"] if split == "test" else cfg["val_seed"]
+        return [pool.sample(task_rng(seed, split, i), cfg["ways"], cfg["shots"], cfg["queries"]) for i in range(count)]
+
+    def trained_extractor(self, cfg: dict, runs_dir: Path, key: str, progress: bool, device: str, position: int | None):
+        """Train (resumably) the row's model; returns ``(backbone at its best validation checkpoint, TrainState, pools)``."""
+        pools = self.pools(cfg, runs_dir)
+        torch.manual_seed(cfg["train_seed"])
+        model = self.build_model(cfg, len(pools["train"])).to(device)
+        classical = cfg["training"] == "classical"
+        lr, wd = (cfg["classical_lr"], cfg["classical_weight_decay"]) if classical else (cfg["meta_lr"], cfg["meta_weight_decay"])
+        optimizer = nesterov_sgd(model.parameters(), lr=lr, weight_decay=wd)
+        schedule = classical_lr_factor_compressed if classical else meta_lr_factor
+        val = self.fixed_episodes(pools["val"], cfg, "val", cfg["val_episodes"])
+        every = max(1, cfg["iterations"] // 20)
+        early = EarlyStopping(validate=lambda: float(100.0 - self.head_accuracies(model.backbone, ProtoHead(), val, device).mean()),
+                              every=every, patience=cfg["iterations"], best_path=Path(runs_dir) / key / "best.pt")
+        state = train(model, optimizer, lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"],
+                      Path(runs_dir) / key / "checkpoint.pt", key, checkpoint_every=every, log_every=max(1, every // 10),
+                      progress=progress, desc=f"{cfg['row']} seed {cfg['train_seed']} [{cfg['scale']}]",
+                      meta={"benchmark": self.id, "scale": cfg["scale"]}, progress_position=position, early_stopping=early,
+                      lr_schedule=lambda i: schedule(i, cfg["iterations"]))
+        if early.best_path.exists():
+            model.load_state_dict(load_checkpoint(early.best_path, None)["model"])
+        return model.backbone, state, pools
+
+    # -- evaluation ----------------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def head_accuracies(self, backbone: nn.Module, head: nn.Module, episodes: list[Episode], device: str) -> np.ndarray:
+        """Query accuracy % of each episode with ``head`` on the frozen ``backbone`` (eval mode)."""
+        was = backbone.training
+        backbone.eval()
+        try:
+            out = []
+            for e in episodes:
+                e = e.to(device)
+                if isinstance(head, FineTuneHead):
+                    logits = head(backbone, e.support_x[None], e.support_y[None], e.query_x[None], int(e.support_y.max()) + 1)
+                else:
+                    logits = head(backbone(e.support_x)[None], e.support_y[None], backbone(e.query_x)[None], int(e.support_y.max()) + 1)
+                out.append(100.0 * float((logits[0].argmax(-1) == e.query_y).float().mean()))
+            return np.array(out)
+        finally:
+            backbone.train(was)
+
+    def test_head(self, backbone: nn.Module, column: str, cfg: dict, pools: dict, device: str) -> tuple[nn.Module, dict]:
+        """The column's head; for MAML, its (step size, steps) chosen on the validation episodes (module docstring)."""
+        if column != "MAML":
+            return make_head(column, cfg).to(device), {}
+        val = self.fixed_episodes(pools["val"], cfg, "val", cfg["val_episodes"])
+        scores = {(lr, steps): float(self.head_accuracies(backbone, FineTuneHead(steps, lr), val, device).mean()) for lr, steps in MAML_GRID}
+        lr, steps = max(scores, key=scores.get)
+        return FineTuneHead(steps, lr), {"maml_head": {"lr": lr, "steps": steps, "validation_accuracy": scores[(lr, steps)],
+                                                       "grid": {f"lr={a} steps={b}": v for (a, b), v in scores.items()}}}
+
+    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
+                 device: str = "cpu", progress_position: int | None = None) -> CellResult:
+        self.check_cell(cell)
+        cfg = self.config(cell, scale)
+        key = self.training_key(cell, scale)
+        backbone, state, pools = self.trained_extractor(cfg, runs_dir, key, progress, device, progress_position)
+        started = now(device)
+        head, extra = self.test_head(backbone, cell.column, cfg, pools, device)
+        scores = self.head_accuracies(backbone, head, self.fixed_episodes(pools["test"], cfg, "test", cfg["test_episodes"]), device)
+        test_s = now(device) - started
+        return CellResult(scores=scores, deviations=[], wall_time_s=state.elapsed_s + test_s, train_wall_time_s=state.elapsed_s,
+                          extra={**extra, "checkpoint_key": key, "loss_curve": state.loss_curve,
+                                 "selection": {"selected_iteration": state.best_iteration, "validation_error": state.best_value},
+                                 "timing": {"ms_per_iteration": 1000 * state.elapsed_s / max(state.iteration, 1),
+                                            "iterations_timed": state.iteration, "test_s": test_s, "threads": torch.get_num_threads(),
+                                            "device": device, "load_average_1min": os.getloadavg()[0]}})
+
+    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
+        from benchmarks.harness.paths import runs_dir
+
+        self.check_cell(cell)
+        cfg = self.config(cell, scale)
+        pools = self.pools(cfg, runs_dir() / self.id / scale)
+        model = self.build_model(cfg, len(pools["train"]))
+        model.load_state_dict(load_checkpoint(checkpoint, None)["model"])
+        backbone = model.backbone.to(device)
+        head, _ = self.test_head(backbone, cell.column, cfg, pools, device)
+        return self.head_accuracies(backbone, head, self.fixed_episodes(pools["test"], cfg, "test", cfg["test_episodes"]), device)
+
+
+BENCHMARK = UnravelingOmniglotHeads()
