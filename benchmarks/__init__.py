@@ -14,7 +14,7 @@ A benchmark id (``alfa-table8``) does not depend on where its module lives.
 from __future__ import annotations
 
 from benchmarks.alfa import table8 as alfa_table8
-from benchmarks.anchors import finn2017_table1, nichol2018_table1, snell2017_table1, sung2018_table1
+from benchmarks.anchors import finn2017_table1, nichol2018_table1, snell2017_table1, sung2018_table1, vinyals2016_table1
 from benchmarks.guiroy import fig9 as guiroy_fig9
 from benchmarks.harness.base import Benchmark
 from benchmarks.hyperrepr import fig1 as hyperrepr_fig1
@@ -33,7 +33,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                       guiroy_fig9.BENCHMARK, sung2018_table1.BENCHMARK, l2g_table1.BENCHMARK, l2g_table2.BENCHMARK,
                       l2g_table3.BENCHMARK, l2g_fig2.BENCHMARK, l2g_fig3.BENCHMARK, l2g_omniglot.BENCHMARK,
                       hyperrepr_table1.BENCHMARK, hyperrepr_fig1.BENCHMARK, hyperrepr_omniglot.BENCHMARK,
-                      unraveling_omniglot_heads.BENCHMARK)
+                      unraveling_omniglot_heads.BENCHMARK, vinyals2016_table1.BENCHMARK)
 }
 
 

@@ -18,10 +18,10 @@ from torch import nn
 from torch.func import functional_call
 
 
-def finetune_logits(backbone: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, ways: int,
-                    steps: int, lr: float) -> torch.Tensor:
-    """One episode: ``support_x (n, C, H, W)``, ``support_y (n,)``, ``query_x (q, C, H, W)`` -> query logits ``(q, ways)``.
-    ``backbone`` is not modified (the adapted weights are returned implicitly through the logits, never stored)."""
+def finetune(backbone: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor, ways: int, steps: int, lr: float):
+    """The fine-tuned state of one episode, ``(params, buffers, weight, bias)``: the backbone's weights after ``steps``
+    SGD steps of ``lr`` (with the new layer ``weight (ways, d)``, ``bias (ways,)``) on ``support_x (n, C, H, W)``,
+    ``support_y (n,)``, BatchNorm on running statistics. ``backbone`` is not modified (the state is returned)."""
     was = backbone.training
     backbone.eval()
     try:
@@ -43,10 +43,29 @@ def finetune_logits(backbone: nn.Module, support_x: torch.Tensor, support_y: tor
                 updated = [t - lr * g for t, g in zip(tensors, grads)]
             params = dict(zip(params, updated[:-2]))
             weight, bias = updated[-2], updated[-1]
-        with torch.no_grad():
-            return F.linear(functional_call(backbone, (params, buffers), (query_x,)), weight, bias)
+        return params, buffers, weight, bias
     finally:
         backbone.train(was)
+
+
+def finetuned_features(backbone: nn.Module, state, x: torch.Tensor) -> torch.Tensor:
+    """Features of ``x`` under a fine-tuned state from :func:`finetune` (eval-mode BatchNorm)."""
+    params, buffers = state[0], state[1]
+    was = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            return functional_call(backbone, (params, buffers), (x,))
+    finally:
+        backbone.train(was)
+
+
+def finetune_logits(backbone: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, ways: int,
+                    steps: int, lr: float) -> torch.Tensor:
+    """One episode: ``support_x (n, C, H, W)``, ``support_y (n,)``, ``query_x (q, C, H, W)`` -> query logits ``(q, ways)``
+    of the fine-tuned network and layer."""
+    state = finetune(backbone, support_x, support_y, ways, steps, lr)
+    return F.linear(finetuned_features(backbone, state, query_x), state[2], state[3])
 
 
 class FineTuneHead(nn.Module):

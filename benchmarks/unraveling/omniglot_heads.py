@@ -36,7 +36,7 @@ test heads                 on the frozen extractor (eval mode, running BatchNorm
                            training (float32), prototypes; MAML: every weight plus a zero-initialised linear
                            layer fine-tuned by plain SGD on the support (``methods.finetune_head``), its
                            (step size, steps) chosen per trained model on the 200 validation episodes from
-                           {0.01, 0.1} x {5, 10} [choice: the paper gives none]
+                           {0.01, 0.1, 0.4} x {5, 10} [choice: the paper gives none; 0.4 is MAML's Omniglot step]
 =========================  =====================================================================
 """
 
@@ -65,14 +65,14 @@ from methods.svm_head import MetaOptNetSVM
 #: row -> how its extractor is trained
 TRAININGS = {"ProtoNet": "proto", "R2-D2": "ridge", "MetaOptNet-SVM": "svm", "Classical": "classical"}
 COLUMNS = ("SVM", "RR", "ProtoNet", "MAML")
-MAML_GRID = [(0.01, 5), (0.01, 10), (0.1, 5), (0.1, 10)]
+MAML_GRID = [(0.01, 5), (0.01, 10), (0.1, 5), (0.1, 10), (0.4, 5), (0.4, 10)]  # 0.4: MAML's Omniglot step
 PROTOCOL = {"ways": 5, "shots": 1, "queries": 15, "episodes_per_batch": 8, "classical_batch": 128, "filters": 64,
             "iterations": 10_000, "val_episodes": 200, "test_episodes": 1000, "val_seed": 1, "test_seed": 2020,
             "meta_lr": 0.1, "meta_weight_decay": 5e-4, "classical_lr": 0.1, "classical_weight_decay": 1e-4,
-            "svm_C": 0.1, "svm_iterations": 15, "svm_jitter": 1.0, "ridge_lambda": 50.0, "data": "real"}
+            "svm_C": 0.1, "svm_iterations": 15, "svm_jitter": 1.0, "ridge_lambda": 50.0, "data": "real", "maml_grid": MAML_GRID}
 SCALES = {"paper": {}, "quick": {"iterations": 1000, "test_episodes": 500, "val_episodes": 100},
           "smoke": {"iterations": 40, "test_episodes": 10, "val_episodes": 4, "filters": 16, "episodes_per_batch": 2,
-                    "classical_batch": 16, "data": "fixture"}}
+                    "classical_batch": 16, "data": "fixture", "maml_grid": [(0.4, 5)]}}
 #: keys that only change how a trained extractor is tested (cells differing in them share the training)
 TEST_KEYS = ("benchmark", "column", "test_episodes", "test_seed")
 
@@ -211,7 +211,8 @@ class UnravelingOmniglotHeads(Benchmark):
         if column != "MAML":
             return make_head(column, cfg).to(device), {}
         val = self.fixed_episodes(pools["val"], cfg, "val", cfg["val_episodes"])
-        scores = {(lr, steps): float(self.head_accuracies(backbone, FineTuneHead(steps, lr), val, device).mean()) for lr, steps in MAML_GRID}
+        scores = {(lr, steps): float(self.head_accuracies(backbone, FineTuneHead(steps, lr), val, device).mean())
+                  for lr, steps in cfg["maml_grid"]}
         lr, steps = max(scores, key=scores.get)
         return FineTuneHead(steps, lr), {"maml_head": {"lr": lr, "steps": steps, "validation_accuracy": scores[(lr, steps)],
                                                        "grid": {f"lr={a} steps={b}": v for (a, b), v in scores.items()}}}

@@ -1,0 +1,281 @@
+"""Matching Networks and the baseline classifier on Omniglot (Vinyals et al. 2016, Table 1): the anchor of the classical
+path (a classically trained extractor tested by nearest neighbour, with and without fine-tuning) and of
+``methods.matchingnet``.
+
+Published numbers: arXiv:1606.04080v1, Table 1 ("Results on the Omniglot dataset"), read from an image of the table
+(``results/published/vinyals2016-table1.json`` says where); no intervals are printed and no number of test episodes is
+stated. The paper is not in ``../shared/papers`` and its text was not reachable here, so the protocol below rests on
+what the table's columns say ("Matching Fn", "Fine Tune"), on the MAML paper's description of Vinyals' protocol (1200
+training characters, rotations by multiples of 90 degrees as new classes; the baseline classifier's last layer feeds a
+softmax) and on our choices, each marked [choice]:
+
+=========================  =====================================================================
+setting                    value
+=========================  =====================================================================
+data                       Vinyals' split as the suite has it (``splits/omniglot/vinyals``: Snell et al.'s
+                           files, 1028 training + 172 validation characters = Vinyals' 1200, 423 test), each
+                           character at 0/90/180/270 degrees a class, 28x28
+backbone                   Conv-4, 64 filters (4 x conv3x3-BN-ReLU-pool, 64 features: Vinyals sec. 4.1)
+Pixels                     cosine nearest neighbour on the raw 784 pixels, no training
+Baseline classifier        the backbone trained classically on every training class (cross-entropy, Appendix
+                           A.2 of Goldblum et al.'s Nesterov SGD recipe as ``unraveling-omniglot-heads``
+                           compresses it) [choice: Vinyals give no schedule]; tested by cosine nearest
+                           neighbour (the support example of highest cosine similarity) on its features
+Fine Tune = Y              the backbone and a zero-initialised softmax layer fine-tuned by plain SGD on the
+                           episode's support (``methods.finetune_head``), (step size, steps) chosen on
+                           validation episodes from {0.01, 0.1, 0.4} x {10, 50} [choice: the protocol is not
+                           recoverable here]; "Cosine": nearest neighbour on the fine-tuned features;
+                           "Softmax": the fine-tuned layer's prediction
+Matching Nets              ``methods.matchingnet`` without full context embeddings [choice], trained on
+                           episodes of the column's ways and shots (15 queries per class for 5-way, 5 for 20-way
+                           with 5 shots: an Omniglot class has 20 drawings), Adam 1e-3; one model per column
+Matching Nets, Fine Tune   the trained embedding fine-tuned as above, then matched
+budget                     ``paper``: 10,000 updates [choice], ``quick`` 1,000; selection on validation accuracy
+test                       1000 fixed episodes per column [choice], 15 queries per class (5 at 20-way 5-shot)
+=========================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmarks.families.fewshot_metric import omniglot_pools
+from benchmarks.harness.base import Benchmark, Cell, CellResult
+from benchmarks.unraveling.omniglot_heads import classical_lr_factor_compressed
+from metarepro.episodes import Episode, task_rng
+from metarepro.results import config_hash
+from metarepro.timing import now
+from metarepro.trainer import EarlyStopping, load_checkpoint, train
+from methods.backbones import Conv4
+from methods.classical import ClassicalClassifier, LabelledBatch, nesterov_sgd
+from methods.finetune_head import finetune, finetuned_features
+from methods.matchingnet import MatchingNet
+
+PIXELS, BASELINE, BASELINE_FT, BASELINE_SOFTMAX_FT = ("Pixels", "Baseline classifier", "Baseline classifier (fine-tuned)",
+                                                      "Baseline classifier (softmax, fine-tuned)")
+MATCHING, MATCHING_FT = "Matching Nets", "Matching Nets (fine-tuned)"
+CITED = ("MANN (no conv)", "Convolutional Siamese Net", "Convolutional Siamese Net (fine-tuned)")
+COLUMNS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
+#: (step size, steps) of the fine-tuning rows, chosen on validation episodes: a new softmax layer from zero needs more steps
+#: than the MAML head's grid gives (measured on the fixtures: 10 steps leave 20-way softmax fine-tuning at chance)
+FINETUNE_GRID = [(lr, steps) for lr in (0.01, 0.1, 0.4) for steps in (10, 50)]
+PROTOCOL = {"filters": 64, "iterations": 10_000, "classical_batch": 128, "classical_lr": 0.1, "classical_weight_decay": 1e-4,
+            "matching_lr": 1e-3, "val_episodes": 200, "test_episodes": 1000, "val_seed": 1, "test_seed": 2016, "data": "real",
+            "finetune_grid": FINETUNE_GRID}
+SCALES = {"paper": {}, "quick": {"iterations": 1000, "val_episodes": 100},
+          "smoke": {"iterations": 40, "test_episodes": 8, "val_episodes": 2, "filters": 16, "classical_batch": 16, "data": "fixture",
+                    "finetune_grid": [(0.1, 20)]}}
+
+
+def parse_column(column: str) -> tuple[int, int]:
+    ways, shots = column.split()
+    return int(ways.split("-")[0]), int(shots.split("-")[0])
+
+
+def cosine_nearest_neighbour(support: torch.Tensor, labels: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
+    """``(q, ways)`` scores: per class, the highest cosine similarity of the query to that class's support examples
+    (so the argmax is the label of the nearest support example). ``support (n, d)``, ``labels (n,)``, ``query (q, d)``."""
+    similarity = F.normalize(query, dim=1) @ F.normalize(support, dim=1).T  # (q, n)
+    scores = torch.full((len(query), ways), -2.0, dtype=similarity.dtype, device=similarity.device)
+    return scores.scatter_reduce(1, labels.expand(len(query), -1), similarity, reduce="amax")
+
+
+class Vinyals2016Table1(Benchmark):
+    id = "vinyals2016-table1"
+    title = "Matching Networks and the baseline classifier on Omniglot (Vinyals et al. 2016, Table 1), accuracy %"
+    paper = ""  # not in ../shared/papers: the published file names the source
+    metric = "accuracy %"
+    higher_is_better = True
+    rows = (PIXELS, BASELINE, BASELINE_FT, BASELINE_SOFTMAX_FT, MATCHING, MATCHING_FT)
+    cited_rows = CITED
+    columns = COLUMNS
+    requires_data = "omniglot"
+
+    def config(self, cell: Cell, scale: str) -> dict:
+        ways, shots = parse_column(cell.column)
+        training = "none" if cell.row == PIXELS else "classical" if cell.row.startswith("Baseline") else "matching"
+        queries = 5 if shots + 15 > 20 else 15
+        cfg = {"benchmark": self.id, "row": cell.row, "column": cell.column, "scale": scale, "training": training,
+               "ways": ways, "shots": shots, "queries": queries, "train_seed": cell.seed, **PROTOCOL, **SCALES[scale]}
+        if training != "matching":  # one baseline training serves every column; pixels train nothing
+            cfg.update(train_ways=None, train_shots=None)
+        else:
+            cfg.update(train_ways=ways, train_shots=shots)
+        return cfg
+
+    def training_key(self, cell: Cell, scale: str) -> str:
+        cfg = self.config(cell, scale)
+        training = {k: v for k, v in cfg.items() if k not in ("benchmark", "row", "column", "ways", "shots", "queries",
+                                                               "test_episodes", "test_seed")}
+        if cfg["training"] == "matching":
+            training["queries"] = cfg["queries"]
+        return f"{cfg['training']}-{config_hash(training)}"
+
+    def estimated_seconds(self, cell: Cell, scale: str) -> float:
+        cfg = self.config(cell, scale)
+        per_update = {"none": 0.0, "classical": 0.025, "matching": 0.02 * cfg["ways"] / 5}[cfg["training"]]
+        return cfg["iterations"] * per_update + cfg["test_episodes"] * (0.1 if "fine-tuned" in cell.row else 0.005)
+
+    def trivial_score(self, cell: Cell, scale: str) -> float:
+        return 100.0 / parse_column(cell.column)[0]
+
+    def dataset_digest(self) -> str | None:
+        from metarepro.data.sources import OMNIGLOT
+
+        return ",".join(f.content_sha256 for f in OMNIGLOT.files)
+
+    # -- models ------------------------------------------------------------------------------------------------------------
+    def build_model(self, cfg: dict, classes: int = 1) -> nn.Module:
+        backbone = Conv4(1, cfg["filters"], pool=True)
+        if cfg["training"] == "matching":
+            return MatchingNet(backbone)
+        return ClassicalClassifier(backbone, cfg["filters"], classes)
+
+    def protocol_model(self, cell: Cell, scale: str) -> nn.Module | None:
+        cfg = self.config(cell, scale)
+        return None if cfg["training"] == "none" else self.build_model(cfg)
+
+    def scored_checkpoint(self, cell: Cell, scale: str):
+        return None if cell.row == PIXELS else super().scored_checkpoint(cell, scale)
+
+    def episodes(self, pool, cfg: dict, split: str, count: int) -> list[Episode]:
+        seed = cfg["test_seed"] if split == "test" else cfg["val_seed"]
+        return [pool.sample(task_rng(seed, split, i), cfg["ways"], cfg["shots"], cfg["queries"]) for i in range(count)]
+
+    def trained_backbone(self, cfg: dict, pools: dict, runs_dir: Path, key: str, progress: bool, device: str, position):
+        torch.manual_seed(cfg["train_seed"])
+        model = self.build_model(cfg, len(pools["train"])).to(device)
+        classical = cfg["training"] == "classical"
+        if classical:
+            optimizer = nesterov_sgd(model.parameters(), lr=cfg["classical_lr"], weight_decay=cfg["classical_weight_decay"])
+            schedule = lambda i: classical_lr_factor_compressed(i, cfg["iterations"])  # noqa: E731
+        else:
+            optimizer, schedule = torch.optim.Adam(model.parameters(), lr=cfg["matching_lr"]), None
+        val_cfg = {**cfg, "ways": 5, "shots": 1, "queries": 15} if classical else cfg  # the baseline selects on 5-way 1-shot
+        val = self.episodes(pools["val"], val_cfg, "val", cfg["val_episodes"])
+        every = max(1, cfg["iterations"] // 20)
+
+        def validate() -> float:
+            scorer = (lambda e: self.nearest_neighbour(model.backbone, e, device)) if classical else (lambda e: self.matching(model, e, device))
+            return float(100.0 - np.mean([scorer(e) for e in val]))
+
+        def batch(i: int):
+            rng = task_rng(cfg["train_seed"], "train", i)
+            if classical:
+                classes = rng.integers(len(pools["train"]), size=cfg["classical_batch"])
+                x = torch.from_numpy(pools["train"].images(classes, rng.integers(20, size=(len(classes), 1)))).float().div_(255.0)
+                return LabelledBatch(x, torch.from_numpy(classes)).to(device)
+            return pools["train"].sample(rng, cfg["train_ways"], cfg["train_shots"], cfg["queries"]).to(device)
+
+        early = EarlyStopping(validate=validate, every=every, patience=cfg["iterations"], best_path=Path(runs_dir) / key / "best.pt")
+        state = train(model, optimizer, batch, cfg["iterations"], Path(runs_dir) / key / "checkpoint.pt", key, checkpoint_every=every,
+                      log_every=max(1, every // 10), progress=progress, desc=f"{cfg['training']} [{cfg['scale']}]",
+                      meta={"benchmark": self.id, "scale": cfg["scale"]}, progress_position=position, early_stopping=early,
+                      lr_schedule=schedule)
+        if early.best_path.exists():
+            model.load_state_dict(load_checkpoint(early.best_path, None)["model"])
+        return model, state
+
+    # -- evaluation -----------------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def nearest_neighbour(self, backbone: nn.Module | None, e: Episode, device: str, state=None) -> float:
+        """Accuracy % of cosine nearest neighbour on ``backbone``'s features (pixels if None; a fine-tuned ``state``)."""
+        e = e.to(device)
+        if backbone is None:
+            s, q = e.support_x.flatten(1), e.query_x.flatten(1)
+        elif state is not None:
+            s, q = finetuned_features(backbone, state, e.support_x), finetuned_features(backbone, state, e.query_x)
+        else:
+            was = backbone.training
+            backbone.eval()
+            s, q = backbone(e.support_x), backbone(e.query_x)
+            backbone.train(was)
+        scores = cosine_nearest_neighbour(s, e.support_y, q, int(e.support_y.max()) + 1)
+        return 100.0 * float((scores.argmax(1) == e.query_y).float().mean())
+
+    @torch.no_grad()
+    def matching(self, model: MatchingNet, e: Episode, device: str, state=None) -> float:
+        e = e.to(device)
+        was = model.training
+        model.eval()
+        try:
+            if state is None:
+                return 100.0 * float(model.score(e)[0])
+            from methods.matchingnet import cosine_attention, label_distribution
+
+            s, q = finetuned_features(model.backbone, state, e.support_x), finetuned_features(model.backbone, state, e.query_x)
+            probs = label_distribution(cosine_attention(q, s), e.support_y, int(e.support_y.max()) + 1)
+            return 100.0 * float((probs.argmax(1) == e.query_y).float().mean())
+        finally:
+            model.train(was)
+
+    def score_episode(self, row: str, model, e: Episode, device: str, lr_steps=None) -> float:
+        backbone = None if model is None else model.backbone
+        if row == PIXELS:
+            return self.nearest_neighbour(None, e, device)
+        if row == BASELINE:
+            return self.nearest_neighbour(backbone, e, device)
+        if row == MATCHING:
+            return self.matching(model, e, device)
+        e = e.to(device)
+        state = finetune(backbone, e.support_x, e.support_y, int(e.support_y.max()) + 1, lr_steps[1], lr_steps[0])
+        if row == BASELINE_FT:
+            return self.nearest_neighbour(backbone, e, device, state)
+        if row == MATCHING_FT:
+            return self.matching(model, e, device, state)
+        logits = F.linear(finetuned_features(backbone, state, e.query_x), state[2], state[3])  # softmax, fine-tuned
+        return 100.0 * float((logits.argmax(1) == e.query_y).float().mean())
+
+    def score(self, cell: Cell, cfg: dict, model, pools: dict, device: str) -> tuple[np.ndarray, dict]:
+        extra, lr_steps = {}, None
+        if "fine-tuned" in cell.row:
+            val = self.episodes(pools["val"], cfg, "val", cfg["val_episodes"])
+            grid = {tuple(g): float(np.mean([self.score_episode(cell.row, model, e, device, g) for e in val])) for g in cfg["finetune_grid"]}
+            lr_steps = max(grid, key=grid.get)
+            extra["fine_tuning"] = {"lr": lr_steps[0], "steps": lr_steps[1], "validation_accuracy": grid[lr_steps],
+                                    "grid": {f"lr={a} steps={b}": v for (a, b), v in grid.items()}}
+        test = self.episodes(pools["test"], cfg, "test", cfg["test_episodes"])
+        return np.array([self.score_episode(cell.row, model, e, device, lr_steps) for e in test]), extra
+
+    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
+                 device: str = "cpu", progress_position: int | None = None) -> CellResult:
+        self.check_cell(cell)
+        cfg = self.config(cell, scale)
+        pools = omniglot_pools(cfg, runs_dir)
+        model, train_s, extra = None, 0.0, {}
+        if cfg["training"] != "none":
+            key = self.training_key(cell, scale)
+            model, state = self.trained_backbone(cfg, pools, runs_dir, key, progress, device, progress_position)
+            train_s = state.elapsed_s
+            extra = {"checkpoint_key": key, "loss_curve": state.loss_curve,
+                     "selection": {"selected_iteration": state.best_iteration, "validation_error": state.best_value},
+                     "timing_iterations": state.iteration}
+        started = now(device)
+        scores, more = self.score(cell, cfg, model, pools, device)
+        test_s = now(device) - started
+        timing = {"ms_per_iteration": 1000 * train_s / max(extra.pop("timing_iterations", 0), 1), "iterations_timed": cfg["iterations"],
+                  "test_s": test_s, "threads": torch.get_num_threads(), "device": device, "load_average_1min": os.getloadavg()[0]}
+        return CellResult(scores=scores, deviations=[], wall_time_s=train_s + test_s, train_wall_time_s=train_s,
+                          extra={**extra, **more, **({"timing": timing} if model is not None else {})})
+
+    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
+        from benchmarks.harness.paths import runs_dir
+
+        self.check_cell(cell)
+        cfg = self.config(cell, scale)
+        pools = omniglot_pools(cfg, runs_dir() / self.id / scale)
+        model = None
+        if cfg["training"] != "none":
+            model = self.build_model(cfg, len(pools["train"]))
+            model.load_state_dict(load_checkpoint(checkpoint, None)["model"])
+            model.to(device)
+        return self.score(cell, cfg, model, pools, device)[0]
+
+
+BENCHMARK = Vinyals2016Table1()
