@@ -48,7 +48,7 @@ def pin_checkpoint(benchmark: Benchmark, cell: Cell, scale: str, scores: np.ndar
     they re-score to ``scores`` (module docstring); the record's ``checkpoint`` entry."""
     source = benchmark.scored_checkpoint(cell, scale)
     if source is None:
-        return {"pinned": False, "why": "the cell's scores come from several trained models (runs or a grid)"}
+        return {"pinned": False, "why": "no single trained model gave the cell's scores (several runs, a grid, or no training)"}
     if not source.is_file():
         return {"pinned": False, "why": f"no checkpoint at {source}"}
     payload = load_checkpoint(source)
