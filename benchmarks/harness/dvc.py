@@ -6,7 +6,8 @@ decides its numbers and nothing else, so ``dvc status`` names exactly the groups
 
 * ``config``: each cell's configuration hash (:meth:`~benchmarks.harness.base.Benchmark.result_hash`);
 * ``protocol``: the protocol versions of the trainer and of the classes of the model it trains
-  (:meth:`~benchmarks.harness.base.Benchmark.protocol_model`, :func:`metarepro.trainer.protocol_versions`);
+  (:meth:`~benchmarks.harness.base.Benchmark.protocol_model`, :func:`metarepro.trainer.protocol_versions`; empty for
+  a cell that trains nothing);
 * ``data``: the pinned content digest of its data (:meth:`~benchmarks.harness.base.Benchmark.dataset_digest`), or
   ``generated``.
 
@@ -51,7 +52,7 @@ def stage_name(benchmark: Benchmark, scale: str, group: str) -> str:
 def code_params(benchmark: Benchmark, cells: list[Cell], scale: str) -> dict:
     """What decides a group's numbers, as the code gives it now (module docstring)."""
     return {"config": {cell_id(c): benchmark.result_hash(c, scale) for c in cells},
-            "protocol": protocol_versions(benchmark.protocol_model(cells[0], scale)),
+            "protocol": protocol_versions(model) if (model := benchmark.protocol_model(cells[0], scale)) is not None else {},
             "data": benchmark.dataset_digest() or "generated"}
 
 
@@ -129,7 +130,7 @@ def params_yaml(all_stages: list[dict], which: str = "params") -> str:
         lines.append(f"{s['name']}:")
         lines.append("  config:")
         lines += [f"    {_quote(k)}: {_quote(v)}" for k, v in p["config"].items()]
-        lines.append("  protocol:")
+        lines.append("  protocol:" if p["protocol"] else "  protocol: {}")  # nothing trained (e.g. a pixel baseline)
         lines += [f"    {_quote(k)}: {v}" for k, v in p["protocol"].items()]
         lines.append(f"  data: {_quote(p['data']) if isinstance(p['data'], str) else json.dumps(p['data'])}")
     return "\n".join(lines) + "\n"
