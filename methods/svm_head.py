@@ -67,7 +67,11 @@ def solve_qpth(support: torch.Tensor, labels: torch.Tensor, ways: int, C: float 
                iterations: int = 15) -> torch.Tensor:
     """``alpha (B, n, ways)`` by qpth's batched interior point method, as the authors call it (``QPFunction(maxIter)``,
     constant terms detached); differentiable in ``support``."""
-    from qpth.qp import QPFunction
+    try:
+        from qpth.qp import QPFunction
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("the SVM head's qpth engine needs qpth: pip install -e '.[qp]' (on Python 3.13+: "
+                                  "pip install --no-deps qpth==0.0.18), or use engine='cvxpylayers'") from None
 
     Q, p, G, h, A, b = crammer_singer_qp(support, labels, ways, C, jitter)
     z = QPFunction(verbose=False, maxIter=iterations)(Q, p.detach(), G.detach(), h.detach(), A.detach(), b.detach())
