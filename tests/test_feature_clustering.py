@@ -1,0 +1,69 @@
+"""R_FC and R_HV (Goldblum et al. sec. 4.4-4.5) and the released script's versions, each against a loop written from
+its formula."""
+
+import itertools
+
+import numpy as np
+import torch
+
+from methods.feature_clustering import (
+    code_feature_clustering,
+    code_hyperplane_variation,
+    feature_clustering,
+    hyperplane_variation,
+    hyperplane_variation_of_batch,
+)
+
+
+def _data(classes=4, per_class=3, dim=5, seed=0):
+    g = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), per_class)
+    return g.normal(size=(classes * per_class, dim)) + 2 * g.normal(size=(classes, dim))[labels], labels
+
+
+def test_feature_clustering_is_the_papers_ratio():
+    f, y = _data()
+    C, N = 4, len(y)
+    mu = f.mean(0)
+    within = sum(np.sum((f[k] - f[y == y[k]].mean(0)) ** 2) for k in range(N))
+    between = sum(np.sum((f[y == c].mean(0) - mu) ** 2) for c in range(C))
+    got = feature_clustering(torch.from_numpy(f), torch.from_numpy(y)).item()
+    assert abs(got - C / N * within / between) < 1e-12
+    tight = f.copy()
+    for c in range(C):  # point masses: zero (the paper: "classes are represented by distinct point masses")
+        tight[y == c] = f[y == c].mean(0)
+    assert feature_clustering(torch.from_numpy(tight), torch.from_numpy(y)).item() < 1e-20
+
+
+def test_hyperplane_variation_over_class_pairs():
+    f, y = _data(classes=3, per_class=2)
+    want = []
+    for a, b in itertools.combinations(range(3), 2):
+        x1, x2 = f[y == a]
+        y1, y2 = f[y == b]
+        want.append(np.linalg.norm((x1 - y1) - (x2 - y2)) / (np.linalg.norm(x1 - y1) + np.linalg.norm(x2 - y2)))
+    got = hyperplane_variation_of_batch(torch.from_numpy(f), torch.from_numpy(y)).item()
+    assert abs(got - np.mean(want)) < 1e-12
+    one = hyperplane_variation(*(torch.from_numpy(v)[None] for v in (f[0], f[1], f[2], f[3])))
+    assert abs(one.item() - want[0]) < 1e-12
+
+
+def test_the_released_scripts_versions():
+    g = np.random.default_rng(1)
+    groups, dim = 3, 4
+    x1, x2, y1, y2 = (g.normal(size=(groups, dim)) for _ in range(4))
+    out = torch.from_numpy(np.concatenate([x1, x2, y1, y2]))
+    fc, hv = [], []
+    for k in range(groups):
+        d1, d2 = x1[k] - y1[k], x2[k] - y2[k]
+        fc.append((np.linalg.norm(d1 - d2) / ((np.linalg.norm(d1) + np.linalg.norm(d2)) / 2 + 1e-4)) ** 2)
+        m1, m2 = (x1[k] + x2[k]) / 2, (y1[k] + y2[k]) / 2
+        m = (m1 + m2) / 2
+        sw = sum(np.sum((v - c) ** 2) for v, c in ((x1[k], m1), (x2[k], m1), (y1[k], m2), (y2[k], m2)))
+        hv.append(sw / (np.sum((m1 - m) ** 2) + np.sum((m2 - m) ** 2) + 1e-6))
+    assert abs(code_feature_clustering(out).item() - np.mean(fc)) < 1e-12
+    assert abs(code_hyperplane_variation(out).item() - np.mean(hv)) < 1e-12
+    # the names look swapped: the script's "hyperplane variation" is the paper's R_FC of each pair of classes, less C/N
+    pair = torch.from_numpy(np.stack([x1[0], x2[0], y1[0], y2[0]]))
+    paper_fc = feature_clustering(pair, torch.tensor([0, 0, 1, 1])).item()
+    assert abs(code_hyperplane_variation(torch.from_numpy(np.stack([x1[0], x2[0], y1[0], y2[0]]))).item() - paper_fc * 4 / 2) < 1e-5
