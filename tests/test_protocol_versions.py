@@ -126,6 +126,7 @@ def _probe_models() -> dict:
     from methods.resnet12 import ResNet12
     from methods.ridge_head import RidgeHead
     from methods.svm_head import MetaOptNetSVM
+    from methods.weight_clustering import WeightClusteredReptile
 
     adam = lambda m: torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)  # noqa: E731
     sgd = lambda m: torch.optim.SGD(m.parameters(), lr=0.5)  # noqa: E731
@@ -160,6 +161,8 @@ def _probe_models() -> dict:
                                                 lambda i: images(i, shots=2), adam),
         "FineTuneHead on HeadClassifier(Conv4)": (lambda: _WithTestTimeHead(HeadClassifier(_conv4(), ProtoHead()), FineTuneHead(3, 0.1)),
                                                   images, adam),
+        "WeightClusteredReptile(ConvNet)": (lambda: WeightClusteredReptile(_convnet(), 0.1, 3, alpha=0.5),
+                                            lambda i: images(i, tasks=2, shots=2), sgd),
         "ResNet12+ProtoHead": (lambda: HeadClassifier(ResNet12(1, (4, 4, 4, 4), dropblock_size=2), ProtoHead()), images, adam),
     }
 
