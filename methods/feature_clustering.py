@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 def feature_clustering(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -79,3 +82,45 @@ def code_hyperplane_variation(outputs: torch.Tensor) -> torch.Tensor:
     within = (x1 - m1).norm(dim=1) ** 2 + (x2 - m1).norm(dim=1) ** 2 + (y1 - m2).norm(dim=1) ** 2 + (y2 - m2).norm(dim=1) ** 2
     between = (m1 - m).norm(dim=1) ** 2 + (m2 - m).norm(dim=1) ** 2 + 1e-6
     return (within / between).mean()
+
+
+def lda_projection(features: np.ndarray, labels: np.ndarray, dims: int = 2) -> np.ndarray:
+    """Fig. 2's view of a feature space: scikit-learn's linear discriminant analysis fit on ``features (N, d)`` with
+    ``labels (N,)`` and the features projected onto its first ``dims`` discriminant directions -> ``(N, dims)``."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    return LinearDiscriminantAnalysis(n_components=dims).fit_transform(features, labels)
+
+
+#: regulariser name -> ``(features (N, d), labels (N,)) -> scalar``; the code's forms read the released script's layout
+REGULARIZERS = {
+    "fc": feature_clustering,
+    "hv": hyperplane_variation_of_batch,
+    "code-fc": lambda features, labels: code_feature_clustering(features),
+    "code-hv": lambda features, labels: code_hyperplane_variation(features),
+}
+
+
+class RegularizedClassifier(nn.Module):
+    """Classical training with a class-separation regulariser (sec. 4.4-4.5, Tables 3 and 8): cross-entropy over all
+    training classes plus ``coefficient`` times ``R(features, labels)`` of the batch (:data:`REGULARIZERS`); batches
+    hold two images per class (the benchmark samples them; the ``code-*`` forms need the script's group-of-four
+    layout)."""
+
+    PROTOCOL_VERSION = 1
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, classes: int, regularizer: str = "fc", coefficient: float = 1.0):
+        super().__init__()
+        if regularizer not in REGULARIZERS:
+            raise ValueError(f"unknown regulariser {regularizer!r}; choose one of {sorted(REGULARIZERS)}")
+        self.backbone, self.classifier = backbone, nn.Linear(feature_dim, classes)
+        self.regularizer, self.coefficient = regularizer, coefficient
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.backbone(x))
+
+    def outer_loss(self, batch) -> torch.Tensor:
+        """``batch.x (N, C, H, W)``, ``batch.y (N,)`` (a :class:`methods.classical.LabelledBatch`)."""
+        features = self.backbone(batch.x)
+        loss = F.cross_entropy(self.classifier(features), batch.y)
+        return loss + self.coefficient * REGULARIZERS[self.regularizer](features, batch.y)

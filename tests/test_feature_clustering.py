@@ -67,3 +67,33 @@ def test_the_released_scripts_versions():
     pair = torch.from_numpy(np.stack([x1[0], x2[0], y1[0], y2[0]]))
     paper_fc = feature_clustering(pair, torch.tensor([0, 0, 1, 1])).item()
     assert abs(code_hyperplane_variation(torch.from_numpy(np.stack([x1[0], x2[0], y1[0], y2[0]]))).item() - paper_fc * 4 / 2) < 1e-5
+
+
+def test_lda_projection_finds_the_most_discriminative_direction():
+    """The first discriminant axis has a higher Fisher ratio (between- over within-class variance) than any of 200
+    random directions (numpy)."""
+    from methods.feature_clustering import lda_projection
+
+    f, y = _data(classes=4, per_class=10, dim=6)
+
+    def fisher(z):
+        means = np.array([z[y == c].mean() for c in range(4)])
+        return np.var(means) / np.mean([z[y == c].var() for c in range(4)])
+
+    best = fisher(lda_projection(f, y)[:, 0])
+    g = np.random.default_rng(5)
+    assert all(best >= fisher(f @ (v / np.linalg.norm(v))) for v in g.normal(size=(200, 6)))
+
+
+def test_the_regularized_loss_is_cross_entropy_plus_the_regulariser():
+    from methods.backbones import Conv4
+    from methods.classical import LabelledBatch
+    from methods.feature_clustering import RegularizedClassifier
+
+    torch.manual_seed(0)
+    batch = LabelledBatch(torch.rand(8, 1, 28, 28), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))
+    for name, reg in (("fc", feature_clustering), ("hv", hyperplane_variation_of_batch)):
+        model = RegularizedClassifier(Conv4(1, 4, pool=True), 4, 5, regularizer=name, coefficient=0.7)
+        features = model.backbone(batch.x)
+        want = torch.nn.functional.cross_entropy(model.classifier(features), batch.y) + 0.7 * reg(features, batch.y)
+        assert torch.allclose(model.outer_loss(batch), want)

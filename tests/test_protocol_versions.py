@@ -56,6 +56,14 @@ def _labelled(seed: int):
     return LabelledBatch(torch.rand(6, 1, 28, 28, generator=g, dtype=torch.float64), torch.arange(6))
 
 
+def _labelled_pairs(seed: int):
+    """A fixed minibatch of two float64 images for each of 3 training classes (the regularisers need pairs)."""
+    from methods.classical import LabelledBatch
+
+    g = torch.Generator().manual_seed(seed)
+    return LabelledBatch(torch.rand(6, 1, 28, 28, generator=g, dtype=torch.float64), torch.tensor([0, 0, 1, 1, 2, 2]))
+
+
 def _one(batch: Episode) -> Episode:
     return Episode(batch.support_x[0], batch.support_y[0], batch.query_x[0], batch.query_y[0])
 
@@ -109,6 +117,7 @@ def _probe_models() -> dict:
     """name -> (model factory, batch of iteration i, optimizer factory); every factory seeded by the caller."""
     from methods.alfa import ALFA
     from methods.classical import ClassicalClassifier
+    from methods.feature_clustering import RegularizedClassifier
     from methods.finetune_head import FineTuneHead
     from methods.head_classifier import HeadClassifier, ProtoHead
     from methods.hyper_representation import HyperRepresentation
@@ -163,6 +172,8 @@ def _probe_models() -> dict:
                                                   images, adam),
         "WeightClusteredReptile(ConvNet)": (lambda: WeightClusteredReptile(_convnet(), 0.1, 3, alpha=0.5),
                                             lambda i: images(i, tasks=2, shots=2), sgd),
+        "RegularizedClassifier(Conv4, R_FC)": (lambda: RegularizedClassifier(_conv4(), 4, 6, regularizer="fc", coefficient=0.5),
+                                               lambda i: _labelled_pairs(300 + i), sgd),
         "ResNet12+ProtoHead": (lambda: HeadClassifier(ResNet12(1, (4, 4, 4, 4), dropblock_size=2), ProtoHead()), images, adam),
     }
 
