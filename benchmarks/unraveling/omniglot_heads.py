@@ -27,6 +27,10 @@ heads in training          SVM: C 0.1, 15 QP iterations, + 1.0 I (the code's); r
 classical training         Appendix A.2: Nesterov SGD lr 0.1, wd 1e-4, batches of 128 images over every
                            training class; the rate x0.1 at 1/3 of training and every further 1/6 (A.2's
                            epochs 100, 150, 200, 250 of 300)
+regularised classical      the same, plus R_FC or R_HV (sec. 4.4-4.5, the paper's forms, coefficient 1: the
+                           released script's default for its feature-clustering term) on batches of 64 classes
+                           x 2 images (``methods.feature_clustering``); Goldblum et al.'s Table 3 question:
+                           does it beat plain classical training?
 budget                     ``paper`` 10,000 updates per row [choice: each training at most 2 CPU-h here],
                            ``quick`` 1,000
 selection                  the checkpoint of best accuracy on 200 validation episodes (5-way 1-shot), every
@@ -57,19 +61,23 @@ from metarepro.timing import now
 from metarepro.trainer import EarlyStopping, load_checkpoint, train
 from methods.backbones import Conv4
 from methods.classical import ClassicalClassifier, LabelledBatch, nesterov_sgd
+from methods.feature_clustering import RegularizedClassifier
 from methods.finetune_head import FineTuneHead
 from methods.head_classifier import HeadClassifier, ProtoHead
 from methods.ridge_head import RidgeHead
 from methods.svm_head import MetaOptNetSVM
 
 #: row -> how its extractor is trained
-TRAININGS = {"ProtoNet": "proto", "R2-D2": "ridge", "MetaOptNet-SVM": "svm", "Classical": "classical"}
+TRAININGS = {"ProtoNet": "proto", "R2-D2": "ridge", "MetaOptNet-SVM": "svm", "Classical": "classical",
+             "Classical + R_FC": "classical-fc", "Classical + R_HV": "classical-hv"}
+CLASSICAL = ("classical", "classical-fc", "classical-hv")
 COLUMNS = ("SVM", "RR", "ProtoNet", "MAML")
 MAML_GRID = [(0.01, 5), (0.01, 10), (0.1, 5), (0.1, 10), (0.4, 5), (0.4, 10)]  # 0.4: MAML's Omniglot step
 PROTOCOL = {"ways": 5, "shots": 1, "queries": 15, "episodes_per_batch": 8, "classical_batch": 128, "filters": 64,
             "iterations": 10_000, "val_episodes": 200, "test_episodes": 1000, "val_seed": 1, "test_seed": 2020,
             "meta_lr": 0.1, "meta_weight_decay": 5e-4, "classical_lr": 0.1, "classical_weight_decay": 1e-4,
-            "svm_C": 0.1, "svm_iterations": 15, "svm_jitter": 1.0, "ridge_lambda": 50.0, "data": "real", "maml_grid": MAML_GRID}
+            "svm_C": 0.1, "svm_iterations": 15, "svm_jitter": 1.0, "ridge_lambda": 50.0, "data": "real", "maml_grid": MAML_GRID,
+            "regularizer_coefficient": 1.0}
 SCALES = {"paper": {}, "quick": {"iterations": 1000, "test_episodes": 500, "val_episodes": 100},
           "smoke": {"iterations": 40, "test_episodes": 10, "val_episodes": 4, "filters": 16, "episodes_per_batch": 2,
                     "classical_batch": 16, "data": "fixture", "maml_grid": [(0.4, 5)]}}
@@ -124,7 +132,7 @@ class UnravelingOmniglotHeads(Benchmark):
         """Rough, for ``plan`` before a timed record exists: ~90 ms per meta update (8 episodes of 80 images), ~25 ms per
         classical one (128 images), one thread, 28 px; test ~0.1 s per episode with the MAML head's fine-tuning."""
         cfg = self.config(cell, scale)
-        per_update = 0.025 if cfg["training"] == "classical" else 0.09
+        per_update = 0.025 if cfg["training"] in CLASSICAL else 0.09
         return cfg["iterations"] * per_update + cfg["test_episodes"] * (0.1 if cell.column == "MAML" else 0.01)
 
     def trivial_score(self, cell: Cell, scale: str) -> float:
@@ -136,13 +144,17 @@ class UnravelingOmniglotHeads(Benchmark):
         return ",".join(f.content_sha256 for f in OMNIGLOT.files)
 
     def paired_claims(self) -> list[tuple]:
-        return [(f"{row}'s meta-learned features beat classically trained ones", "Classical", row) for row in self.rows[:3]]
+        meta = [(f"{row}'s meta-learned features beat classically trained ones", "Classical", row) for row in self.rows[:3]]
+        return meta + [(f"{row} beats plain classical training", "Classical", row) for row in ("Classical + R_FC", "Classical + R_HV")]
 
     # -- models ----------------------------------------------------------------------------------------------------------
     def build_model(self, cfg: dict, classes: int = 1) -> nn.Module:
         backbone = Conv4(1, cfg["filters"], pool=True)
         if cfg["training"] == "classical":
             return ClassicalClassifier(backbone, cfg["filters"], classes)
+        if cfg["training"] in CLASSICAL:
+            return RegularizedClassifier(backbone, cfg["filters"], classes, regularizer=cfg["training"].split("-")[1],
+                                         coefficient=cfg["regularizer_coefficient"])
         return HeadClassifier(backbone, make_head(cfg["training"], cfg))
 
     def protocol_model(self, cell: Cell, scale: str) -> nn.Module:
@@ -154,6 +166,12 @@ class UnravelingOmniglotHeads(Benchmark):
     # -- training ----------------------------------------------------------------------------------------------------------
     def train_batch(self, pool, cfg: dict, index: int):
         rng = task_rng(cfg["train_seed"], "train", index)
+        if cfg["training"] in CLASSICAL[1:]:  # two images of each of batch/2 classes (the regularisers need pairs)
+            picked = rng.choice(len(pool), size=cfg["classical_batch"] // 2, replace=False)
+            classes = np.repeat(picked, 2)
+            drawings = np.concatenate([rng.choice(20, size=2, replace=False) for _ in picked])[:, None]
+            x = torch.from_numpy(pool.images(classes, drawings)).float().div_(255.0)
+            return LabelledBatch(x, torch.from_numpy(classes))
         if cfg["training"] == "classical":
             classes = rng.integers(len(pool), size=cfg["classical_batch"])
             drawings = rng.integers(20, size=(cfg["classical_batch"], 1))
@@ -170,7 +188,7 @@ class UnravelingOmniglotHeads(Benchmark):
         pools = self.pools(cfg, runs_dir)
         torch.manual_seed(cfg["train_seed"])
         model = self.build_model(cfg, len(pools["train"])).to(device)
-        classical = cfg["training"] == "classical"
+        classical = cfg["training"] in CLASSICAL
         lr, wd = (cfg["classical_lr"], cfg["classical_weight_decay"]) if classical else (cfg["meta_lr"], cfg["meta_weight_decay"])
         optimizer = nesterov_sgd(model.parameters(), lr=lr, weight_decay=wd)
         schedule = classical_lr_factor_compressed if classical else meta_lr_factor
