@@ -34,6 +34,7 @@ from benchmarks import BENCHMARKS
 from benchmarks.harness.base import Benchmark, Cell
 from benchmarks.harness.checkpoints import GIT_LIMIT_BYTES
 from benchmarks.harness.plan import cell_id
+from benchmarks.harness.runner import trained_protocol_versions
 from metarepro import results as R
 from metarepro.atomic import atomic_write_text
 from metarepro.results import PROJECT_ROOT
@@ -56,19 +57,15 @@ def code_params(benchmark: Benchmark, cells: list[Cell], scale: str) -> dict:
             "data": benchmark.dataset_digest() or "generated"}
 
 
-def record_params(benchmark: Benchmark, records: list[dict], scale: str) -> dict:
-    """The same parameters as the group's records were made: each record's configuration hash; the protocol versions
-    its trainings' last segments name, for the classes the code's model has (records made before segments existed are
-    version 1 of everything, :func:`benchmarks.harness.runner.protocol_change`); the data digest it read."""
-    cells = [Cell.of(r) for r in records]
-    now = code_params(benchmark, cells, scale)
+def record_params(records: list[dict], now: dict) -> dict:
+    """The same parameters as the group's records were made (``now``: :func:`code_params` of the group): each record's
+    configuration hash; the protocol versions its trainings' last segments name, for the classes the code's model has
+    (records made before segments existed are version 1 of everything, :func:`benchmarks.harness.runner.protocol_change`);
+    the data digest it read."""
     versions = dict.fromkeys(now["protocol"], 1)
     for record in records:
-        trainings = record.get("trainings")
-        for training in trainings if isinstance(trainings, list) else []:
-            known = [s["protocol_versions"] for s in training["segments"] if "protocol_versions" in s]
-            if known:
-                versions.update({k: v for k, v in known[-1].items() if k in versions})
+        for trained in trained_protocol_versions(record):
+            versions.update({k: v for k, v in trained.items() if k in versions})
     digests = {r["provenance"].get("dataset_digest") for r in records}
     return {"config": {cell_id(Cell.of(r)): R.result_hash(r["config"]) for r in records}, "protocol": versions,
             "data": (digests.pop() or "generated") if len(digests) == 1 else sorted(d or "generated" for d in digests)}
@@ -90,10 +87,10 @@ def stages() -> list[dict]:
                 groups.setdefault(benchmark.training_key(cell, scale), []).append((path, record))
             for key, members in sorted(groups.items()):
                 records = [r for _, r in members]
+                cells = [Cell.of(r) for r in records]
+                now = code_params(benchmark, cells, scale)
                 out.append({"name": stage_name(benchmark, scale, key), "benchmark": benchmark, "scale": scale,
-                            "cells": [Cell.of(r) for r in records], "members": members,
-                            "params": code_params(benchmark, [Cell.of(r) for r in records], scale),
-                            "recorded": record_params(benchmark, records, scale)})
+                            "cells": cells, "members": members, "params": now, "recorded": record_params(records, now)})
     return out
 
 
@@ -179,9 +176,10 @@ def lock_problems() -> list[str]:
     if not lock_file.exists():
         return [f"{lock_file} is missing: run `metarepro generate dvc --lock`"]
     locked = yaml.safe_load(lock_file.read_text()).get("stages", {})
-    generated = yaml.safe_load(dvc_yaml(stages()))["stages"]
+    all_stages = stages()
+    generated = yaml.safe_load(dvc_yaml(all_stages))["stages"]
     problems = []
-    for s in stages():
+    for s in all_stages:
         entry = locked.pop(s["name"], None)
         if entry is None:
             problems.append(f"{s['name']}: not in dvc.lock")

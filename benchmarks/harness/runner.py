@@ -434,17 +434,24 @@ def protocol_change(record: dict) -> str | None:
     The versions of each training's last recorded segment are compared with :func:`current_protocol_versions`; a class
     the code no longer has (renamed, moved) is not a change. Records made before segments existed count as version 1
     of everything, the versions' starting point (issue #14)."""
-    trainings = record.get("trainings")
-    if not isinstance(trainings, list):
-        return None
     now = current_protocol_versions()
-    for training in trainings:
+    for versions in trained_protocol_versions(record):
+        changed = {k: (v, now[k]) for k, v in versions.items() if k in now and now[k] != v}
+        if changed:
+            return "trained under " + ", ".join(f"{k} v{old} (now v{new})" for k, (old, new) in sorted(changed.items()))
+    return None
+
+
+def trained_protocol_versions(record: dict) -> list[dict[str, int]]:
+    """Per training of ``record``, the protocol versions its last recorded segment names (none for records made before
+    segments existed, or a training whose segments are all unknown)."""
+    trainings = record.get("trainings")
+    out = []
+    for training in trainings if isinstance(trainings, list) else []:
         known = [s["protocol_versions"] for s in training["segments"] if "protocol_versions" in s]
         if known:
-            changed = {k: (v, now[k]) for k, v in known[-1].items() if k in now and now[k] != v}
-            if changed:
-                return "trained under " + ", ".join(f"{k} v{old} (now v{new})" for k, (old, new) in sorted(changed.items()))
-    return None
+            out.append(known[-1])
+    return out
 
 
 def record_is_current(benchmark: Benchmark, record: dict) -> bool:
