@@ -227,6 +227,11 @@ class ConvNet(nn.Module):
 
     def forward_batched(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """``params[name] (T, *shape)``, ``x (T, n, C, H, W) -> logits (T, n, ways)``."""
+        feats = self.features_batched(params, x)
+        return torch.baddbmm(params["head.bias"].unsqueeze(1), feats, params["head.weight"].transpose(1, 2))
+
+    def features_batched(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``params[name] (T, *shape)``, ``x (T, n, C, H, W) -> (T, n, d)``, the head's inputs."""
         tasks, n = x.shape[:2]
         stride = 1 if self.pool else 2
         unfold_first = x.shape[2] == 1 and tasks > 1  # see the class docstring's numerics
@@ -249,4 +254,4 @@ class ConvNet(nn.Module):
             feats = h.mean(dim=(2, 3)).view(n, tasks, -1).transpose(0, 1)  # (T, n, filters)
         else:  # (c, h, w) order; TF's (h, w, c) is a permutation of the head's inputs, the same model
             feats = h.reshape(n, tasks, -1).transpose(0, 1)
-        return torch.baddbmm(params["head.bias"].unsqueeze(1), feats, params["head.weight"].transpose(1, 2))
+        return feats

@@ -7,7 +7,11 @@ Paper (the main protocol)::
     R_FC = C/N * sum_{i,j} ||f(x_ij) - mu_i||^2 / sum_i ||mu_i - mu||^2          (C classes, N feature vectors)
     R_HV(x1, x2, y1, y2) = ||(f(x1) - f(y1)) - (f(x2) - f(y2))|| / (||f(x1) - f(y1)|| + ||f(x2) - f(y2)||)
 
-with ``mu_i`` the mean of class ``i``'s features and ``mu`` the mean of all of them. As a regulariser both are added to
+with ``mu_i`` the mean of class ``i``'s features and ``mu`` the mean of all of them. ``N`` counts every feature
+vector [choice]: the paper's words say "the number of data points per class", but with that ``N`` the right-hand side
+would be ``C`` times the ratio ``sigma_within^2 / sigma_between^2`` its left-hand side names (per-vector within-class
+variance over the variance of the class means), and Table 2's values (1-3.6 over 64 classes, with 1-shot accuracies of
+50-60%) read as that ratio. Features with no class structure give ``C (n - 1) / (C - 1)`` (``n`` per class). As a regulariser both are added to
 the cross-entropy of batches holding two images per class (sec. 4.4); ``R_HV`` is computed "on all class pairs" of the
 batch and here averaged over them [choice: the paper says the terms are added; a sum would grow with the square of the
 classes in a batch].

@@ -33,13 +33,13 @@ def minibatch_orders(n: int, seed: int, epochs: int = EPOCHS) -> list[np.ndarray
     return [rng.permutation(n) for _ in range(epochs)]
 
 
-def fit_linear(support: torch.Tensor, labels: torch.Tensor, ways: int, seed: int = 0) -> nn.Linear:
+def fit_linear(support: torch.Tensor, labels: torch.Tensor, ways: int, seed: int = 0, epochs: int = EPOCHS) -> nn.Linear:
     """Train the layer on one episode's ``support (n, d)`` features and ``labels (n,)`` (module docstring)."""
     layer = initial_layer(support.shape[1], ways, seed).to(support.device, support.dtype)
     optimizer = torch.optim.SGD(layer.parameters(), lr=LR, momentum=MOMENTUM, dampening=DAMPENING, weight_decay=WEIGHT_DECAY)
     features = support.detach()
     with torch.enable_grad():
-        for order in minibatch_orders(len(labels), seed):
+        for order in minibatch_orders(len(labels), seed, epochs):
             for start in range(0, len(order), BATCH):
                 picked = torch.as_tensor(order[start:start + BATCH], device=support.device)
                 optimizer.zero_grad()
@@ -54,10 +54,10 @@ class LinearHead(nn.Module):
 
     PROTOCOL_VERSION = 1
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, epochs: int = EPOCHS):
         super().__init__()
-        self.seed = seed
+        self.seed, self.epochs = seed, epochs  # epochs: Chen et al.'s 100; fewer only for smoke runs
 
     def forward(self, support: torch.Tensor, labels: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
         with torch.no_grad():
-            return torch.stack([fit_linear(s, y, ways, self.seed)(q.detach()) for s, y, q in zip(support, labels, query)])
+            return torch.stack([fit_linear(s, y, ways, self.seed, self.epochs)(q.detach()) for s, y, q in zip(support, labels, query)])

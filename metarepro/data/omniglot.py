@@ -197,6 +197,11 @@ class ClassPool:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def counts(self) -> np.ndarray:
+        """Drawings per class (every Omniglot character has ``DRAWERS``), as :class:`metarepro.data.pool.ImagePool` has."""
+        return np.full(len(self), DRAWERS)
+
     def sample_indices(self, rng: np.random.Generator, ways: int, shots: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
         """Which classes and drawings an episode uses: ``classes (ways,)``, ``drawings (ways, shots+queries)``.
 
