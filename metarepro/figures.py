@@ -252,3 +252,24 @@ def silhouette(points: np.ndarray, labels: np.ndarray, chunk: int = 1024) -> flo
         s = (b - a) / np.maximum(a, b)
     s[(own == 1) | ~np.isfinite(s)] = 0.0  # singletons, and a == b == 0 (coincident points), score 0 as in scikit-learn
     return float(s.mean())
+
+
+def histogram_panels(panels: list[dict], path: Path, title: str, xlabel: str) -> Path:
+    """Side-by-side overlaid histograms as a PNG at ``path``; returns ``path``. Each panel: ``title`` and ``series``, a dict
+    ``label -> 1-D values`` drawn in tab10 colours in order, on shared bins."""
+    if not panels:
+        raise ValueError("histogram_panels needs at least one panel")
+    fig, axes, colormaps = _new_figure((4.6 * len(panels), 3.8), ncols=len(panels))
+    cmap = colormaps["tab10"]
+    for ax, panel in zip(axes, panels):
+        series = {k: np.asarray(v, dtype=float) for k, v in panel["series"].items()}
+        values = np.concatenate(list(series.values()))
+        bins = np.linspace(values.min(), values.max(), 31) if values.size and values.max() > values.min() else 10
+        for i, (label, v) in enumerate(series.items()):
+            ax.hist(v, bins=bins, color=cmap(i % 10), alpha=0.55, label=f"{label} (mean {v.mean():.3g})")
+        ax.set_title(panel["title"])
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save_png_atomic(fig, path)

@@ -31,7 +31,7 @@ from metarepro.evaluate import Z95, mean_ci95
 from metarepro.schemas import load_validated
 
 SCALES = ("smoke", "quick", "paper")
-VERDICTS = ("within", "outside", "not_reproduced", "stale", "quick_only")
+VERDICTS = ("within", "outside", "not_reproduced", "stale", "quick_only", "not_comparable")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -88,6 +88,8 @@ class PublishedCell:
     interval_kind: str
     source: str
     printed: str | None = None
+    cited: bool = False  # the paper quotes the number from another paper (with that paper's interval)
+    printed_rounding: float | None = None  # where the printed text's units differ from the metric's (Table 7's "16m/16.8h")
 
     @property
     def ci95(self) -> float | None:
@@ -99,6 +101,8 @@ class PublishedCell:
     def rounding(self) -> float:
         """Half a unit of the printed mean's last digit (``"99.7"`` -> 0.05): how far the true mean may lie from a number
         printed without an interval; 0 when the printed text is unknown."""
+        if self.printed_rounding is not None:
+            return self.printed_rounding
         if not self.printed:
             return 0.0
         match = re.search(r"\d+(?:\.(\d+))?", self.printed)
@@ -121,7 +125,7 @@ def load_published(benchmark_id: str, root: Path | None = None) -> list[Publishe
         if kind not in INTERVAL_KINDS:
             raise ValueError(f"{path}: unknown interval kind {kind!r}")
         cells.append(PublishedCell(c["row"], c["column"], float(c["mean"]), c.get("interval"), kind, c.get("source", data.get("source", "")),
-                                   c.get("printed")))
+                                   c.get("printed"), bool(c.get("cited", False)), c.get("rounding")))
     return cells
 
 
@@ -296,6 +300,9 @@ def compare_cell(
         "published_ci95": published.ci95,
         "published_interval_kind": published.interval_kind,
         "published_half_width": published.half_width,  # the 95% half-width, or the printed number's rounding
+        "published_cited": published.cited,
+        "published_printed": published.printed,
+        "published_interval": published.interval,
         "reproduced_mean": None,
         "reproduced_ci95": None,
         "difference": None,
@@ -351,6 +358,26 @@ def paired_difference(a: dict, b: dict) -> tuple[float, float]:
     return mean_ci95(np.asarray(b["scores"]) - np.asarray(a["scores"]), units.pop())
 
 
+def published_text(r: dict) -> str:
+    """The published side of a comparison row as the paper prints it, with its interval's kind: ``"28.72 ± 0.16 (SE;
+    ± 0.314 at 95%)"``, ``"48.07 ± 1.75 (95%, cited)"``, ``"0.99 (rounding ± 0.005)"``, ``"16m/16.8h = 60480 (rounding ±
+    180)"``; rows without the printed text (older callers) show the 95% form."""
+    kind, printed, cited = r.get("published_interval_kind"), r.get("published_printed"), r.get("published_cited")
+    numbers = re.findall(r"\d+(?:\.\d+)?", printed or "")
+    if not numbers:
+        text = f"{r['published_mean']:.3f}" + ("" if r["published_ci95"] is None else f" ± {r['published_ci95']:.3f}")
+    elif kind in ("se", "ci95") and len(numbers) >= 2:
+        text = f"{numbers[0]} ± {numbers[1]} (" + ("SE; ± " + f"{r['published_ci95']:.3g} at 95%" if kind == "se" else "95%")
+        return text + (", cited)" if cited else ")")
+    elif float(numbers[0]) == r["published_mean"]:
+        text = numbers[0]
+    else:  # printed in other units (Table 7's "16m/16.8h")
+        text = f"{printed.strip()} = {r['published_mean']:g}"
+    if r["published_ci95"] is None and r.get("published_half_width"):
+        text += f" (rounding ± {r['published_half_width']:g})"
+    return text + (" (cited)" if cited else "")
+
+
 def markdown_table(rows: list[dict], metric: str = "") -> str:
     """Render comparison rows as a GitHub markdown table."""
     from tabulate import tabulate
@@ -363,6 +390,8 @@ def markdown_table(rows: list[dict], metric: str = "") -> str:
     body = []
     for r in rows:
         verdict = r["verdict"].replace("_", " ")
+        if r.get("not_comparable"):
+            verdict += f" ({r['not_comparable']})"
         if r["verdict"] == "outside" and r.get("known_deviation"):
             verdict += " (known deviation)"
         if r["variant"] != "main":
@@ -372,8 +401,7 @@ def markdown_table(rows: list[dict], metric: str = "") -> str:
                 r["row"],
                 r["column"],
                 r["variant"],
-                fmt(r["published_mean"], r["published_ci95"]) + (f" (rounding ± {r['published_half_width']:g})"
-                                                                  if r["published_ci95"] is None and r.get("published_half_width") else ""),
+                published_text(r),
                 fmt(r["reproduced_mean"], r["reproduced_ci95"]),
                 "—" if r["difference"] is None else f"{r['difference']:+.3f}",
                 "—" if r.get("difference_ci95") is None else f"± {r['difference_ci95']:.3f}: {r['difference_verdict']}",

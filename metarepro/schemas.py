@@ -29,7 +29,8 @@ PUBLISHED = {
             "type": "object",
             "required": ["row", "column", "mean", "interval", "printed"],
             "properties": {"row": _TEXT, "column": _TEXT, "mean": _NUMBER, "interval": {"type": ["number", "null"], "minimum": 0},
-                           "interval_kind": {"enum": ["ci95", "se", "none"]}, "printed": _TEXT, "source": {"type": "string"}},
+                           "interval_kind": {"enum": ["ci95", "se", "none"]}, "printed": _TEXT, "source": {"type": "string"},
+                           "cited": {"type": "boolean"}, "bold": {"type": "boolean"}, "rounding": {"type": "number", "minimum": 0}},
         }},
     },
 }

@@ -76,7 +76,7 @@ def test_compare_json_contract_and_exit_status(isolated_results, capsys):
     R.write_record(fake_record("paper", [3.0, 3.1, 2.9, 3.0]), CELL.slug)  # far outside the published 1.24
     assert main(["compare", BENCH.id, "--format", "json"]) == 1
     report = json.loads(capsys.readouterr().out)
-    assert set(report) == {"benchmark", "cells", "claims", "extra_rows", "records", "local_records"}
+    assert set(report) == {"benchmark", "cells", "claims", "extra_rows", "notes", "records", "local_records"}
     rows = report["cells"]
     keys = {"benchmark", "row", "column", "published_mean", "published_ci95", "reproduced_mean", "reproduced_ci95",
             "scale", "verdict", "difference_ci95", "difference_verdict"}

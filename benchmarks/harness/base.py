@@ -101,6 +101,17 @@ class Benchmark:
     #: independent trainings of every cell (seeds ``0..n-1``, one record each) at quick and paper scale; claim checks need
     #: at least 3 (:func:`benchmarks.harness.runner.claim_checks`); smoke scale trains seed 0 only, to keep CI short
     training_seeds: int = 1
+    #: why reproduced numbers cannot be held to the published ones (e.g. "CPU vs the paper's GPU"): ``compare`` shows them
+    #: with the verdict "not comparable" and this reason, and :meth:`comparison_notes` says what can be compared
+    not_comparable: str | None = None
+
+    def column_higher_is_better(self, column: str) -> bool:
+        """Whether a higher score is better in ``column`` (benchmarks whose columns mix metrics override it)."""
+        return self.higher_is_better
+
+    def comparison_notes(self) -> list[dict]:
+        """Extra rows ``compare`` prints after the cells (e.g. Table 7's meta / classical ratios); default none."""
+        return []
 
     def seeds(self, scale: str | None) -> range:
         """Training seeds of every cell at ``scale`` (``None``: all the benchmark has)."""

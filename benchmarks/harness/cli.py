@@ -364,11 +364,15 @@ def missing_data(benchmark: Benchmark, scale: str) -> str | None:
         return None
     from metarepro.data import DATASETS
 
-    dataset = DATASETS.get(benchmark.requires_data)
-    if dataset is not None and not dataset.files and dataset.manual:  # cannot be downloaded by the suite (ImageNet terms)
-        return f"{benchmark.id} needs {benchmark.requires_data} under {data_root()}: {dataset.manual}"
-    return (f"{benchmark.id} needs {benchmark.requires_data} under {data_root()}: run "
-            f"`metarepro data fetch {benchmark.requires_data} splits` (METAREPRO_MIRROR: a local mirror of the files, if you have one)")
+    names = benchmark.requires_data.split(" + ")  # e.g. "mini_imagenet + cifar_fs": every one is needed
+    steps = []
+    for name in names:
+        dataset = DATASETS.get(name)
+        if dataset is not None and not dataset.files and dataset.manual:  # cannot be downloaded by the suite (ImageNet terms)
+            steps.append(f"{name}: {dataset.manual}")
+        else:
+            steps.append(f"{name}: run `metarepro data fetch {name} splits` (METAREPRO_MIRROR: a local mirror of the files, if you have one)")
+    return f"{benchmark.id} needs {benchmark.requires_data} under {data_root()}: " + "; ".join(steps)
 
 
 def expand_targets(names: list[str]) -> list[Benchmark]:
@@ -521,7 +525,7 @@ def cmd_compare(args) -> int:
         records = [] if rows else [{k: r[k] for k in ("row", "column", "variant", "seed", "scale", "mean", "ci95", "n_episodes") if k in r}
                                    | {"current": record_is_current(benchmark, r)}
                                    for r in R.load_records(benchmark.id) if r["scale"] != "smoke"]
-        print(json.dumps({"benchmark": benchmark.id, "cells": rows, "claims": claim_checks(benchmark),
+        print(json.dumps({"benchmark": benchmark.id, "cells": rows, "claims": claim_checks(benchmark), "notes": benchmark.comparison_notes(),
                           "extra_rows": extra_rows(benchmark), "records": records, "local_records": local_records(benchmark)},
                          indent=1))
     else:
@@ -535,6 +539,12 @@ def cmd_compare(args) -> int:
             print("\nWhat trained the paper-scale records (`metarepro provenance " + benchmark.id + " --segments`):")
             print("\n".join(lines))
         _print_extra_rows(benchmark)
+        notes = benchmark.comparison_notes()
+        if notes:
+            from tabulate import tabulate
+
+            print("\nWhat can be compared:")
+            print(tabulate(notes, headers="keys", tablefmt="github"))
         _print_local_records(benchmark)
         claims = claim_checks(benchmark)
         if claims:

@@ -317,7 +317,8 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
     for c in todo:
         groups.setdefault(benchmark.training_key(c, scale), []).append(c)
     # longest first, so the last job to finish is short; cells of a group share one training
-    seconds = {id(g): group_seconds(benchmark, g, scale, remaining=not restart) for g in groups.values()}
+    with R.records_read_once():  # the projection reads the same records once per cell otherwise
+        seconds = {id(g): group_seconds(benchmark, g, scale, remaining=not restart) for g in groups.values()}
     order = sorted(groups.values(), key=lambda g: -seconds[id(g)])
     total = sum(seconds.values())
     if todo:
@@ -384,6 +385,8 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
         row = R.compare_cell(pub, recs, benchmark.result_hash(cell, "paper"), cell.variant, known,
                              benchmark.result_hash(cell, "quick"))
         row["benchmark"] = benchmark.id
+        if benchmark.not_comparable and row["reproduced_mean"] is not None:  # e.g. CPU seconds against the paper's GPU seconds
+            row.update(verdict="not_comparable", not_comparable=benchmark.not_comparable, difference_verdict=None)
         row["protocol_deviations"] = benchmark.protocol_deviations(cell, "paper")
         shown = next((r for s in ("paper", "quick") for r in recs if r["scale"] == s), None)
         if shown is not None:
@@ -516,7 +519,7 @@ def claim_checks(benchmark: Benchmark) -> list[dict]:
                     out.append({"claim": claim, "column": column, "protocol": variant, "scale": scale, "seeds": len(per_seed),
                                 "per seed (paired, 95% CI)": "; ".join(f"{s}: {d:+.2f} ± {c:.2f}" for s, (d, c) in per_seed.items()),
                                 "method - baseline (across seeds)": f"{diff:+.3f}" + ("" if ci is None else f" ± {ci:.3f}"),
-                                "holds": claim_verdict(diff, ci, benchmark.higher_is_better, len(per_seed))})
+                                "holds": claim_verdict(diff, ci, benchmark.column_higher_is_better(column), len(per_seed))})
                     break
     return out
 
