@@ -26,14 +26,26 @@ from benchmarks.l2g import omniglot as l2g_omniglot
 from benchmarks.l2g import table1 as l2g_table1
 from benchmarks.l2g import table2 as l2g_table2
 from benchmarks.l2g import table3 as l2g_table3
+from benchmarks.unraveling import cross_heads as unraveling_cross_heads
+from benchmarks.unraveling import fig2 as unraveling_fig2
+from benchmarks.unraveling import omniglot as unraveling_omniglot
 from benchmarks.unraveling import omniglot_heads as unraveling_omniglot_heads
+from benchmarks.unraveling import reptile_tables as unraveling_reptile
+from benchmarks.unraveling import table2 as unraveling_table2
+from benchmarks.unraveling import table3 as unraveling_table3
+from benchmarks.unraveling import table4 as unraveling_table4
+from benchmarks.unraveling import table7 as unraveling_table7
+from benchmarks.unraveling import table8 as unraveling_table8
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.id: b for b in (alfa_table8.BENCHMARK, snell2017_table1.BENCHMARK, finn2017_table1.BENCHMARK, nichol2018_table1.BENCHMARK,
                       guiroy_fig9.BENCHMARK, sung2018_table1.BENCHMARK, l2g_table1.BENCHMARK, l2g_table2.BENCHMARK,
                       l2g_table3.BENCHMARK, l2g_fig2.BENCHMARK, l2g_fig3.BENCHMARK, l2g_omniglot.BENCHMARK,
                       hyperrepr_table1.BENCHMARK, hyperrepr_fig1.BENCHMARK, hyperrepr_omniglot.BENCHMARK,
-                      unraveling_omniglot_heads.BENCHMARK, vinyals2016_table1.BENCHMARK)
+                      unraveling_omniglot_heads.BENCHMARK, vinyals2016_table1.BENCHMARK,
+                      unraveling_cross_heads.TABLE1, unraveling_table2.BENCHMARK, unraveling_table3.BENCHMARK, unraveling_table4.BENCHMARK,
+                      unraveling_reptile.TABLE5, unraveling_cross_heads.TABLE6, unraveling_table7.BENCHMARK, unraveling_table8.BENCHMARK,
+                      unraveling_reptile.TABLE9, unraveling_fig2.BENCHMARK, unraveling_reptile.FIG3, unraveling_omniglot.BENCHMARK)
 }
 
 

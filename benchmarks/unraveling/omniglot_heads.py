@@ -46,7 +46,6 @@ test heads                 on the frozen extractor (eval mode, running BatchNorm
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +53,7 @@ import torch
 from torch import nn
 
 from benchmarks.families.fewshot_metric import omniglot_pools
+from benchmarks.families.unraveling_images import head_accuracies, make_head, meta_lr_factor, training_timing
 from benchmarks.harness.base import Benchmark, Cell, CellResult
 from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
@@ -64,8 +64,6 @@ from methods.classical import ClassicalClassifier, LabelledBatch, nesterov_sgd
 from methods.feature_clustering import RegularizedClassifier
 from methods.finetune_head import FineTuneHead
 from methods.head_classifier import HeadClassifier, ProtoHead
-from methods.ridge_head import RidgeHead
-from methods.svm_head import MetaOptNetSVM
 
 #: row -> how its extractor is trained
 TRAININGS = {"ProtoNet": "proto", "R2-D2": "ridge", "MetaOptNet-SVM": "svm", "Classical": "classical",
@@ -85,26 +83,10 @@ SCALES = {"paper": {}, "quick": {"iterations": 1000, "test_episodes": 500, "val_
 TEST_KEYS = ("benchmark", "column", "test_episodes", "test_seed")
 
 
-def meta_lr_factor(iteration: int, iterations: int) -> float:
-    """MetaOptNet's step schedule (x1 / 0.06 / 0.012 / 0.0024 from epochs 0 / 20 / 40 / 50 of 60), on ``iterations``."""
-    done = iteration / iterations
-    return 1.0 if done < 1 / 3 else 0.06 if done < 2 / 3 else 0.012 if done < 5 / 6 else 0.0024
-
-
 def classical_lr_factor_compressed(iteration: int, iterations: int) -> float:
     """Appendix A.2's classical schedule (0.1 for 100 of 300 epochs, then /10 every 50), on ``iterations``."""
     epoch = 300 * iteration / iterations
     return 1.0 if epoch < 100 else 0.1 ** (int((epoch - 100) // 50) + 1)
-
-
-def make_head(kind: str, cfg: dict) -> nn.Module:
-    if kind in ("svm", "SVM"):
-        return MetaOptNetSVM(C=cfg["svm_C"], iterations=cfg["svm_iterations"], jitter=cfg["svm_jitter"])
-    if kind in ("ridge", "RR"):
-        return RidgeHead(lam=cfg["ridge_lambda"], form="metaoptnet")
-    if kind in ("proto", "ProtoNet"):
-        return ProtoHead()
-    raise KeyError(kind)
 
 
 class UnravelingOmniglotHeads(Benchmark):
@@ -194,7 +176,7 @@ class UnravelingOmniglotHeads(Benchmark):
         schedule = classical_lr_factor_compressed if classical else meta_lr_factor
         val = self.fixed_episodes(pools["val"], cfg, "val", cfg["val_episodes"])
         every = max(1, cfg["iterations"] // 20)
-        early = EarlyStopping(validate=lambda: float(100.0 - self.head_accuracies(model.backbone, ProtoHead(), val, device).mean()),
+        early = EarlyStopping(validate=lambda: float(100.0 - head_accuracies(model.backbone, ProtoHead(), val, device).mean()),
                               every=every, patience=cfg["iterations"], best_path=Path(runs_dir) / key / "best.pt")
         state = train(model, optimizer, lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"],
                       Path(runs_dir) / key / "checkpoint.pt", key, checkpoint_every=every, log_every=max(1, every // 10),
@@ -206,30 +188,12 @@ class UnravelingOmniglotHeads(Benchmark):
         return model.backbone, state, pools
 
     # -- evaluation ----------------------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def head_accuracies(self, backbone: nn.Module, head: nn.Module, episodes: list[Episode], device: str) -> np.ndarray:
-        """Query accuracy % of each episode with ``head`` on the frozen ``backbone`` (eval mode)."""
-        was = backbone.training
-        backbone.eval()
-        try:
-            out = []
-            for e in episodes:
-                e = e.to(device)
-                if isinstance(head, FineTuneHead):
-                    logits = head(backbone, e.support_x[None], e.support_y[None], e.query_x[None], int(e.support_y.max()) + 1)
-                else:
-                    logits = head(backbone(e.support_x)[None], e.support_y[None], backbone(e.query_x)[None], int(e.support_y.max()) + 1)
-                out.append(100.0 * float((logits[0].argmax(-1) == e.query_y).float().mean()))
-            return np.array(out)
-        finally:
-            backbone.train(was)
-
     def test_head(self, backbone: nn.Module, column: str, cfg: dict, pools: dict, device: str) -> tuple[nn.Module, dict]:
         """The column's head; for MAML, its (step size, steps) chosen on the validation episodes (module docstring)."""
         if column != "MAML":
             return make_head(column, cfg).to(device), {}
         val = self.fixed_episodes(pools["val"], cfg, "val", cfg["val_episodes"])
-        scores = {(lr, steps): float(self.head_accuracies(backbone, FineTuneHead(steps, lr), val, device).mean())
+        scores = {(lr, steps): float(head_accuracies(backbone, FineTuneHead(steps, lr), val, device).mean())
                   for lr, steps in cfg["maml_grid"]}
         lr, steps = max(scores, key=scores.get)
         return FineTuneHead(steps, lr), {"maml_head": {"lr": lr, "steps": steps, "validation_accuracy": scores[(lr, steps)],
@@ -243,14 +207,12 @@ class UnravelingOmniglotHeads(Benchmark):
         backbone, state, pools = self.trained_extractor(cfg, runs_dir, key, progress, device, progress_position)
         started = now(device)
         head, extra = self.test_head(backbone, cell.column, cfg, pools, device)
-        scores = self.head_accuracies(backbone, head, self.fixed_episodes(pools["test"], cfg, "test", cfg["test_episodes"]), device)
+        scores = head_accuracies(backbone, head, self.fixed_episodes(pools["test"], cfg, "test", cfg["test_episodes"]), device)
         test_s = now(device) - started
         return CellResult(scores=scores, deviations=[], wall_time_s=state.elapsed_s + test_s, train_wall_time_s=state.elapsed_s,
                           extra={**extra, "checkpoint_key": key, "loss_curve": state.loss_curve,
                                  "selection": {"selected_iteration": state.best_iteration, "validation_error": state.best_value},
-                                 "timing": {"ms_per_iteration": 1000 * state.elapsed_s / max(state.iteration, 1),
-                                            "iterations_timed": state.iteration, "test_s": test_s, "threads": torch.get_num_threads(),
-                                            "device": device, "load_average_1min": os.getloadavg()[0]}})
+                                 "timing": training_timing(state, test_s, device)})
 
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
         from benchmarks.harness.paths import runs_dir
@@ -262,7 +224,7 @@ class UnravelingOmniglotHeads(Benchmark):
         model.load_state_dict(load_checkpoint(checkpoint, None)["model"])
         backbone = model.backbone.to(device)
         head, _ = self.test_head(backbone, cell.column, cfg, pools, device)
-        return self.head_accuracies(backbone, head, self.fixed_episodes(pools["test"], cfg, "test", cfg["test_episodes"]), device)
+        return head_accuracies(backbone, head, self.fixed_episodes(pools["test"], cfg, "test", cfg["test_episodes"]), device)
 
 
 BENCHMARK = UnravelingOmniglotHeads()

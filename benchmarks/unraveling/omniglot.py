@@ -1,0 +1,282 @@
+"""Goldblum et al.'s three claims checked on Omniglot, where the data is here ("Unraveling Meta-Learning",
+``goldblum-unraveling-meta-learning.txt``); 3 training seeds, paired on the same test episodes.
+
+1. **Meta-learned features cluster classes better** (Tables 2 and 4): ``R_FC`` and ``R_HV`` (lower is better) of the
+   Omniglot feature extractors of ``unraveling-omniglot-heads`` (ProtoNet, R2-D2 and MetaOptNet-SVM heads against
+   classical training, the same pooled Conv-4), and of MAML and first-order MAML against a classical model of their own
+   strided Conv-4 (sec. 4.6 finds MAML *worse* than classical training; the claim rows say which way it comes out).
+2. **The regularisers improve classical training** (Table 3): classical training plus ``R_FC`` or ``R_HV``, the
+   coefficient chosen per seed on validation episodes (SVM head, 5-way 1-shot) from {0.02, 0.05, 0.1} (Table 8's
+   values; our ``R_FC`` includes the C/N factor the caption says the coefficients include, ``R_HV`` has none), tested
+   once with the SVM and linear (NN) heads at 1 and 5 shots against plain classical training.
+3. **Weight clustering improves Reptile and shortens fine-tuning** (Table 5, Fig. 3): Algorithm 2 in lock step
+   (``methods.weight_clustering``) at alpha 0 (Reptile) and at the paper's best printed coefficient 5.0e-5 (alpha
+   2.5e-5), Nichol et al.'s Omniglot 5-way settings (``nichol2018-table1``: 10 training shots, 5 inner steps on
+   batches of 10, meta-batch 5, meta step 1 annealed to 0, 100,000 iterations; test 50 steps on batches of 5) with a
+   plain-SGD inner step of 0.1 [choice, not yet measured against others: Algorithm 2 prints a plain gradient step;
+   Nichol's 1e-3 is an Adam rate]; accuracy and filter-normalised distance travelled on the same test tasks.
+
+One data pipeline for every row (``unraveling-omniglot-heads``'s: Vinyals' split, each character at four rotations a
+class, 28x28); test: 1000 5-way episodes with 15 queries per class (500 at quick scale); ``R_FC`` / ``R_HV`` on 100
+batches of 64 training classes x 2 images (Table 2's 64 classes; one score per batch). Trainings shared with
+``unraveling-omniglot-heads`` (same configuration) live in its runs folder and are trained once. MAML: Finn et al.'s
+5-way 1-shot Omniglot settings (meta-batch 32, one inner step of 0.4, 3 at test, Adam 1e-3, 60,000 iterations) on this
+pipeline; its classical counterpart trains MAML's strided Conv-4 with ``unraveling-omniglot-heads``' classical protocol.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks.families.unraveling_images import (
+    Conv4Trunk,
+    distances_travelled,
+    gbml_accuracies,
+    head_accuracies,
+    make_head,
+    separation_metrics,
+    uninformative_metric,
+)
+from benchmarks.harness.base import Cell, CellResult
+from benchmarks.unraveling.omniglot_heads import BENCHMARK as HEADS
+from benchmarks.unraveling.omniglot_heads import TEST_KEYS, UnravelingOmniglotHeads
+from metarepro.episodes import Episode, task_rng
+from metarepro.results import config_hash
+from metarepro.timing import now
+from metarepro.trainer import load_checkpoint, lr_schedule_linear, train
+from methods.backbones import ConvNet
+
+SEPARATION = ("R_FC", "R_HV")
+ACCURACY = ("SVM 1-shot", "NN 1-shot", "SVM 5-shot", "NN 5-shot")
+REPTILE_COLUMNS = ("1-shot", "5-shot", "distance 1-shot", "distance 5-shot")
+#: row -> (training, the columns it has)
+ROWS = {"ProtoNet": ("proto", SEPARATION), "R2-D2": ("ridge", SEPARATION), "MetaOptNet-SVM": ("svm", SEPARATION),
+        "Classical": ("classical", SEPARATION + ACCURACY),
+        "MAML": ("maml", SEPARATION), "First-order MAML": ("fomaml", SEPARATION), "Classical (MAML's Conv-4)": ("classical", SEPARATION),
+        "Classical + R_FC (tuned)": ("classical-fc", ACCURACY), "Classical + R_HV (tuned)": ("classical-hv", ACCURACY),
+        "Reptile": ("reptile", REPTILE_COLUMNS), "W-Clustering": ("reptile", REPTILE_COLUMNS)}
+COEFFICIENTS = (0.02, 0.05, 0.1)
+WC_COEFFICIENT = 5.0e-5  # printed (2 alpha), Table 5's W-Clustering
+GBML = {"maml": {"meta_batch": 32, "inner_lr": 0.4, "inner_steps": 1, "test_steps": 3, "gbml_iterations": 60_000, "outer_lr": 1e-3},
+        "reptile": {"train_shots": 10, "inner_batch": 10, "inner_steps": 5, "meta_batch": 5, "inner_lr": 0.1, "gbml_iterations": 100_000,
+                    "eval_iters": 50, "eval_batch": 5}}
+GBML_SCALES = {"paper": {}, "quick": {"gbml_iterations": 2000}, "smoke": {"gbml_iterations": 20, "meta_batch": 2, "eval_iters": 3}}
+MEASURES = {"paper": {"metric_batches": 100, "metric_classes": 64, "linear_head_epochs": 100},
+            "quick": {"metric_batches": 20, "metric_classes": 64, "linear_head_epochs": 100},
+            "smoke": {"metric_batches": 2, "metric_classes": 8, "linear_head_epochs": 25}}
+#: rows whose model is one of unraveling-omniglot-heads' (same configuration: the same training)
+SHARED = {"ProtoNet": "ProtoNet", "R2-D2": "R2-D2", "MetaOptNet-SVM": "MetaOptNet-SVM", "Classical": "Classical"}
+HIGHER_IS_BETTER = {**dict.fromkeys(SEPARATION + ("distance 1-shot", "distance 5-shot"), False),
+                    **dict.fromkeys(ACCURACY + ("1-shot", "5-shot"), True)}
+
+
+class UnravelingOmniglot(UnravelingOmniglotHeads):
+    id = "unraveling-omniglot"
+    title = ("Claim checks of Goldblum et al. on Omniglot: class separation of meta-learned features, regularised classical "
+             "training, weight-clustered Reptile (our protocol)")
+    metric = "per column: R_FC / R_HV (lower), accuracy % (higher), filter-normalised distance (lower)"
+    higher_is_better = True
+    rows = tuple(ROWS)
+    columns = tuple(dict.fromkeys(SEPARATION + ACCURACY + REPTILE_COLUMNS))
+
+    def column_higher_is_better(self, column: str) -> bool:
+        return HIGHER_IS_BETTER[column]
+
+    def cells(self, variants: list[str] | None = None, scale: str | None = None) -> list[Cell]:
+        return [c for c in super().cells(variants, scale) if c.column in ROWS[c.row][1]]
+
+    def check_cell(self, cell: Cell) -> None:
+        super().check_cell(cell)
+        if cell.column not in ROWS[cell.row][1]:
+            raise KeyError(f"{self.id}: {cell.row} is measured in {list(ROWS[cell.row][1])}, not {cell.column!r}")
+
+    def paired_claims(self) -> list[tuple]:
+        claims = [(f"{row}'s features separate classes better than classical training's (Tables 2, 4)", "Classical", row)
+                  for row in ("ProtoNet", "R2-D2", "MetaOptNet-SVM")]
+        claims += [(f"{row}'s features separate classes better than classical training's (sec. 4.6 says not)", "Classical (MAML's Conv-4)", row)
+                   for row in ("MAML", "First-order MAML")]
+        claims += [(f"{reg} improves classical training (Table 3)", "Classical", f"Classical + {reg} (tuned)") for reg in ("R_FC", "R_HV")]
+        return claims + [("Weight clustering improves Reptile and shortens fine-tuning (Table 5, Fig. 3)", "Reptile", "W-Clustering")]
+
+    # -- configuration ------------------------------------------------------------------------------------------------
+    def model_config(self, row: str, seed: int, scale: str, coefficient: float | None = None) -> dict:
+        """The configuration of one trained model; for the shared rows exactly ``unraveling-omniglot-heads``' (so its key
+        and checkpoint are the same)."""
+        training = ROWS[row][0]
+        if row in SHARED:
+            return HEADS.config(Cell(SHARED[row], "SVM", seed=seed), scale)
+        if training in ("classical-fc", "classical-hv"):
+            base = HEADS.config(Cell("Classical + R_FC" if training == "classical-fc" else "Classical + R_HV", "SVM", seed=seed), scale)
+            return {**base, "regularizer_coefficient": coefficient}
+        base = HEADS.config(Cell("Classical", "SVM", seed=seed), scale)
+        if row == "Classical (MAML's Conv-4)":
+            return {**base, "row": row, "backbone": "strided"}
+        gbml = "maml" if training in ("maml", "fomaml") else "reptile"
+        return {**base, "row": row, "training": training, **GBML[gbml], **GBML_SCALES[scale],
+                **({"first_order": training == "fomaml"} if gbml == "maml" else {"alpha": WC_COEFFICIENT / 2 if row == "W-Clustering" else 0.0})}
+
+    @staticmethod
+    def model_key(mcfg: dict) -> str:
+        """``unraveling-omniglot-heads``' key formula (:meth:`UnravelingOmniglotHeads.training_key`) on a model config."""
+        return f"{mcfg['training']}-{config_hash({k: v for k, v in mcfg.items() if k not in TEST_KEYS})}"
+
+    def model_keys(self, cell: Cell, scale: str) -> list[str]:
+        if ROWS[cell.row][0] in ("classical-fc", "classical-hv"):
+            return [self.model_key(self.model_config(cell.row, cell.seed, scale, c)) for c in COEFFICIENTS]
+        return [self.model_key(self.model_config(cell.row, cell.seed, scale))]
+
+    def config(self, cell: Cell, scale: str) -> dict:
+        models = ([self.model_config(cell.row, cell.seed, scale, c) for c in COEFFICIENTS]
+                  if ROWS[cell.row][0] in ("classical-fc", "classical-hv") else [self.model_config(cell.row, cell.seed, scale)])
+        measure = ("separation" if cell.column in SEPARATION else "distance" if cell.column.startswith("distance")
+                   else "head" if cell.column in ACCURACY else "adapted")
+        shots = 5 if "5-shot" in cell.column else 1
+        return {**models[0], "benchmark": self.id, "row": cell.row, "column": cell.column, "scale": scale, "models": models,
+                "measure": measure, "test_shots": shots, "selection": "SVM 5-way 1-shot validation accuracy", **MEASURES[scale]}
+
+    def training_key(self, cell: Cell, scale: str) -> str:
+        return "+".join(self.model_keys(cell, scale))
+
+    def run_directories(self, cell: Cell, scale: str) -> list[str]:
+        return [f"{HEADS.id}/{scale}/{key}" for key in self.model_keys(cell, scale)]
+
+    def estimated_seconds(self, cell: Cell, scale: str) -> float:
+        """Rough, one thread: classical and meta updates as ``unraveling-omniglot-heads``; MAML ~0.22 s and Reptile ~0.12 s
+        per iteration (``finn2017-table1`` / ``nichol2018-table1``'s records); Reptile tests ~0.2 s a task."""
+        cfg = self.config(cell, scale)
+        total = 0.0
+        for mcfg in cfg["models"]:
+            if mcfg["training"] in ("maml", "fomaml", "reptile"):
+                total += mcfg["gbml_iterations"] * (0.22 if mcfg["training"] != "reptile" else 0.12)
+            else:
+                total += mcfg["iterations"] * (0.025 if mcfg["training"].startswith("classical") else 0.09)
+        return total + cfg["test_episodes"] * (0.2 if cfg["measure"] in ("adapted", "distance") else 0.02)
+
+    def trivial_score(self, cell: Cell, scale: str) -> float:
+        cfg = self.config(cell, scale)
+        if cfg["measure"] == "separation":
+            return uninformative_metric(cell.column, cfg["metric_classes"], 2)
+        return float("inf") if cfg["measure"] == "distance" else 100.0 / cfg["ways"]
+
+    # -- models ------------------------------------------------------------------------------------------------------------
+    def build_model(self, cfg: dict, classes: int = 1) -> nn.Module:
+        from methods.classical import ClassicalClassifier
+        from methods.maml import MAML
+        from methods.weight_clustering import WeightClusteredReptile
+
+        if cfg["training"] in ("maml", "fomaml"):  # Finn et al.'s Omniglot Conv-4: strided, offset-only BN, N(0, 1) head
+            from benchmarks.anchors.finn2017_table1 import maml_task_loss
+
+            net = ConvNet(1, cfg["ways"], cfg["filters"], pool=False, features="mean", bn_scale=False, head_init="normal")
+            return MAML(net, maml_task_loss(1), cfg["inner_lr"], cfg["inner_steps"], test_steps=cfg["test_steps"],
+                        first_order=cfg["first_order"], frozen=tuple(f"norms.{i}.bias" for i in range(4)))
+        if cfg["training"] == "reptile":  # Nichol et al.'s Omniglot Conv-4: strided, scale and offset, Glorot head
+            net = ConvNet(1, cfg["ways"], cfg["filters"], pool=False, features="flatten", bn_scale=True, head_init="glorot")
+            return WeightClusteredReptile(net, cfg["inner_lr"], cfg["inner_batch"], cfg["alpha"], eval_iters=cfg["eval_iters"],
+                                          eval_batch=cfg["eval_batch"])
+        if cfg.get("backbone") == "strided":
+            net = ConvNet(1, cfg["ways"], cfg["filters"], pool=False, features="mean", bn_scale=False, head_init="normal")
+            return ClassicalClassifier(Conv4Trunk(net), cfg["filters"], classes)
+        return super().build_model(cfg, classes)
+
+    def protocol_model(self, cell: Cell, scale: str) -> nn.Module:
+        return self.build_model(self.config(cell, scale)["models"][0])
+
+    def gbml_batch(self, pool, cfg: dict, index: int) -> Episode:
+        rng = task_rng(cfg["train_seed"], "train", index)
+        if cfg["training"] != "reptile":  # MAML: K support and K query examples per class (cbfinn/maml)
+            return Episode.stack([pool.sample(rng, cfg["ways"], 1, 1) for _ in range(cfg["meta_batch"])])
+        episodes = []
+        for _ in range(cfg["meta_batch"]):  # 5 inner batches of 10 from 10 shots x 5 ways: one shuffled pass
+            e = pool.sample(rng, cfg["ways"], cfg["train_shots"], 1)
+            order = torch.from_numpy(rng.permutation(len(e.support_y)))
+            episodes.append(Episode(e.support_x[order], e.support_y[order], e.query_x, e.query_y))
+        return Episode.stack(episodes)
+
+    def trained_model(self, mcfg: dict, home: Path, progress: bool, device: str, position: int | None):
+        """``(model, TrainState, pools)`` of one model config, trained resumably under ``home/<key>``."""
+        key = self.model_key(mcfg)
+        if mcfg["training"] not in ("maml", "fomaml", "reptile"):
+            backbone, state, pools = self.trained_extractor(mcfg, home, key, progress, device, position)
+            return backbone, state, pools
+        pools = self.pools(mcfg, home)
+        torch.manual_seed(mcfg["train_seed"])
+        model = self.build_model(mcfg).to(device)
+        iterations = mcfg["gbml_iterations"]
+        if mcfg["training"] == "reptile":
+            optimizer, schedule = torch.optim.SGD(model.parameters(), lr=1.0), lr_schedule_linear(iterations, 0.0)
+        else:
+            optimizer, schedule = torch.optim.Adam(model.parameters(), lr=mcfg["outer_lr"]), None
+        every = max(1, iterations // 20)
+        state = train(model, optimizer, lambda i: self.gbml_batch(pools["train"], mcfg, i).to(device), iterations,
+                      Path(home) / key / "checkpoint.pt", key, checkpoint_every=every, log_every=max(1, every // 10), progress=progress,
+                      desc=f"{mcfg['row']} seed {mcfg['train_seed']} [{mcfg['scale']}]", meta={"benchmark": self.id, "scale": mcfg["scale"]},
+                      progress_position=position, **({"lr_schedule": schedule} if schedule else {}))
+        return model, state, pools
+
+    @staticmethod
+    def features_of(model: nn.Module) -> nn.Module:
+        """The feature extractor: a backbone as trained by ``unraveling-omniglot-heads``, or a GBML net without its head."""
+        return Conv4Trunk(model.backbone) if hasattr(model, "backbone") and hasattr(model.backbone, "forward_batched") else model
+
+    # -- measures ----------------------------------------------------------------------------------------------------------
+    def episodes(self, pool, cfg: dict, split: str, count: int, shots: int) -> list[Episode]:
+        seed = cfg["test_seed"] if split == "test" else cfg["val_seed"]
+        return [pool.sample(task_rng(seed, f"{split}-{shots}", i), cfg["ways"], shots, cfg["queries"]) for i in range(count)]
+
+    def measure(self, model: nn.Module, cfg: dict, pools: dict, device: str) -> np.ndarray:
+        if cfg["measure"] == "separation":
+            return separation_metrics(self.features_of(model), pools["train"], {**cfg, "measure": cfg["column"]}, device)
+        episodes = self.episodes(pools["test"], cfg, "test", cfg["test_episodes"], cfg["test_shots"])
+        if cfg["measure"] == "distance":
+            return distances_travelled(model, episodes, device)
+        if cfg["measure"] == "adapted":
+            return gbml_accuracies(model, episodes, device)
+        return head_accuracies(model, make_head(cfg["column"].split()[0], cfg), episodes, device)
+
+    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
+                 device: str = "cpu", progress_position: int | None = None) -> CellResult:
+        self.check_cell(cell)
+        cfg = self.config(cell, scale)
+        home = Path(runs_dir).parent.parent / HEADS.id / Path(runs_dir).name
+        trained = [self.trained_model(m, home, progress, device, progress_position) for m in cfg["models"]]
+        started = now(device)
+        extra = {}
+        chosen = 0
+        if len(trained) > 1:  # the regulariser's coefficient, chosen on validation episodes (SVM, 5-way 1-shot)
+            val = self.episodes(trained[0][2]["val"], cfg, "val", cfg["val_episodes"], 1)
+            scores = [float(head_accuracies(m, make_head("SVM", cfg), val, device).mean()) for m, _, _ in trained]
+            chosen = int(np.argmax(scores))
+            extra["selection"] = {"coefficients": list(COEFFICIENTS), "validation_accuracy": scores, "chosen": COEFFICIENTS[chosen]}
+        model, state, pools = trained[chosen]
+        scores = self.measure(model, cfg, pools, device)
+        test_s = now(device) - started
+        train_s = sum(s.elapsed_s for _, s, _ in trained)
+        return CellResult(scores=scores, deviations=[], wall_time_s=train_s + test_s, train_wall_time_s=train_s,
+                          extra={**extra, "checkpoint_key": self.model_key(cfg["models"][chosen]),
+                                 "timing": {"iterations_timed": sum(s.iteration for _, s, _ in trained), "test_s": test_s,
+                                            "threads": torch.get_num_threads(), "device": device,
+                                            "load_average_1min": os.getloadavg()[0]}})
+
+    def scored_checkpoint(self, cell: Cell, scale: str):
+        return None if len(self.model_keys(cell, scale)) > 1 else super().scored_checkpoint(cell, scale)
+
+    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
+        from benchmarks.harness.paths import runs_dir
+
+        self.check_cell(cell)
+        cfg = self.config(cell, scale)
+        mcfg = cfg["models"][0]
+        pools = self.pools(mcfg, runs_dir() / HEADS.id / scale)
+        model = self.build_model(mcfg, len(pools["train"]))
+        model.load_state_dict(load_checkpoint(checkpoint, None)["model"])
+        model = model.to(device)
+        return self.measure(model.backbone if mcfg["training"] not in ("maml", "fomaml", "reptile") else model, cfg, pools, device)
+
+
+BENCHMARK = UnravelingOmniglot()

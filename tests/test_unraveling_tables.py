@@ -1,0 +1,223 @@
+"""Goldblum et al.'s Tables 1-9 and Figs 2-3 as benchmarks: what the modules derive from the paper, held to the paper's
+printed numbers and to independent computations."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import BENCHMARKS
+from benchmarks.families.unraveling_images import Conv4Trunk, conv4_net, uninformative_metric
+from benchmarks.harness.base import Cell
+from benchmarks.unraveling.table3 import COEFFICIENTS
+from benchmarks.unraveling.table7 import parse_runtime, runtime_roundings
+from metarepro import results as R
+from methods.feature_clustering import feature_clustering, hyperplane_variation_of_batch
+
+IDS = ["unraveling-table1", "unraveling-table2", "unraveling-table3", "unraveling-table4", "unraveling-table5", "unraveling-table6",
+       "unraveling-table7", "unraveling-table8", "unraveling-table9", "unraveling-fig2", "unraveling-fig3"]
+
+
+def published(benchmark_id):
+    return {(c.row, c.column): c for c in R.load_published(benchmark_id)}
+
+
+def test_every_table_and_figure_is_registered_with_every_printed_cell():
+    assert all(i in BENCHMARKS for i in IDS)
+    for i in IDS:
+        cells = {(c.row, c.column) for c in BENCHMARKS[i].cells(scale="paper")}
+        assert set(published(i)) <= cells, i  # every printed number has a cell that reproduces it
+    counts = {i: len(published(i)) for i in IDS}
+    assert counts == {"unraveling-table1": 16, "unraveling-table2": 16, "unraveling-table3": 32, "unraveling-table4": 6,
+                      "unraveling-table5": 8, "unraveling-table6": 16, "unraveling-table7": 32, "unraveling-table8": 96,
+                      "unraveling-table9": 16, "unraveling-fig2": 0, "unraveling-fig3": 0}
+
+
+def test_interval_kinds_one_standard_error_except_the_quoted_rows():
+    cited = {(i, row) for i in IDS for (row, _), c in published(i).items() if c.cited}
+    assert cited == {("unraveling-table1", "R2-D2-M"), ("unraveling-table6", "R2-D2-M"), ("unraveling-table3", "R2-D2"),
+                     ("unraveling-table5", "FOMAML"), ("unraveling-table5", "Reptile"), ("unraveling-table9", "0 (Reptile)")}
+    for i in IDS:
+        for (row, column), c in published(i).items():
+            want = "ci95" if c.cited else ("none" if c.interval is None else "se")
+            assert c.interval_kind == want, (i, row, column)
+    # the quoted R2-D2 cells are the same number in the three tables that print it
+    assert published("unraveling-table1")[("R2-D2-M", "SVM")].mean == published("unraveling-table3")[("R2-D2", "mini-ImageNet 1-shot")].mean
+    assert published("unraveling-table6")[("R2-D2-M", "SVM")].mean == published("unraveling-table3")[("R2-D2", "mini-ImageNet 5-shot")].mean
+
+
+def test_table3_coefficients_are_the_table8_cells_table3_prints():
+    """Each regularised Table 3 cell is Table 8's SVM cell at the coefficient the module reads off, to Table 3's digits."""
+    t3, t8 = published("unraveling-table3"), published("unraveling-table8")
+    checked = 0
+    for (row, column), cell in t3.items():
+        if "w/" not in row:
+            continue
+        backbone = "R2-D2" if "(R2-D2)" in row else "MetaOptNet"
+        reg = "R_FC" if "R_FC" in row else "R_HV"
+        dataset = "mini_imagenet" if column.startswith("mini") else "cifar_fs"
+        coefficient = COEFFICIENTS[(backbone, reg[2:].lower(), dataset)]
+        name8 = {"R2-D2": "R2-D2", "MetaOptNet": "ResNet-12"}[backbone]
+        other = t8[(f"{name8} / {reg} / {coefficient:g} / SVM", column)]
+        decimals = len(cell.printed.split("\\pm")[0].split(".")[1].rstrip("$ "))
+        assert round(other.mean, decimals) == cell.mean, (row, column, other.mean, cell.mean)
+        checked += 1
+    assert checked == 16
+    # and the benchmark trains exactly that model
+    cfg = BENCHMARKS["unraveling-table3"].config(Cell("Classical w/ R_HV (MetaOptNet)", "CIFAR-FS 1-shot"), "paper")
+    assert (cfg["training"], cfg["coefficient"], cfg["dataset"], cfg["backbone"]) == ("classical-hv", 0.05, "cifar_fs", "MetaOptNet")
+
+
+def test_runtimes_parse_as_printed():
+    assert parse_runtime("16m/16.8h") == (960.0, pytest.approx(60480.0))
+    assert parse_runtime("1.4 m / 7.0 h") == (pytest.approx(84.0), 25200.0)
+    assert parse_runtime("4s/22m") == (4.0, 1320.0)
+    assert runtime_roundings("16m/16.8h") == (30.0, pytest.approx(180.0))
+    assert runtime_roundings("44s/45m") == (0.5, 30.0)
+    with pytest.raises(ValueError):
+        parse_runtime("16m")
+    t7 = published("unraveling-table7")
+    assert t7[("MetaOptNet-SVM", "mini-ImageNet total")].mean == 88.0 * 3600
+    assert t7[("MetaOptNet-SVM", "mini-ImageNet total")].half_width == pytest.approx(180.0)
+
+
+@pytest.mark.parametrize("classes,per_class", [(10, 2), (64, 2), (5, 4)])
+def test_uninformative_metric_values_match_simulation(classes, per_class):
+    """Features with no class structure (i.i.d. Gaussian, 256-d) give the closed forms, averaged over 400 draws."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    fc = [float(feature_clustering(torch.randn(len(labels), 256, generator=g, dtype=torch.float64), labels)) for _ in range(400)]
+    assert np.mean(fc) == pytest.approx(uninformative_metric("R_FC", classes, per_class), rel=0.02)
+    if per_class == 2:
+        hv = [float(hyperplane_variation_of_batch(torch.randn(len(labels), 256, generator=g, dtype=torch.float64), labels)) for _ in range(50)]
+        assert np.mean(hv) == pytest.approx(uninformative_metric("R_HV", classes, per_class), rel=0.01)
+
+
+def test_conv4_trunk_gives_the_heads_inputs_and_owns_no_head():
+    torch.manual_seed(0)
+    net = conv4_net({"image_size": 32, "maml_filters": 8}, 5, "reptile").double()
+    trunk = Conv4Trunk(net)
+    x = torch.randn(6, 3, 32, 32, dtype=torch.float64)
+    manual = trunk(x) @ net.head.weight.T + net.head.bias
+    assert torch.allclose(net(x), manual, atol=1e-12)
+    names = {n for n, _ in trunk.named_parameters()}
+    assert names and not any(n.startswith("head") for n in names) and len(names) == len(list(net.parameters())) - 2
+
+
+def test_tables_that_name_the_same_model_train_it_once():
+    b = BENCHMARKS
+    same = [(("unraveling-table1", "MetaOptNet-M", "SVM"), ("unraveling-table6", "MetaOptNet-M", "MAML")),
+            (("unraveling-table1", "R2-D2-C", "RR"), ("unraveling-table2", "R2-D2-C", "mini-ImageNet R_HV")),
+            (("unraveling-table5", "W-Clustering", "1-shot"), ("unraveling-table9", "5.0e-05", "5-shot")),
+            (("unraveling-table9", "0 (Reptile)", "1-shot"), ("unraveling-fig3", "Reptile", "5-shot")),
+            (("unraveling-table3", "Classical w/ R_FC (R2-D2)", "CIFAR-FS 1-shot"),
+             ("unraveling-table8", "R2-D2 / R_FC / 0.05 / NN", "CIFAR-FS 5-shot")),
+            (("unraveling-table4", "MAML-1", "R_FC"), ("unraveling-fig2", "MAML", "LDA"))]
+    for (i, r, c), (j, s, d) in same:
+        assert b[i].run_directories(Cell(r, c), "paper") == b[j].run_directories(Cell(s, d), "paper"), (i, r, j, s)
+    different = [(("unraveling-table5", "Reptile", "1-shot"), ("unraveling-table5", "W-Clustering", "1-shot")),
+                 (("unraveling-table4", "MAML-1", "R_FC"), ("unraveling-table4", "MAML-5", "R_FC")),
+                 (("unraveling-table2", "R2-D2-C", "CIFAR-FS R_FC"), ("unraveling-table2", "R2-D2-C", "mini-ImageNet R_FC"))]
+    for (i, r, c), (j, s, d) in different:
+        assert b[i].run_directories(Cell(r, c), "paper") != b[j].run_directories(Cell(s, d), "paper"), (i, r, j, s)
+
+
+def test_weight_clustering_coefficient_is_the_printed_product_halved():
+    t9 = BENCHMARKS["unraveling-table9"]
+    model = t9.build_model(t9.config(Cell("5.0e-05", "1-shot"), "smoke"))
+    assert model.alpha == pytest.approx(2.5e-5)
+    assert t9.build_model(t9.config(Cell("0 (Reptile)", "1-shot"), "smoke")).alpha == 0.0
+
+
+def test_table7_is_not_comparable_and_reports_ratios(isolated_results):
+    t7 = BENCHMARKS["unraveling-table7"]
+    for row, seconds in (("MetaOptNet-SVM", 50.0), ("Classical (MetaOptNet)", 10.0)):
+        cell = Cell(row, "mini-ImageNet epoch")
+        record = R.make_record(benchmark=t7.id, row=row, column=cell.column, variant="main", scale="quick", metric=t7.metric,
+                               scores=np.array([seconds, seconds + 1.0]), config=t7.config(cell, "quick"), deviations=[],
+                               provenance=R.provenance())
+        R.write_record(record, cell.slug)
+    from benchmarks.harness.runner import comparison
+
+    rows = {(r["row"], r["column"]): r for r in comparison(t7)}
+    assert rows[("MetaOptNet-SVM", "mini-ImageNet epoch")]["verdict"] == "not_comparable"
+    assert rows[("R2-D2", "mini-ImageNet epoch")]["verdict"] == "not_reproduced"
+    notes = {(n["ratio"], n["column"]): n for n in t7.comparison_notes()}
+    note = notes[("MetaOptNet-SVM / Classical (MetaOptNet)", "mini-ImageNet epoch")]
+    assert note["published"] == f"{5400 / 84:.1f}x" and note["measured"].startswith(f"{50.5 / 10.5:.1f}x")
+
+
+def test_published_files_carry_the_transcription_marks():
+    data = json.loads((R.PROJECT_ROOT / "results" / "published" / "unraveling-table1.json").read_text())
+    bold = {(c["row"], c["column"]) for c in data["cells"] if c.get("bold")}
+    assert bold == {("MetaOptNet-M", "ProtoNet")}  # the only bold cell Table 1's text carries
+
+
+def test_omniglot_claims_share_the_heads_models_and_sweep_the_coefficients():
+    from benchmarks.unraveling.omniglot import BENCHMARK as OMNIGLOT
+    from benchmarks.unraveling.omniglot import COEFFICIENTS
+    from benchmarks.unraveling.omniglot_heads import BENCHMARK as HEADS
+
+    assert len(OMNIGLOT.cells(scale="smoke")) == 34 and len(OMNIGLOT.cells(scale="paper")) == 3 * 34
+    for row in ("ProtoNet", "R2-D2", "MetaOptNet-SVM", "Classical"):  # the same trained model as the heads benchmark's
+        assert OMNIGLOT.run_directories(Cell(row, "R_FC", seed=2), "paper") == HEADS.run_directories(Cell(row, "MAML", seed=2), "paper")
+    tuned = OMNIGLOT.config(Cell("Classical + R_HV (tuned)", "NN 5-shot"), "paper")
+    assert [m["regularizer_coefficient"] for m in tuned["models"]] == list(COEFFICIENTS)
+    assert len(OMNIGLOT.run_directories(Cell("Classical + R_HV (tuned)", "SVM 1-shot"), "paper")) == 3
+    # the sweep's models differ from the heads benchmark's coefficient-1 model only in the coefficient
+    one = OMNIGLOT.model_key(OMNIGLOT.model_config("Classical + R_FC (tuned)", 0, "paper", 1.0))
+    assert one == HEADS.training_key(Cell("Classical + R_FC", "SVM"), "paper")
+    assert OMNIGLOT.build_model(OMNIGLOT.config(Cell("W-Clustering", "1-shot"), "smoke")["models"][0]).alpha == pytest.approx(2.5e-5)
+    assert OMNIGLOT.build_model(OMNIGLOT.config(Cell("Reptile", "1-shot"), "smoke")["models"][0]).alpha == 0.0
+    with pytest.raises(KeyError, match="measured in"):
+        OMNIGLOT.check_cell(Cell("MAML", "SVM 1-shot"))
+    assert [OMNIGLOT.column_higher_is_better(c) for c in ("R_FC", "SVM 1-shot", "5-shot", "distance 1-shot")] == [False, True, True, False]
+
+
+def test_a_lower_separation_metric_holds_the_claim(isolated_results):
+    """Claims read each column's direction: ProtoNet's lower R_FC than classical training's supports the claim."""
+    from benchmarks.harness.runner import claim_checks
+    from benchmarks.unraveling.omniglot import BENCHMARK as OMNIGLOT
+
+    g = np.random.default_rng(0)
+    for seed in range(3):
+        base = g.normal(2.0, 0.1, size=20)
+        for row, shift in (("Classical", 0.0), ("ProtoNet", -0.5)):
+            cell = Cell(row, "R_FC", seed=seed)
+            record = R.make_record(benchmark=OMNIGLOT.id, row=row, column="R_FC", variant="main", scale="quick", metric=OMNIGLOT.metric,
+                                   scores=base + shift + g.normal(0, 0.01, size=20), config=OMNIGLOT.config(cell, "quick"), deviations=[],
+                                   provenance=R.provenance(), seed=seed)
+            R.write_record(record, cell.slug)
+    claims = [c for c in claim_checks(OMNIGLOT) if c["claim"].startswith("ProtoNet") and c["column"] == "R_FC"]
+    assert len(claims) == 1 and claims[0]["seeds"] == 3 and claims[0]["holds"].startswith("yes"), claims
+
+
+def test_the_code_variant_lays_batches_out_as_the_released_script_reads_them(tmp_path):
+    """``[first of A; second of A; first of B; second of B]`` per group (``methods.feature_clustering._groups``); the paper's
+    form keeps each class's two images together."""
+    from benchmarks.families.unraveling_images import image_pools
+
+    t3 = BENCHMARKS["unraveling-table3"]
+    code = t3.config(Cell("Classical w/ R_HV (MetaOptNet)", "CIFAR-FS 1-shot", "code-regularisers"), "smoke")
+    pool = image_pools(code, tmp_path)["train"]
+    labels = t3.train_batch(pool, code, 0).y.numpy()
+    q = len(labels) // 4
+    assert len(labels) % 4 == 0 and (labels[:q] == labels[q:2 * q]).all() and (labels[2 * q:3 * q] == labels[3 * q:]).all()
+    assert len(set(labels[:q]) | set(labels[2 * q:3 * q])) == 2 * q  # 2q distinct classes, A_g never B_g
+    paper = t3.config(Cell("Classical w/ R_HV (MetaOptNet)", "CIFAR-FS 1-shot"), "smoke")
+    labels = t3.train_batch(pool, paper, 0).y.numpy()
+    assert (labels[0::2] == labels[1::2]).all() and len(set(labels)) == len(labels) // 2
+    assert t3.build_model(code, len(pool)).regularizer == "code-hv" and t3.build_model(paper, len(pool)).regularizer == "hv"
+
+
+def test_compare_prints_the_published_numbers_as_printed_with_their_kind():
+    from benchmarks.harness.runner import comparison
+
+    rows = {(r["row"], r["column"]): R.published_text(r) for i in ("unraveling-table5", "unraveling-table7", "unraveling-table2", "unraveling-table6")
+            for r in comparison(BENCHMARKS[i], include_variants=False)}
+    assert rows[("Classical", "1-shot")] == "28.72 ± 0.16 (SE; ± 0.314 at 95%)"
+    assert rows[("FOMAML", "5-shot")] == "63.15 ± 0.91 (95%, cited)"
+    assert rows[("R2-D2-M", "RR")] == "72.09 ± 0.25 (SE; ± 0.49 at 95%)"  # bold in the paper, its numbers as printed
+    assert rows[("MetaOptNet-C", "CIFAR-FS R_FC")] == "1.84 (rounding ± 0.005)"
+    assert rows[("Classical (MetaOptNet)", "mini-ImageNet epoch")] == "1.4 m / 7.0 h = 84 (rounding ± 3)"
