@@ -66,6 +66,38 @@ class TrainState:
     #: one entry per process that trained this run (:func:`new_segment`): the code, machine and iterations of each;
     #: a checkpoint written before segments existed gets one ``{"unknown": True}`` entry for its earlier iterations
     segments: list[dict] = field(default_factory=list)
+    #: :class:`Probes`: ``{"iteration": i, "seconds": s, **measured}`` at iteration 0 and every ``probes.every``
+    probe_curve: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Measurements taken along training (Guiroy et al.'s landscape analyses): ``measure(model, iteration) -> dict`` of
+    JSON numbers, at iteration 0 and every ``every`` iterations, stored in ``TrainState.probe_curve`` and checkpointed
+    with it (a resumed run continues the curve and never measures an iteration twice).
+
+    ``measure`` runs under ``torch.no_grad`` off (it may adapt or differentiate) with the global RNG forked, so a probed
+    run trains exactly the weights an unprobed one does; it must leave the model's weights as it found them, and the
+    model is put back in training mode after it. Its cost is the run's (``seconds`` per point), not the training's:
+    ``elapsed_s`` excludes it.
+    """
+
+    every: int
+    measure: Callable[[nn.Module, int], dict]
+
+
+def _probe(model: nn.Module, probes: Probes, state: TrainState) -> float:
+    """Measure at ``state.iteration`` (unless already measured there); returns the seconds it took."""
+    if state.probe_curve and state.probe_curve[-1]["iteration"] >= state.iteration:
+        return 0.0
+    started = time.perf_counter()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        values = probes.measure(model, state.iteration)
+    model.train()
+    seconds = time.perf_counter() - started
+    state.probe_curve.append({"iteration": state.iteration, "seconds": round(seconds, 3), **values})
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -294,6 +326,7 @@ def train(
     lr_schedule: Callable[[int], float] | None = None,
     precision: str = "fp32",
     allow_protocol_change: bool = False,
+    probes: Probes | None = None,
 ) -> TrainState:
     """Meta-train ``model`` to ``iterations``, resuming from ``checkpoint_path``.
 
@@ -308,6 +341,7 @@ def train(
     pure function of the iteration, so resuming needs no scheduler state).
     ``precision="bf16"`` runs forward passes (and validation) under bf16
     autocast; a model with its own ``train_step`` runs the whole step under it.
+    ``probes`` measures the model along training (:class:`Probes`).
 
     Every call that trains adds a segment to ``state.segments`` (:func:`new_segment`: commit, dirty flag, iteration
     range, threads, host, device, wall time, protocol versions). A checkpoint written under other protocol versions
@@ -382,6 +416,8 @@ def train(
     stop = StopRequest()
     try:
         with stop:
+            if probes is not None and state.iteration == 0:
+                started += _probe(model, probes, state)
             while state.iteration < iterations and not state.stopped_early:
                 if stop.requested:
                     raise KeyboardInterrupt
@@ -407,7 +443,10 @@ def train(
                         _validate(model, early_stopping, state, meta)
                     bar.set_postfix(loss=f"{state.loss_curve[-1][1]:.4g}" if state.loss_curve else "-",
                                     val=f"{state.val_curve[-1][1]:.4g}", refresh=False)
-                if validated or state.iteration % checkpoint_every == 0 or state.iteration == iterations:
+                probed = probes is not None and state.iteration % probes.every == 0
+                if probed:
+                    started += _probe(model, probes, state)  # the clock times training only
+                if validated or probed or state.iteration % checkpoint_every == 0 or state.iteration == iterations:
                     state.elapsed_s = time.perf_counter() - started
                     checkpoint()
             if stop.requested:  # asked during the last iteration: the run is complete, but the process must stop

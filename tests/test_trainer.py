@@ -279,3 +279,47 @@ def test_bf16_precision_runs_forward_passes_in_bf16_and_keeps_float32_weights(tm
     assert all(s["exp_avg"].dtype == torch.float32 for s in opt.state.values())
     with pytest.raises(ValueError, match="unknown precision"):
         train(model, opt, lambda i: batch, 3, tmp_path / "x.pt", "x", progress=False, precision="fp16")
+
+
+def test_probes_measure_along_training_without_changing_it_and_resume_their_curve(tmp_path):
+    """Probes at 0 and every 25 iterations; one that draws random numbers and runs the model leaves the trained weights
+    exactly as an unprobed run's (the RNG is forked); a run stopped at iteration 60 and resumed measures no point twice
+    and ends with the uninterrupted run's curve."""
+    from metarepro.trainer import Probes
+
+    def noisy_batch(i):  # the training itself draws from the global RNG
+        b = batch(i)
+        return type(b)(b.support_x, b.support_y + 0.01 * torch.randn_like(b.support_y), b.query_x, b.query_y)
+
+    probe_batch = batch(10_000)
+
+    def measure(model, iteration):
+        torch.randn(1000)  # a probe that consumes random numbers
+        model.eval()
+        with torch.no_grad():
+            loss = float(model.score(probe_batch).mean())
+        return {"probe_loss": loss, "seen": iteration}
+
+    plain, opt = make()
+    train(plain, opt, noisy_batch, 100, tmp_path / "plain.pt", "h", checkpoint_every=50, progress=False)
+    probed, opt = make()
+    straight = train(probed, opt, noisy_batch, 100, tmp_path / "probed.pt", "h", checkpoint_every=50, progress=False, probes=Probes(25, measure))
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), probed.state_dict().values()))
+    assert [p["iteration"] for p in straight.probe_curve] == [0, 25, 50, 75, 100] == [p["seen"] for p in straight.probe_curve]
+    assert straight.probe_curve[-1]["probe_loss"] < straight.probe_curve[0]["probe_loss"]
+
+    def stopping_batch(i):
+        if i == 60:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return batch(i)
+
+    reference, opt = make()  # the deterministic batches: a resumed run redraws nothing
+    straight = train(reference, opt, batch, 100, tmp_path / "ref.pt", "h", checkpoint_every=50, progress=False, probes=Probes(25, measure))
+    first, opt = make()
+    with pytest.raises(KeyboardInterrupt):
+        train(first, opt, stopping_batch, 100, tmp_path / "stopped.pt", "h", checkpoint_every=50, progress=False, probes=Probes(25, measure))
+    assert [p["iteration"] for p in load_checkpoint(tmp_path / "stopped.pt", "h")["state"]["probe_curve"]] == [0, 25, 50]
+    again, opt = make()
+    resumed = train(again, opt, batch, 100, tmp_path / "stopped.pt", "h", checkpoint_every=50, progress=False, probes=Probes(25, measure))
+    assert [p["iteration"] for p in resumed.probe_curve] == [0, 25, 50, 75, 100]
+    assert [p["probe_loss"] for p in resumed.probe_curve] == [p["probe_loss"] for p in straight.probe_curve]
