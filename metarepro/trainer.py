@@ -76,9 +76,10 @@ class Probes:
     JSON numbers, at iteration 0 and every ``every`` iterations, stored in ``TrainState.probe_curve`` and checkpointed
     with it (a resumed run continues the curve and never measures an iteration twice).
 
-    ``measure`` runs under ``torch.no_grad`` off (it may adapt or differentiate) with the global RNG forked, so a probed
-    run trains exactly the weights an unprobed one does; it must leave the model's weights as it found them, and the
-    model is put back in training mode after it. Its cost is the run's (``seconds`` per point), not the training's:
+    ``measure`` runs under ``torch.no_grad`` off (it may adapt or differentiate) with the global RNG forked and the model's
+    buffers (BatchNorm statistics, ResNet-12's DropBlock call counter) restored after it, so a probed run trains exactly
+    the weights an unprobed one does; it must leave the model's weights as it found them, and the model is put back in
+    training mode after it. Its cost is the run's (``seconds`` per point), not the training's:
     ``elapsed_s`` excludes it.
     """
 
@@ -92,8 +93,12 @@ def _probe(model: nn.Module, probes: Probes, state: TrainState) -> float:
         return 0.0
     started = time.perf_counter()
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}  # BN statistics, call counters: training's own
     with torch.random.fork_rng(devices=devices):
         values = probes.measure(model, state.iteration)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
     model.train()
     seconds = time.perf_counter() - started
     state.probe_curve.append({"iteration": state.iteration, "seconds": round(seconds, 3), **values})

@@ -323,3 +323,32 @@ def test_probes_measure_along_training_without_changing_it_and_resume_their_curv
     resumed = train(again, opt, batch, 100, tmp_path / "stopped.pt", "h", checkpoint_every=50, progress=False, probes=Probes(25, measure))
     assert [p["iteration"] for p in resumed.probe_curve] == [0, 25, 50, 75, 100]
     assert [p["probe_loss"] for p in resumed.probe_curve] == [p["probe_loss"] for p in straight.probe_curve]
+
+
+class _NormedRegressor(nn.Module):
+    """A regressor with BatchNorm running statistics (buffers a probe's train-mode forward would move)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(1, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1))
+
+    def outer_loss(self, episode):
+        return nn.functional.mse_loss(self.net(episode.support_x.reshape(-1, 1)), episode.support_y.reshape(-1, 1))
+
+
+def test_a_probe_that_moves_buffers_leaves_training_as_it_was(tmp_path):
+    from metarepro.trainer import Probes
+
+    def measure(model, iteration):
+        model.train()
+        model.net(torch.randn(64, 1) * 5)  # a train-mode forward: moves BatchNorm's running statistics
+        return {"n": iteration}
+
+    plain = _NormedRegressor()
+    train(plain, torch.optim.Adam(plain.parameters(), lr=1e-2), batch, 40, tmp_path / "a.pt", "h", progress=False)
+    probed = _NormedRegressor()
+    train(probed, torch.optim.Adam(probed.parameters(), lr=1e-2), batch, 40, tmp_path / "b.pt", "h", progress=False,
+          probes=Probes(10, measure))
+    for (name, a), b in zip(plain.state_dict().items(), probed.state_dict().values()):
+        assert torch.equal(a, b), name  # running_mean / running_var / num_batches_tracked included

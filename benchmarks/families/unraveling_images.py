@@ -34,8 +34,11 @@ classical (-C rows)        Appendix A.2: Nesterov SGD (momentum 0.9), wd 1e-4, b
                            300 epochs, mini-ImageNet first 15 epochs at 0.01; the final model [choice: the paper
                            is silent; the released script keeps the one of best *training* accuracy]
 regularised classical      the same, plus ``coefficient x R_FC`` or ``R_HV`` (the paper's forms, sec. 4.4-4.5,
-                           ``methods.feature_clustering``) of each batch, drawn as two images of each of
-                           batch/2 classes; the coefficient includes C/N (Table 8's caption)
+                           ``methods.feature_clustering``) of each batch, drawn in pairs: every training class,
+                           batch / 64 images each (4 on mini-ImageNet, 2 on CIFAR-FS), R_HV on each class's first
+                           two [choice]; the coefficient multiplies R_FC as defined, C/N included (our reading of
+                           Table 8's "coefficients include the C/N factor"); variant ``code-regularisers``: the
+                           released script's arithmetic on its random class pairs
 MAML / FOMAML              Finn et al.'s mini-ImageNet protocol (``l2g-table1``'s MAML rows): 5 inner steps of
                            0.01 (10 at test), meta-batch 4 (1-shot) / 2 (5-shot), 15 queries, Adam 1e-3, 60,000
                            iterations, BatchNorm with batch statistics
@@ -49,7 +52,8 @@ Reptile, W-Clustering      Algorithm 2 in lock step (``methods.weight_clustering
                            alpha", and that constant is 2)
 test episodes              5-way, 15 queries per class, 1000 episodes (MetaOptNet's ``test.py``); Table 5 and
                            Fig. 3: 100,000 and 1,000 tasks as printed
-heads                      SVM and RR as in training; ProtoNet: prototypes; MAML: all weights plus a zero
+heads                      SVM as in training but 3 QP iterations (MetaOptNet's ``test.py``: ``maxIter=3``; 15
+                           in training); RR as in training; ProtoNet: prototypes; MAML: all weights plus a zero
                            linear layer fine-tuned by SGD, its (step, steps) chosen on 200 validation episodes
                            from {0.01, 0.1} x {5, 10} [choice]; NN: Chen et al.'s linear layer
                            (``methods.linear_head``) on frozen features
@@ -77,8 +81,14 @@ from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
 from metarepro.timing import now
 from metarepro.trainer import EarlyStopping, load_checkpoint, lr_schedule_linear, train
-from methods.classical import ClassicalClassifier, LabelledBatch, classical_schedule, nesterov_sgd
-from methods.feature_clustering import RegularizedClassifier, feature_clustering, hyperplane_variation_of_batch, lda_projection
+from methods.classical import ClassicalClassifier, LabelledBatch, classical_lr_factor, nesterov_sgd
+from methods.feature_clustering import (
+    RegularizedClassifier,
+    code_feature_clustering,
+    code_hyperplane_variation,
+    feature_clustering,
+    hyperplane_variation_of_batch,
+)
 from methods.finetune_head import FineTuneHead
 from methods.head_classifier import HeadClassifier, ProtoHead
 from methods.linear_head import LinearHead
@@ -99,7 +109,7 @@ PROTOCOL = {
     "data": "real", "regularizer_form": "paper",
     # MetaOptNet
     "meta_epochs": 60, "meta_batches_per_epoch": 1000, "episodes_per_batch": 8, "meta_train_queries": 6, "meta_lr": 0.1,
-    "meta_weight_decay": 5e-4, "svm_C": 0.1, "svm_iterations": 15, "svm_jitter": 1.0, "ridge_lambda": 50.0,
+    "meta_weight_decay": 5e-4, "svm_C": 0.1, "svm_iterations": 15, "svm_test_iterations": 3, "svm_jitter": 1.0, "ridge_lambda": 50.0,
     # Appendix A.2
     "classical_epochs": 300, "classical_lr": 0.1, "classical_weight_decay": 1e-4, "train_images_per_class": 600,
     # MAML (Finn et al., mini-ImageNet)
@@ -119,16 +129,18 @@ SCALES = {
               "val_episodes": 200, "metric_batches": 20},
     # smoke: the real file layouts, decoded at 32 px (every image size runs the same code)
     "smoke": {"data": "fixture", "widths": "smoke", "image_size": 32, "meta_epochs": 2, "meta_batches_per_epoch": 4, "episodes_per_batch": 2,
-              "meta_train_shots": 2, "meta_train_queries": 2, "classical_epochs": 10, "classical_batch": 32, "train_images_per_class": 1,
-              "maml_queries": 3, "reptile_train_shots": 3, "reptile_inner_batch": 5, "maml_iterations": 4, "reptile_iterations": 4,
-              "reptile_meta_batch": 2, "reptile_inner_steps": 2, "reptile_eval_iters": 3, "maml_inner_steps": 1, "maml_test_steps": 2,
+              "meta_train_shots": 2, "meta_train_queries": 2, "classical_epochs": 20, "classical_batch": 32, "train_images_per_class": 1,
+              "maml_queries": 3, "reptile_train_shots": 3, "reptile_inner_batch": 5, "maml_iterations": 4, "reptile_iterations": 20,
+              "reptile_inner_lr": 0.1, "reptile_meta_batch": 2, "reptile_inner_steps": 2, "reptile_eval_iters": 6, "maml_inner_steps": 1,
+              "maml_test_steps": 2,
               "test_episodes": 6, "val_episodes": 2, "maml_head_grid": [(0.01, 5), (0.05, 5)], "maml_head_val_episodes": 4, "test_queries": 3,
-              "metric_batches": 2, "linear_head_epochs": 25, "lda_samples": 6, "lda_draws": 2},
+              "metric_batches": 2, "linear_head_epochs": 25, "lda_samples": 15, "lda_draws": 2},
 }
 #: smoke-scale widths: the same architectures, narrow, so a CI step takes seconds
 SMOKE_WIDTHS = {"MetaOptNet": (4, 6, 8, 8), "R2-D2": (4, 6, 8, 8), "Conv-4": 4}
 #: keys that only change how a trained model is measured (cells differing in them share the training)
-MEASURE_KEYS = ("benchmark", "row", "column", "measure", "head", "test_shots", "test_episodes", "test_seed", "test_queries",
+MEASURE_KEYS = ("benchmark", "row", "column", "variant", "metric_form", "measure", "head", "test_shots", "test_episodes", "test_seed",
+                "test_queries", "svm_test_iterations",
                 "linear_head_epochs", "metric_batches", "metric_classes", "maml_head_grid", "maml_head_val_episodes", "lda_classes",
                 "lda_samples", "lda_draws")
 #: a fixture's classes per split and images per class (enough for 15-shot training episodes and 15-query tests)
@@ -139,6 +151,13 @@ FIXTURE_IMAGES = 30
 CODE_REGULARISERS = "code-regularisers"
 CODE_REGULARISERS_NOTE = ("the regularisers as goldblum/FeatureClustering's train_feature_extractor.py computes them (names kept, "
                           "arithmetic and [A; A; B; B] batch layout its own), at the row's coefficient; post hoc")
+#: the labelled variant of Tables 2 and 4: R_FC / R_HV with the released script's arithmetic on its [A; A; B; B] groups. The
+#: paper's R_HV is at most 1 (triangle inequality) and its R_FC on 2 images per class near C / (C - 1), yet Tables 2 and 4
+#: print R_HV up to 1.94 and R_FC up to 3.94: the printed values fall in the script's ranges (4 and 2 for features with no
+#: class structure), not the formulas'
+CODE_METRICS = "code-metrics"
+CODE_METRICS_NOTE = ("R_FC / R_HV with goldblum/FeatureClustering's arithmetic (within / between per random pair of classes; "
+                     "squared difference over the mean norm), the ranges Tables 2 and 4's printed values fall in; post hoc")
 #: every Goldblum image benchmark trains under ``runs/<RUNS_HOME>/<scale>/``: a model two tables name trains once
 RUNS_HOME = "unraveling-images"
 
@@ -149,10 +168,12 @@ def meta_lr_factor(iteration: int, iterations: int) -> float:
     return 1.0 if done < 1 / 3 else 0.06 if done < 2 / 3 else 0.012 if done < 5 / 6 else 0.0024
 
 
-def make_head(kind: str, cfg: dict) -> nn.Module:
-    """The training / test head named ``kind`` (a training routine or a column header)."""
+def make_head(kind: str, cfg: dict, test: bool = False) -> nn.Module:
+    """The training / test head named ``kind`` (a training routine or a column header); ``test``: the SVM with
+    ``svm_test_iterations`` QP iterations where the configuration has them (MetaOptNet's ``test.py``: 3)."""
     if kind in ("svm", "SVM"):
-        return MetaOptNetSVM(C=cfg["svm_C"], iterations=cfg["svm_iterations"], jitter=cfg["svm_jitter"])
+        iterations = cfg.get("svm_test_iterations", cfg["svm_iterations"]) if test else cfg["svm_iterations"]
+        return MetaOptNetSVM(C=cfg["svm_C"], iterations=iterations, jitter=cfg["svm_jitter"])
     if kind in ("ridge", "RR"):
         return RidgeHead(lam=cfg["ridge_lambda"], form="metaoptnet")
     if kind in ("proto", "ProtoNet"):
@@ -168,8 +189,9 @@ def build_backbone(name: str, cfg: dict) -> nn.Module:
     from methods.resnet12 import ResNet12
 
     smoke = cfg.get("widths") == "smoke"
-    if name == "MetaOptNet":
-        return ResNet12(3, SMOKE_WIDTHS[name]) if smoke else ResNet12(3)
+    if name == "MetaOptNet":  # DropBlock of 5 on mini-ImageNet, 2 on CIFAR-FS (MetaOptNet's train.py; 32 px maps are 4x4, 2x2)
+        block = 2 if cfg["dataset"] == "cifar_fs" else 5
+        return ResNet12(3, SMOKE_WIDTHS[name], dropblock_size=block) if smoke else ResNet12(3, dropblock_size=block)
     if name == "R2-D2":
         return R2D2Encoder(3, SMOKE_WIDTHS[name], form="metaoptnet") if smoke else R2D2Encoder(3, form="metaoptnet")
     raise KeyError(name)
@@ -180,9 +202,9 @@ def conv4_net(cfg: dict, ways: int, gbml: str) -> nn.Module:
     from methods.backbones import ConvNet
 
     filters = SMOKE_WIDTHS["Conv-4"] if cfg.get("widths") == "smoke" else cfg["maml_filters"]
-    maml = gbml in ("maml", "fomaml")
-    return ConvNet(3, ways, filters, pool=True, features="flatten", image_size=cfg["image_size"], bn_scale=not maml,
-                   head_init="normal" if maml else "glorot")
+    # both codes initialise the mini-ImageNet head with Glorot (cbfinn/maml's fc_initializer; N(0, 1) is its Omniglot head)
+    return ConvNet(3, ways, filters, pool=True, features="flatten", image_size=cfg["image_size"], bn_scale=gbml not in ("maml", "fomaml"),
+                   head_init="glorot")
 
 
 class Conv4Trunk(nn.Module):
@@ -240,11 +262,13 @@ def training_timing(state, test_s: float, device: str) -> dict:
             "threads": torch.get_num_threads(), "device": device, "load_average_1min": os.getloadavg()[0]}
 
 
-def uninformative_metric(name: str, classes: int, per_class: int) -> float:
+def uninformative_metric(name: str, classes: int, per_class: int, form: str = "paper") -> float:
     """Expected ``R_FC`` / ``R_HV`` of i.i.d. features with no class structure: ``R_FC``'s class means then scatter by
     ``sigma^2 / N`` only, giving ``C (N - 1) / (C - 1)`` (C classes, N per class; ``methods.feature_clustering`` on its
     ``C / N``); ``R_HV`` compares two independent difference vectors, ``||d1 - d2|| / (||d1|| + ||d2||) -> sqrt(2) / 2``
     in high dimension."""
+    if form == "code":  # per pair of classes: within / between -> 4; (||d1 - d2|| / mean norm)^2 -> 2
+        return 4.0 if name == "R_FC" else 2.0
     if name == "R_FC":
         return classes * (per_class - 1) / (classes - 1)
     return math.sqrt(2) / 2
@@ -294,21 +318,48 @@ def separation_metrics(extractor: nn.Module, pool, cfg: dict, device: str) -> np
             rng = task_rng(cfg["test_seed"], "metric", b)
             chosen = (np.arange(len(pool)) if cfg.get("metric_classes") is None
                       else np.sort(rng.choice(len(pool), size=cfg["metric_classes"], replace=False)))
-            classes = np.repeat(chosen, 2)
-            items = np.concatenate([rng.choice(pool.counts[c], size=2, replace=False) for c in chosen])
-            feats = extractor(labelled_images(pool, classes, items).to(device)).double()
-            labels = torch.from_numpy(classes).to(device)
-            value = feature_clustering(feats, labels) if cfg["measure"] == "R_FC" else hyperplane_variation_of_batch(feats, labels)
+            pairs = np.stack([rng.choice(pool.counts[c], size=2, replace=False) for c in chosen])  # (classes, 2)
+            if cfg.get("metric_form") == "code":  # the script's groups: classes paired at random, [A; A; B; B]
+                shuffled = rng.permutation(len(chosen))[: len(chosen) // 2 * 2]
+                a, b2 = shuffled[0::2], shuffled[1::2]
+                classes = chosen[np.concatenate([a, a, b2, b2])]
+                items = np.concatenate([pairs[a, 0], pairs[a, 1], pairs[b2, 0], pairs[b2, 1]])
+                feats = extractor(labelled_images(pool, classes, items).to(device)).double()
+                # by arithmetic, not by the script's (swapped) names: its hyperplane_variation is the within / between
+                # ratio R_FC names, its feature_clustering the normalised difference R_HV names
+                value = code_hyperplane_variation(feats) if cfg["measure"] == "R_FC" else code_feature_clustering(feats)
+            else:
+                classes, items = np.repeat(chosen, 2), pairs.reshape(-1)
+                feats = extractor(labelled_images(pool, classes, items).to(device)).double()
+                labels = torch.from_numpy(classes).to(device)
+                value = (feature_clustering(feats, labels) if cfg["measure"] == "R_FC"
+                         else hyperplane_variation_of_batch(feats, labels))
             out.append(float(value))
         return np.array(out)
     finally:
         extractor.train(was)
 
 
-def gbml_accuracies(model: nn.Module, episodes: list[Episode], device: str) -> np.ndarray:
-    """Query accuracy % of MAML / Reptile models adapted per test task (transductive BatchNorm: all queries at once)."""
+def reptile_test_batches(model: nn.Module, episode: Episode, rng: np.random.Generator) -> Episode:
+    """The episode with its support replaced by Reptile's test-time mini-batches as Nichol et al. draw them: ``eval_iters``
+    batches of ``eval_batch`` examples, the support reshuffled on every pass, laid end to end (so
+    ``WeightClusteredReptile.adapt`` takes each batch once) -- not the class-sorted support in a fixed order."""
+    n, need = len(episode.support_y), model.eval_iters * model.eval_batch
+    order = torch.from_numpy(np.concatenate([rng.permutation(n) for _ in range(-(-need // n))])[:need])
+    return Episode(episode.support_x[order], episode.support_y[order], episode.query_x, episode.query_y)
+
+
+def _fine_tuning_episodes(model: nn.Module, episodes: list[Episode], seed: int) -> list[Episode]:
+    if not hasattr(model, "eval_iters"):  # MAML adapts on the whole support
+        return episodes
+    return [reptile_test_batches(model, e, task_rng(seed, "fine-tuning", i)) for i, e in enumerate(episodes)]
+
+
+def gbml_accuracies(model: nn.Module, episodes: list[Episode], device: str, seed: int = 0) -> np.ndarray:
+    """Query accuracy % of MAML / Reptile models adapted per test task (transductive BatchNorm: all queries at once);
+    Reptile's fine-tuning batches are drawn from ``seed`` (:func:`reptile_test_batches`)."""
     out = []
-    for e in episodes:
+    for e in _fine_tuning_episodes(model, episodes, seed):
         batch = Episode.stack([e]).to(device)
         if hasattr(model, "predict"):
             logits = model.predict(batch)
@@ -319,13 +370,14 @@ def gbml_accuracies(model: nn.Module, episodes: list[Episode], device: str) -> n
     return np.array(out)
 
 
-def distances_travelled(model: nn.Module, episodes: list[Episode], device: str) -> np.ndarray:
-    """Fig. 3: the filter-normalised distance each test task's fine-tuning moves the weights."""
+def distances_travelled(model: nn.Module, episodes: list[Episode], device: str, seed: int = 0) -> np.ndarray:
+    """Fig. 3: the filter-normalised distance each test task's fine-tuning moves the weights (the same fine-tuning
+    batches as :func:`gbml_accuracies` with the same ``seed``)."""
     from methods.weight_clustering import filter_normalized_distance
 
     initial = {n: p.detach() for n, p in model.backbone.named_parameters()}
     out = []
-    for e in episodes:
+    for e in _fine_tuning_episodes(model, episodes, seed):
         batch = Episode.stack([e]).to(device)
         out.append(float(filter_normalized_distance(model.adapt(batch.support_x, batch.support_y), initial)[0]))
     return np.array(out)
@@ -333,23 +385,30 @@ def distances_travelled(model: nn.Module, episodes: list[Episode], device: str) 
 
 @torch.no_grad()
 def lda_separation(extractor: nn.Module, pool, cfg: dict, device: str) -> tuple[np.ndarray, dict]:
-    """Fig. 2: ``lda_draws`` draws of ``lda_classes`` test classes x ``lda_samples`` images, projected on their first two
-    LDA directions; the score of a draw is ``R_FC`` of the projection (what the figure shows); the first draw's points
-    are kept for the figure."""
+    """Fig. 2: ``lda_draws`` draws of ``lda_classes`` test classes x ``2 lda_samples`` images; LDA is fitted on the first
+    ``lda_samples`` of each class and the other ``lda_samples`` are projected on its first two directions; the score of a
+    draw is ``R_FC`` of those held-out projections (what the figure shows), and the first draw's points are kept for the
+    figure. Held out [choice]: fitted and scored on the same 300 points, LDA separates even features with no class
+    structure once their dimension nears the number of points (800-d Conv-4 features)."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
     was = extractor.training
     extractor.eval()
     try:
         scores, points = [], None
+        n = cfg["lda_samples"]
         for d in range(cfg["lda_draws"]):
             rng = task_rng(cfg["test_seed"], "lda", d)
-            classes = np.repeat(rng.choice(len(pool), size=cfg["lda_classes"], replace=False), cfg["lda_samples"])
-            items = np.concatenate([rng.choice(pool.counts[c], size=cfg["lda_samples"], replace=pool.counts[c] < cfg["lda_samples"])
-                                    for c in classes[::cfg["lda_samples"]]])
+            chosen = rng.choice(len(pool), size=cfg["lda_classes"], replace=False)
+            classes = np.repeat(chosen, 2 * n)
+            items = np.concatenate([rng.choice(pool.counts[c], size=2 * n, replace=pool.counts[c] < 2 * n) for c in chosen])
             feats = extractor(labelled_images(pool, classes, items).to(device)).double().cpu().numpy()
-            projected = lda_projection(feats, classes, 2)
-            scores.append(float(feature_clustering(torch.from_numpy(projected), torch.from_numpy(classes))))
+            fit = (np.arange(len(classes)) % (2 * n)) < n  # each class's first n images
+            lda = LinearDiscriminantAnalysis(n_components=2).fit(feats[fit], classes[fit])
+            projected, held = lda.transform(feats[~fit]), classes[~fit]
+            scores.append(float(feature_clustering(torch.from_numpy(projected), torch.from_numpy(held))))
             if points is None:
-                points = {"x": projected[:, 0].round(4).tolist(), "y": projected[:, 1].round(4).tolist(), "class": classes.tolist()}
+                points = {"x": projected[:, 0].round(4).tolist(), "y": projected[:, 1].round(4).tolist(), "class": held.tolist()}
         return np.array(scores), {"lda_points": points}
     finally:
         extractor.train(was)
@@ -409,6 +468,8 @@ class UnravelingImages(Benchmark):
                **DATASET_PROTOCOL[spec["dataset"]], **spec, **SCALES[scale]}
         if cell.variant == CODE_REGULARISERS:
             cfg.update(variant=cell.variant, regularizer_form="code")
+        if cell.variant == CODE_METRICS:
+            cfg.update(variant=cell.variant, metric_form="code")
         return cfg
 
     def training_key(self, cell: Cell, scale: str) -> str:
@@ -455,7 +516,7 @@ class UnravelingImages(Benchmark):
         if cfg["measure"] == "lda":
             return uninformative_metric("R_FC", cfg["lda_classes"], cfg["lda_samples"])
         classes = FIXTURE_CLASSES["train"] if cfg["data"] == "fixture" else 64
-        return uninformative_metric(cfg["measure"], classes, 2)
+        return uninformative_metric(cfg["measure"], classes, 2, cfg.get("metric_form", "paper"))
 
     # -- models ------------------------------------------------------------------------------------------------------
     def build_model(self, cfg: dict, classes: int = 64) -> nn.Module:
@@ -512,15 +573,21 @@ class UnravelingImages(Benchmark):
             if training == "classical":
                 classes = rng.integers(len(pool), size=batch)
                 items = rng.integers(pool.counts[classes])
-            else:  # two images of each of batch/2 classes (the regularisers' pairs)
-                picked = rng.choice(len(pool), size=min(batch // 2, len(pool)) // 2 * 2, replace=False)
-                pairs = np.stack([rng.choice(pool.counts[c], size=2, replace=False) for c in picked])  # (classes, 2)
-                if cfg["regularizer_form"] == "code":  # the script's layout: [A first; A second; B first; B second]
-                    a, b = picked[0::2], picked[1::2]
-                    classes = np.concatenate([a, a, b, b])
-                    items = np.concatenate([pairs[0::2, 0], pairs[0::2, 1], pairs[1::2, 0], pairs[1::2, 1]])
-                else:
-                    classes, items = np.repeat(picked, 2), pairs.reshape(-1)
+            elif cfg["regularizer_form"] == "code":  # the script's PairData: batch/4 random pairs of distinct classes,
+                # two images each, laid out [first of A; second of A; first of B; second of B]
+                groups = [rng.choice(len(pool), size=2, replace=False) for _ in range(batch // 4)]
+                a, b = np.array([g[0] for g in groups]), np.array([g[1] for g in groups])
+                first = [rng.choice(pool.counts[c], size=2, replace=False) for c in a]
+                second = [rng.choice(pool.counts[c], size=2, replace=False) for c in b]
+                classes = np.concatenate([a, a, b, b])
+                items = np.concatenate([[f[0] for f in first], [f[1] for f in first], [s[0] for s in second], [s[1] for s in second]])
+            else:  # the batch in pairs: min(batch/2, classes) classes, batch/classes images each (mini-ImageNet: 64 x 4,
+                # CIFAR-FS: 64 x 2); R_HV reads each class's first two [choice: 256 images over 64 classes cannot be
+                # "two samples from each class" of distinct classes]
+                picked = rng.choice(len(pool), size=min(batch // 2, len(pool)), replace=False)
+                per_class = batch // len(picked) // 2 * 2
+                classes = np.repeat(picked, per_class)
+                items = np.concatenate([rng.choice(pool.counts[c], size=per_class, replace=False) for c in picked])
             return LabelledBatch(labelled_images(pool, classes, items), torch.from_numpy(classes))
         if training in META_TRAININGS:
             episodes = [pool.sample(rng, cfg["ways"], cfg["meta_train_shots"], cfg["meta_train_queries"])
@@ -548,7 +615,10 @@ class UnravelingImages(Benchmark):
         if training in META_TRAININGS:
             return nesterov_sgd(model.parameters(), cfg["meta_lr"], cfg["meta_weight_decay"]), lambda i: meta_lr_factor(i, iterations)
         if training in CLASSICAL_TRAININGS:
-            schedule = classical_schedule(self.batches_per_epoch(cfg), warmup_epochs=cfg["warmup_epochs"])
+            # A.2's 300-epoch schedule, on the configured epochs (quick scale trains fewer)
+            per_paper_epoch = self.batches_per_epoch(cfg) * cfg["classical_epochs"] / 300
+            def schedule(i: int) -> float:
+                return classical_lr_factor(int(i / per_paper_epoch), warmup_epochs=cfg["warmup_epochs"])
             return nesterov_sgd(model.parameters(), cfg["classical_lr"], cfg["classical_weight_decay"]), schedule
         if training == "reptile":  # outer SGD of rate gamma = 1 annealed linearly to 0 (Nichol et al.)
             return torch.optim.SGD(model.parameters(), lr=1.0), lr_schedule_linear(iterations, 0.0)
@@ -582,7 +652,7 @@ class UnravelingImages(Benchmark):
     def test_head(self, backbone: nn.Module, cfg: dict, pools: dict, device: str) -> tuple[nn.Module, dict]:
         """The column's head; MAML's (step, steps) chosen on validation episodes of the test shots (module docstring)."""
         if cfg["head"] != "MAML":
-            return make_head(cfg["head"], cfg).to(device), {}
+            return make_head(cfg["head"], cfg, test=True).to(device), {}
         val = self.fixed_episodes(pools["val"], cfg, "val", cfg["maml_head_val_episodes"], cfg["test_shots"])
         scores = {(lr, steps): float(head_accuracies(backbone, FineTuneHead(steps, lr), val, device).mean())
                   for lr, steps in cfg["maml_head_grid"]}
@@ -597,9 +667,9 @@ class UnravelingImages(Benchmark):
             return lda_separation(self.extractor(model), pools["test"], cfg, device)
         episodes = self.fixed_episodes(pools["test"], cfg, "test", cfg["test_episodes"], cfg["test_shots"])
         if kind == "distance":
-            return distances_travelled(model, episodes, device), {}
+            return distances_travelled(model, episodes, device, cfg["test_seed"]), {}
         if cfg["head"] == "own":  # a MAML / Reptile model fine-tuned its own way
-            return gbml_accuracies(model, episodes, device), {}
+            return gbml_accuracies(model, episodes, device, cfg["test_seed"]), {}
         extractor = self.extractor(model)
         head, extra = self.test_head(extractor, cfg, pools, device)
         return head_accuracies(extractor, head, episodes, device), extra

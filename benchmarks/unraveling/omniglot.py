@@ -234,9 +234,9 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
             return separation_metrics(self.features_of(model), pools["train"], {**cfg, "measure": cfg["column"]}, device)
         episodes = self.episodes(pools["test"], cfg, "test", cfg["test_episodes"], cfg["test_shots"])
         if cfg["measure"] == "distance":
-            return distances_travelled(model, episodes, device)
+            return distances_travelled(model, episodes, device, cfg["test_seed"])
         if cfg["measure"] == "adapted":
-            return gbml_accuracies(model, episodes, device)
+            return gbml_accuracies(model, episodes, device, cfg["test_seed"])
         return head_accuracies(model, make_head(cfg["column"].split()[0], cfg), episodes, device)
 
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
