@@ -696,3 +696,14 @@ class UnravelingImages(Benchmark):
         model = self.build_model(cfg, len(pools["train"]))
         model.load_state_dict(load_checkpoint(checkpoint, None)["model"])
         return self.measure(model.to(device), cfg, pools, device)[0]
+
+
+class RegularisedTable(UnravelingImages):
+    """Tables 3 and 8: mini-ImageNet and CIFAR-FS cells, and the released script's regularisers as a labelled variant of
+    the rows that use one (``CODE_REGULARISERS``)."""
+
+    datasets = ("mini_imagenet", "cifar100")  # data store names (CIFAR-FS is a split of cifar100)
+    variants = {CODE_REGULARISERS: CODE_REGULARISERS_NOTE}
+
+    def variant_applies(self, row: str, column: str, variant: str) -> bool:
+        return variant == CODE_REGULARISERS and "R_" in row

@@ -13,7 +13,7 @@ ResNet-12 R_FC 0.02 SVM 1-shot; CIFAR-FS R_HV 72.0 / 85.9 = 0.05's 72.00 / 85.87
 
 from __future__ import annotations
 
-from benchmarks.families.unraveling_images import CODE_REGULARISERS, CODE_REGULARISERS_NOTE, DATASETS, UnravelingImages
+from benchmarks.families.unraveling_images import DATASETS, RegularisedTable
 from benchmarks.harness.base import Cell
 
 #: row -> (backbone, training)
@@ -35,16 +35,11 @@ def parse_column(column: str) -> tuple[str, int]:
     return DATASETS[name], int(shots.split("-")[0])
 
 
-class UnravelingTable3(UnravelingImages):
+class UnravelingTable3(RegularisedTable):
     id = "unraveling-table3"
     title = "Unraveling Meta-Learning Table 3: classical training with R_FC / R_HV against meta-learning, 5-way, SVM head, accuracy %"
     rows = tuple(ROWS)
     columns = COLUMNS
-    datasets = ("mini_imagenet", "cifar100")  # data store names (CIFAR-FS is a split of cifar100)
-    variants = {CODE_REGULARISERS: CODE_REGULARISERS_NOTE}
-
-    def variant_applies(self, row: str, column: str, variant: str) -> bool:
-        return variant == CODE_REGULARISERS and "R_" in row
 
     def spec(self, cell: Cell) -> dict:
         backbone, training = ROWS[cell.row]

@@ -8,7 +8,7 @@ each model is trained once per dataset (1- and 5-shot columns share it). Protoco
 
 from __future__ import annotations
 
-from benchmarks.families.unraveling_images import CODE_REGULARISERS, CODE_REGULARISERS_NOTE, UnravelingImages
+from benchmarks.families.unraveling_images import RegularisedTable
 from benchmarks.harness.base import Cell
 from benchmarks.unraveling.table3 import COLUMNS, parse_column
 
@@ -17,16 +17,11 @@ ROWS = tuple(f"{b} / {reg} / {coef} / {head}" for b in BACKBONES for head in ("N
              for coef in ("0.02", "0.05", "0.1"))
 
 
-class UnravelingTable8(UnravelingImages):
+class UnravelingTable8(RegularisedTable):
     id = "unraveling-table8"
     title = "Unraveling Meta-Learning Table 8: R_FC / R_HV coefficient sweep with NN and SVM heads, 5-way, accuracy %"
     rows = ROWS
     columns = COLUMNS
-    datasets = ("mini_imagenet", "cifar100")  # data store names (CIFAR-FS is a split of cifar100)
-    variants = {CODE_REGULARISERS: CODE_REGULARISERS_NOTE}
-
-    def variant_applies(self, row: str, column: str, variant: str) -> bool:
-        return variant == CODE_REGULARISERS and "R_" in row
 
     def spec(self, cell: Cell) -> dict:
         backbone, reg, coefficient, head = cell.row.split(" / ")
