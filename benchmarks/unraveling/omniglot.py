@@ -202,8 +202,7 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
         """``(model, TrainState, pools)`` of one model config, trained resumably under ``home/<key>``."""
         key = self.model_key(mcfg)
         if mcfg["training"] not in ("maml", "fomaml", "reptile"):
-            backbone, state, pools = self.trained_extractor(mcfg, home, key, progress, device, position)
-            return backbone, state, pools
+            return self.trained_extractor(mcfg, home, key, progress, device, position)
         pools = self.pools(mcfg, home)
         torch.manual_seed(mcfg["train_seed"])
         model = self.build_model(mcfg).to(device)
