@@ -91,6 +91,19 @@ def task_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, code, index])
 
 
+def uniform_outside(rng: np.random.Generator, bounds: tuple[float, float], hole: tuple[float, float] | None,
+                    size: tuple[int, ...]) -> np.ndarray:
+    """Uniform on ``[low, high)`` less ``[hole_low, hole_high)`` (plain uniform when ``hole`` is None): one uniform draw on
+    the remaining length, shifted past the hole, so a range without a hole draws exactly what ``rng.uniform`` would."""
+    low, high = bounds
+    if hole is None:
+        return rng.uniform(low, high, size=size)
+    if not low <= hole[0] < hole[1] <= high or (hole[0], hole[1]) == (low, high):
+        raise ValueError(f"the hole {hole} must lie inside {bounds} and leave part of it")
+    draw = rng.uniform(low, high - (hole[1] - hole[0]), size=size)
+    return np.where(draw < hole[0], draw, draw + (hole[1] - hole[0]))
+
+
 @dataclass(frozen=True)
 class SinusoidFamily:
     """Sine-wave regression tasks ``y = A sin(w x - phi)``.
@@ -101,12 +114,18 @@ class SinusoidFamily:
       [0, pi], x in [-5, 5].
     * Meta-SGD (Li et al. 2017, sec. 4.1), used by ALFA Table 8: the same
       plus frequency in [0.8, 1.2].
+
+    ``amplitude_hole`` / ``phase_hole`` cut an interval out of a range (the
+    value is uniform over what is left): meta-train tasks disjoint from
+    meta-test tasks drawn from the hole (Guiroy et al.'s Fig. 8).
     """
 
     amplitude_range: tuple[float, float] = (0.1, 5.0)
     phase_range: tuple[float, float] = (0.0, math.pi)
     frequency_range: tuple[float, float] | None = None
     x_range: tuple[float, float] = (-5.0, 5.0)
+    amplitude_hole: tuple[float, float] | None = None
+    phase_hole: tuple[float, float] | None = None
 
     def sample(self, rng: np.random.Generator, n_tasks: int, n_support: int, n_query: int) -> Episode:
         """Draw ``n_tasks`` tasks as one batched episode.
@@ -115,8 +134,8 @@ class SinusoidFamily:
         ``query_x, query_y (n_tasks, n_query, 1)``, float32. Support and query
         points are disjoint draws from the same task.
         """
-        amplitude = rng.uniform(*self.amplitude_range, size=(n_tasks, 1))
-        phase = rng.uniform(*self.phase_range, size=(n_tasks, 1))
+        amplitude = uniform_outside(rng, self.amplitude_range, self.amplitude_hole, (n_tasks, 1))
+        phase = uniform_outside(rng, self.phase_range, self.phase_hole, (n_tasks, 1))
         if self.frequency_range is None:
             frequency = np.ones((n_tasks, 1))
         else:

@@ -59,6 +59,25 @@ def mean_ci95(scores: Sequence[float] | np.ndarray, unit: str = "episode") -> tu
     return float(values.mean()), float(Z95 * values.std() / math.sqrt(values.size))
 
 
+#: |R| is clipped below 1 before Fisher's z (a two-point series has R = +-1 and z = +-inf)
+MAX_ABS_CORRELATION = 1 - 1e-9
+
+
+def correlation_across_runs(correlations: Sequence[float]) -> tuple[float, float | None, float | None]:
+    """``(R, low, high)``: one correlation coefficient per independent run summarised as Fisher's ``z = atanh(R)``
+    averaged over runs, with the 95% Student-t interval of that mean (``t_{0.975, n-1} sd_{ddof=1} / sqrt(n)``), mapped back
+    by ``tanh``; the interval is ``None`` for a single run. Correlations over points within one run (epochs) are not
+    independent, so a run contributes one R and the interval is over runs."""
+    values = np.asarray(correlations, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)) or np.any(np.abs(values) > 1):
+        raise ValueError(f"need a non-empty 1-D sequence of finite correlations in [-1, 1], got {correlations!r}")
+    z = np.arctanh(np.clip(values, -MAX_ABS_CORRELATION, MAX_ABS_CORRELATION))
+    if z.size == 1:
+        return float(values[0]), None, None
+    half = t975(z.size - 1) * z.std(ddof=1) / math.sqrt(z.size)
+    return float(np.tanh(z.mean())), float(np.tanh(z.mean() - half)), float(np.tanh(z.mean() + half))
+
+
 def score_episodes(score_fn: Callable[[Episode], torch.Tensor], episodes: Episode, chunk: int = 100) -> np.ndarray:
     """Per-episode scores of a batched test set, ``chunk`` tasks at a time.
 

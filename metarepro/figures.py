@@ -100,6 +100,24 @@ def line_figure(
     return _save_png_atomic(fig, path)
 
 
+def scatter_figure(groups: dict[str, list[tuple[float, float]]], path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """Points, one colour per label (``label -> [(x, y), ...]``), as a PNG at ``path``; returns ``path``. Nothing joins
+    the points: they are independent measurements (e.g. one per setting and run), not a curve."""
+    if not groups or not any(groups.values()):
+        raise ValueError("scatter_figure needs at least one point")
+    fig, (ax,), _ = _new_figure((6.4, 4.4))
+    for label, points in groups.items():
+        xy = np.asarray(points, dtype=float).reshape(-1, 2)
+        ax.scatter(xy[:, 0], xy[:, 1], s=14, label=label)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save_png_atomic(fig, path)
+
+
 #: colour of a reproduced interval by its verdict (the published one is drawn in black)
 VERDICT_COLOURS = {"within": "tab:green", "outside": "tab:red", "known deviation": "tab:orange", "quick only": "tab:gray"}
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 import torch
 
+from metarepro.inner import BatchedForward, TaskLoss
+
 
 def mean_pairwise_inner(vectors: torch.Tensor) -> torch.Tensor:
     """Mean of ``v_i . v_j`` over ordered pairs ``i != j``: ``vectors (T, P)``, ``T >= 2`` -> scalar, in O(T P)."""
@@ -66,3 +68,31 @@ def hessian_spectral_norm(loss_fn: Callable[[list[torch.Tensor]], torch.Tensor],
             return norm
         estimate = norm
     return estimate
+
+
+def flatten_tasks(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per-task parameter dicts ``name -> (T, *shape)`` as one ``(T, P)`` matrix, in the dict's order."""
+    return torch.cat([p.reshape(p.shape[0], -1) for p in params.values()], 1)
+
+
+def support_gradients(forward: BatchedForward, task_loss: TaskLoss, params: dict[str, torch.Tensor], support_x: torch.Tensor,
+                      support_y: torch.Tensor) -> torch.Tensor:
+    """Each task's gradient of its own support loss at the shared parameters ``params`` (unbatched shapes), as ``(T, P)``
+    in ``params`` order: ``support_x (T, n, ...)``, ``support_y (T, n, ...)``. One backward: every task gets its own copy
+    of the parameters and the losses are summed, so each copy's gradient is its task's alone (as in the inner loop)."""
+    tasks = support_x.shape[0]
+    copies = {n: p.detach().unsqueeze(0).expand(tasks, *p.shape).clone().requires_grad_(True) for n, p in params.items()}
+    with torch.enable_grad():
+        loss = task_loss(forward(copies, support_x), support_y).sum()
+        grads = torch.autograd.grad(loss, list(copies.values()))
+    return torch.cat([g.reshape(tasks, -1) for g in grads], 1)
+
+
+def pearson(x: list[float] | torch.Tensor, y: list[float] | torch.Tensor) -> float:
+    """Pearson's correlation coefficient of two equal-length series (NaN when either is constant)."""
+    a, b = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.numel() < 2:
+        raise ValueError(f"pearson needs two 1-D series of the same length >= 2, got {tuple(a.shape)} and {tuple(b.shape)}")
+    a, b = a - a.mean(), b - b.mean()
+    denominator = a.norm() * b.norm()
+    return float(a @ b / denominator) if denominator > 0 else float("nan")

@@ -58,6 +58,31 @@ class Cell:
         return Cell.of(record) == self
 
 
+@dataclass(frozen=True)
+class CorrelationClaim:
+    """A claim that two measures move together (Guiroy et al.'s figures), read off records' ``probe_curve``
+    (:class:`metarepro.trainer.Probes`): ``x`` and ``y`` are keys of its points, ``expected_sign`` the sign the claim gives
+    their correlation (``-1``: ``y`` falls as ``x`` rises).
+
+    ``over="training"``: per run, Pearson's R between ``x`` and ``y`` over that run's probe points (its epochs), one
+    check per column. ``over="columns"``: per training seed, R between the final probe points of ``row``'s cells across
+    ``columns`` (all the benchmark's when empty), one check. Either way the verdict rests on the interval over runs
+    (:func:`benchmarks.harness.runner.correlation_checks`).
+    """
+
+    claim: str
+    row: str
+    x: str
+    y: str
+    over: str = "training"
+    expected_sign: int = 1
+    columns: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.over not in ("training", "columns") or self.expected_sign not in (1, -1):
+            raise ValueError(f"a correlation claim is over 'training' or 'columns' with expected_sign +-1, got {self}")
+
+
 @dataclass
 class CellResult:
     """What a cell's run hands back to the runner."""
@@ -203,6 +228,10 @@ class Benchmark:
     def paired_claims(self) -> list[tuple]:
         """``(claim, baseline row, method row)`` checked cell by cell on shared test episodes, within each protocol; or
         ``(claim, baseline row, method row, baseline protocol, method protocol)`` across two protocols."""
+        return []
+
+    def correlation_claims(self) -> list[CorrelationClaim]:
+        """Claims that two probed measures move together (:class:`CorrelationClaim`); default none."""
         return []
 
     def protocol_deviations(self, cell: Cell, scale: str) -> list[str]:

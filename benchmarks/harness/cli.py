@@ -13,7 +13,9 @@ from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
 from benchmarks.harness.base import MAIN, Benchmark, Cell
 from benchmarks.harness.runner import (
     checkpointed_runs,
+    all_claims,
     claim_checks,
+    correlation_checks,
     comparison,
     estimated_hours,
     extra_rows,
@@ -188,6 +190,11 @@ def render_readme(path: Path | None = None) -> Path:
 
             out += ["The paper's claims, checked cell by cell on the same test episodes (paired differences, 95% CI):", "",
                     tabulate(claims, headers="keys", tablefmt="github"), ""]
+        correlations = correlation_checks(b)
+        if correlations:
+            from tabulate import tabulate
+
+            out += [CORRELATION_HEADER, "", tabulate(correlations, headers="keys", tablefmt="github"), ""]
         if b.variants:
             out += ["Protocol variants:", ""] + [f"- `{k}`: {v}" for k, v in b.variants.items()] + [""]
         paper = [r for r in R.load_records(b.id) if r["scale"] == "paper"]
@@ -273,6 +280,8 @@ def write_index() -> list[Path]:
             atomic_write_text(R.results_dir() / "index.csv", buffer.getvalue())]
 
 
+CORRELATION_HEADER = ("The paper's correlation claims: one Pearson R per training run, averaged over runs by Fisher's z "
+                      "(95% Student-t interval over runs):")
 SUMMARY_BEGIN = "<!-- BEGIN summary: rendered by `metarepro render` from the records; do not edit by hand -->"
 SUMMARY_END = "<!-- END summary -->"
 
@@ -287,7 +296,7 @@ def summary_table() -> str:
     for b in BENCHMARKS.values():
         rows = [r for r in comparison(b, include_variants=False) if r["verdict"] != "cited"]
         paper = [r for r in rows if r["verdict"] in ("within", "outside")]
-        claims = claim_checks(b)
+        claims = all_claims(b)
         data = "generated" if b.requires_data is None else (f"{b.requires_data}: here" if b.data_available()
                                                              else f"{b.requires_data}: not on this machine (smoke only)")
         verdicts = Counter(c["holds"].split(" (")[0] for c in claims)  # "too few seeds (1 of 3)" -> "too few seeds"
@@ -525,7 +534,7 @@ def cmd_compare(args) -> int:
         records = [] if rows else [{k: r[k] for k in ("row", "column", "variant", "seed", "scale", "mean", "ci95", "n_episodes") if k in r}
                                    | {"current": record_is_current(benchmark, r)}
                                    for r in R.load_records(benchmark.id) if r["scale"] != "smoke"]
-        print(json.dumps({"benchmark": benchmark.id, "cells": rows, "claims": claim_checks(benchmark), "notes": benchmark.comparison_notes(),
+        print(json.dumps({"benchmark": benchmark.id, "cells": rows, "claims": all_claims(benchmark), "notes": benchmark.comparison_notes(),
                           "extra_rows": extra_rows(benchmark), "records": records, "local_records": local_records(benchmark)},
                          indent=1))
     else:
@@ -552,6 +561,12 @@ def cmd_compare(args) -> int:
 
             print("\nThe paper's claims on the same test episodes (paired differences, 95% CI):")
             print(tabulate(claims, headers="keys", tablefmt="github"))
+        correlations = correlation_checks(benchmark)
+        if correlations:
+            from tabulate import tabulate
+
+            print("\n" + CORRELATION_HEADER)
+            print(tabulate(correlations, headers="keys", tablefmt="github"))
     bad = failing(rows)
     if bad and args.format != "json":
         print(f"\n{len(bad)} paper-scale cell(s) outside tolerance and not among the known deviations.", file=sys.stderr)

@@ -1,7 +1,7 @@
 """What the regression suite holds fixed, as data: pinned records, claim verdicts and the bands of known deviations.
 
 * ``results/pins.json``: every paper-scale record (``<benchmark>/<slug>``) that must exist, and every claim verdict
-  (``yes``, ``reversed``, ``no difference``, ``too few seeds ...``) as :func:`benchmarks.harness.runner.claim_checks` reads it
+  (``yes``, ``reversed``, ``no difference``, ``too few seeds ...``) as :func:`benchmarks.harness.runner.all_claims` reads it
   today. Written by ``metarepro pins --update``, never by hand: a removed record or a changed verdict then shows in the
   diff of a commit that says why. A deleted record or a verdict that moved without that update fails the tests.
 * ``results/known-deviations.json``: each known deviation with the mean and 95% half-width its finding quotes; the
@@ -30,11 +30,11 @@ def pins_path(root: Path | None = None) -> Path:
 def current_pins() -> dict:
     """The pins as the records under ``results/`` give them now."""
     from benchmarks import BENCHMARKS
-    from benchmarks.harness.runner import claim_checks
+    from benchmarks.harness.runner import all_claims
 
     records = sorted(f"{p.parent.parent.name}/{p.stem}" for p in (R.results_dir() / "reproduced").glob("*/paper/*.json"))
     claims = [{"benchmark": b.id, **{k: c[k] for k in ("claim", "column", "protocol", "scale", "holds")}}
-              for b in BENCHMARKS.values() for c in claim_checks(b)]
+              for b in BENCHMARKS.values() for c in all_claims(b)]
     return {"description": "written by `metarepro pins --update` (benchmarks/harness/pins.py); tests/test_regression.py fails when a "
                            "pinned paper-scale record is missing or a claim verdict differs",
             "paper_records": records, "claims": claims}

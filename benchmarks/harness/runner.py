@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import multiprocessing
 import os
 import shlex
@@ -522,6 +523,50 @@ def claim_checks(benchmark: Benchmark) -> list[dict]:
                                 "holds": claim_verdict(diff, ci, benchmark.column_higher_is_better(column), len(per_seed))})
                     break
     return out
+
+
+def correlation_checks(benchmark: Benchmark) -> list[dict]:
+    """Each correlation claim (:meth:`Benchmark.correlation_claims`) at the largest scale with current records: one
+    Pearson R per training run (points within a run are autocorrelated, so they are never pooled across runs), summarised
+    across runs by Fisher's z with its 95% Student-t interval (:func:`metarepro.evaluate.correlation_across_runs`). The
+    claim holds when that interval excludes 0 on the claimed side, with at least :data:`MIN_CLAIM_SEEDS` runs."""
+    from metarepro.evaluate import correlation_across_runs
+    from metarepro.landscape import pearson
+
+    records = {(r["row"], r["column"], r.get("seed", 0), r["scale"]): r for r in R.load_records(benchmark.id)
+               if r["variant"] == MAIN and record_is_current(benchmark, r)}
+    out = []
+    for claim in benchmark.correlation_claims():
+        columns = claim.columns or benchmark.columns
+        groups = [(c, (c,)) for c in columns] if claim.over == "training" else [(f"{columns[0]} .. {columns[-1]}", columns)]
+        for label, group in groups:
+            for scale in ("paper", "quick"):
+                per_seed = {}
+                for seed in benchmark.seeds(scale):
+                    found = [records.get((claim.row, c, seed, scale)) for c in group]
+                    if not all(found):
+                        continue
+                    points = found[0]["probe_curve"] if claim.over == "training" else [r["probe_curve"][-1] for r in found]
+                    r_value = pearson([p[claim.x] for p in points], [p[claim.y] for p in points])
+                    if math.isfinite(r_value):
+                        per_seed[seed] = r_value
+                if not per_seed:
+                    continue
+                mean, low, high = correlation_across_runs(list(per_seed.values()))
+                # the verdict on the claimed side: a positive claim holds when the whole interval is above 0
+                centre, half = (mean, None) if low is None else ((math.atanh(low) + math.atanh(high)) / 2,
+                                                                 (math.atanh(high) - math.atanh(low)) / 2)
+                out.append({"claim": claim.claim, "column": label, "protocol": MAIN, "scale": scale, "seeds": len(per_seed),
+                            "R per run": "; ".join(f"{s}: {v:+.2f}" for s, v in per_seed.items()),
+                            f"R({claim.x}, {claim.y}) across runs": f"{mean:+.3f}" + ("" if low is None else f" [{low:+.3f}, {high:+.3f}]"),
+                            "holds": claim_verdict(claim.expected_sign * centre, half, True, len(per_seed))})
+                break
+    return out
+
+
+def all_claims(benchmark: Benchmark) -> list[dict]:
+    """Paired and correlation claims (what the pins hold): :func:`claim_checks` then :func:`correlation_checks`."""
+    return claim_checks(benchmark) + correlation_checks(benchmark)
 
 
 def failing(rows: list[dict]) -> list[dict]:

@@ -1,0 +1,93 @@
+"""Guiroy et al.'s Fig. 8 machinery against independent oracles: per-task gradients against one autograd call per task on
+a plain module, correlations and their across-run intervals against scipy, the hole-cut sine family against its bounds."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from benchmarks import BENCHMARKS
+from benchmarks.harness.base import Cell
+from benchmarks.harness.runner import correlation_checks
+from metarepro import results as R
+from metarepro.episodes import uniform_outside
+from metarepro.evaluate import correlation_across_runs
+from metarepro.inner import batched_forward, mse_per_task
+from metarepro.landscape import gradient_coherence, pearson, support_gradients
+
+
+def test_support_gradients_are_each_tasks_own_gradient():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    x, y = torch.randn(4, 6, 1, dtype=torch.float64), torch.randn(4, 6, 1, dtype=torch.float64)
+    got = support_gradients(batched_forward(net), mse_per_task, dict(net.named_parameters()), x, y)
+    want = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(((net(x[t]) - y[t]) ** 2).mean(), list(net.parameters()))])
+                        for t in range(4)])
+    assert got.shape == (4, sum(p.numel() for p in net.parameters()))
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-14)
+    pairs = [want[i] @ want[j] for i in range(4) for j in range(4) if i != j]
+    assert math.isclose(gradient_coherence(got).item(), float(np.mean(pairs)), rel_tol=1e-12)
+    assert all(p.grad is None for p in net.parameters())  # the module's own gradients are untouched
+
+
+def test_uniform_outside_a_hole_covers_the_rest_evenly():
+    rng = np.random.default_rng(0)
+    draws = uniform_outside(rng, (0.0, 10.0), (2.0, 6.0), (200_000,))
+    assert draws.min() >= 0.0 and draws.max() < 10.0 and not np.any((draws >= 2.0) & (draws < 6.0))
+    left = np.mean(draws < 2.0)  # 2 of the 6 units left: 1/3, binomial sd ~0.001
+    assert abs(left - 1 / 3) < 0.005
+    assert np.array_equal(uniform_outside(np.random.default_rng(1), (0.1, 5.0), None, (7, 1)),
+                          np.random.default_rng(1).uniform(0.1, 5.0, size=(7, 1)))
+    with pytest.raises(ValueError, match="inside"):
+        uniform_outside(rng, (0.0, 1.0), (0.5, 2.0), (3,))
+
+
+def test_pearson_and_the_fisher_interval_match_scipy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    y = 0.5 * x + rng.normal(size=40)
+    assert math.isclose(pearson(x.tolist(), y.tolist()), stats.pearsonr(x, y)[0], rel_tol=1e-12)
+    assert math.isnan(pearson([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
+    rs = [0.8, 0.55, 0.7, 0.9]
+    z = np.arctanh(rs)
+    half = stats.t.ppf(0.975, 3) * stats.sem(z)
+    mean, low, high = correlation_across_runs(rs)
+    assert np.allclose([mean, low, high], np.tanh([z.mean(), z.mean() - half, z.mean() + half]), rtol=1e-9)
+    assert correlation_across_runs([0.3]) == (0.3, None, None)
+    with pytest.raises(ValueError):
+        correlation_across_runs([1.5, 0.2])
+
+
+def _write(benchmark, column, seed, curve):
+    cell = Cell("MAML", column, seed=seed)
+    R.write_record(R.make_record(benchmark=benchmark.id, row="MAML", column=column, variant="main", scale="quick", metric="MSE",
+                                 scores=np.array([curve[-1]["target_mse_meta_test"]] * 3), config=benchmark.config(cell, "quick"),
+                                 deviations=[], provenance={}, seed=seed, extra={"probe_curve": curve}), cell.slug)
+
+
+def test_correlation_checks_take_one_r_per_run_and_the_interval_over_runs(isolated_results):
+    fig8, rng = BENCHMARKS["guiroy-fig8"], np.random.default_rng(0)
+    along, across = {}, {}
+    for seed in range(3):
+        for k, column in enumerate(fig8.columns):
+            coherence = np.linspace(0, 5, 12) + rng.normal(0, 1.0, size=12)
+            mse = 3 - 0.3 * coherence + rng.normal(0, 0.5 + k, size=12)  # noisier as k grows
+            curve = [{"iteration": 200 * i, "gradient_coherence": float(c), "target_mse_meta_test": float(m)}
+                     for i, (c, m) in enumerate(zip(coherence, mse))]
+            _write(fig8, column, seed, curve)
+            along.setdefault(column, []).append(stats.pearsonr(coherence, mse)[0])
+            across.setdefault(seed, []).append((coherence[-1], mse[-1]))
+    checks = correlation_checks(fig8)
+    assert len(checks) == len(fig8.columns) + 1 and all(c["scale"] == "quick" and c["seeds"] == 3 for c in checks)
+    for check in checks:
+        rs = along.get(check["column"]) or [stats.pearsonr(*np.array(across[s]).T)[0] for s in range(3)]
+        z = np.arctanh(rs)
+        half = stats.t.ppf(0.975, 2) * stats.sem(z)
+        assert check["R per run"] == "; ".join(f"{s}: {r:+.2f}" for s, r in enumerate(rs))
+        # the claim is a negative correlation: it holds when the whole interval is below 0
+        want = "yes" if z.mean() + half < 0 else ("reversed" if z.mean() - half > 0 else "no difference")
+        assert check["holds"] == want
+    assert checks[-1]["column"] == "2-shot .. 15-shot"
+    assert {c["holds"] for c in checks[:-1]} >= {"yes", "no difference"}  # the noise of the late columns is felt
