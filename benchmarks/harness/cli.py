@@ -12,11 +12,11 @@ from pathlib import Path
 from benchmarks import BENCHMARKS, UnknownBenchmarkError, get_benchmark
 from benchmarks.harness.base import MAIN, Benchmark, Cell
 from benchmarks.harness.runner import (
-    checkpointed_runs,
     all_claims,
+    checkpointed_runs,
     claim_checks,
-    correlation_checks,
     comparison,
+    correlation_checks,
     estimated_hours,
     extra_rows,
     failing,
