@@ -61,6 +61,10 @@ class Episode:
         """The ``index``-th task of a batched episode."""
         return Episode(*(getattr(self, f)[index] for f in Episode._fields()))
 
+    def chunks(self, size: int) -> list[Episode]:
+        """A batched episode as consecutive batched episodes of at most ``size`` tasks (views, no copy)."""
+        return [Episode(*(getattr(self, f)[i : i + size] for f in Episode._fields())) for i in range(0, self.n_tasks, size)]
+
     def image_tasks(self) -> list[Episode]:
         """The tasks of an image episode, batched ``(T, n, C, H, W)`` or single ``(n, C, H, W)``, one by one."""
         return [self.task(t) for t in range(self.n_tasks)] if self.support_x.dim() == 5 else [self]

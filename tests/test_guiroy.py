@@ -91,3 +91,76 @@ def test_correlation_checks_take_one_r_per_run_and_the_interval_over_runs(isolat
         assert check["holds"] == want
     assert checks[-1]["column"] == "2-shot .. 15-shot"
     assert {c["holds"] for c in checks[:-1]} >= {"yes", "no difference"}  # the noise of the late columns is felt
+
+
+def _tiny_maml():
+    from methods.backbones import MLP
+    from methods.maml import MAML
+
+    torch.manual_seed(3)
+    return MAML(MLP([1, 6, 1], init="torch").double(), mse_per_task, 0.1, 2, frozen=("layers.1.bias",))
+
+
+def _task_loss_at(model, flat, names, shapes, fixed, x, y):
+    """Oracle forward: the module's own functional call on one task, the ``names`` weights taken from ``flat``."""
+    params, offset = dict(fixed), 0
+    for n, shape in zip(names, shapes):
+        size = int(np.prod(shape))
+        params[n] = flat[offset : offset + size].view(shape)
+        offset += size
+    return ((torch.func.functional_call(model.backbone, params, (x,)) - y) ** 2).mean()
+
+
+def test_adapted_sharpness_is_the_largest_absolute_eigenvalue_over_the_adapted_weights():
+    from benchmarks.guiroy.omniglot import adapted_sharpness
+
+    model = _tiny_maml()
+    x, y = torch.randn(3, 5, 1, dtype=torch.float64), torch.randn(3, 5, 1, dtype=torch.float64)
+    adapted = {n: v.detach() for n, v in model.adapt(x, y).params.items()}
+    got = adapted_sharpness(model, adapted, x, y, iterations=3000, generator=torch.Generator().manual_seed(0))
+    names = [n for n in adapted if n != "layers.1.bias"]
+    shapes = [adapted[n].shape[1:] for n in names]
+    for t in range(3):
+        fixed = {"layers.1.bias": adapted["layers.1.bias"][t]}
+        flat = torch.cat([adapted[n][t].flatten() for n in names])
+        hessian = torch.autograd.functional.hessian(lambda v, t=t, fixed=fixed: _task_loss_at(model, v, names, shapes, fixed, x[t], y[t]), flat)
+        want = torch.linalg.eigvalsh(hessian).abs().max().item()
+        assert abs(got[t] - want) < 2e-3 * want  # power iteration stops at a relative change of 1e-3
+
+
+def test_probe_gradients_keep_the_adapted_weights_columns_only():
+    from benchmarks.guiroy.omniglot import _fast_columns
+
+    model = _tiny_maml()
+    params = {n: p.detach() for n, p in model.meta_parameters().items()}
+    names = [n for n in params if n != "layers.1.bias"]
+    x, y = torch.randn(4, 5, 1, dtype=torch.float64), torch.randn(4, 5, 1, dtype=torch.float64)
+    got = support_gradients(batched_forward(model.backbone), mse_per_task, params, x, y)[:, _fast_columns(params, names)]
+    fast = [p for n, p in model.backbone.named_parameters() if n in names]
+    want = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(((model.backbone(x[t]) - y[t]) ** 2).mean(), fast)])
+                        for t in range(4)])
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_the_omniglot_figures_share_one_run_per_cell_and_seed():
+    from benchmarks.guiroy.omniglot import FIG2, FIG10, FIG11, FIG12
+
+    cell = Cell("MAML", "5-way 1-shot", seed=2)
+    folders = {b.run_directories(cell, "paper")[0] for b in (FIG2, FIG10, FIG11, FIG12)}
+    assert len(folders) == 1 and next(iter(folders)).startswith("guiroy-omniglot/paper/maml-5w1s-")
+    assert FIG2.run_directories(Cell("First-Order MAML", "5-way 1-shot", seed=2), "paper") != list(folders)
+    assert FIG2.run_directories(Cell("MAML", "5-way 1-shot", seed=1), "paper") != list(folders)
+    cfg = FIG12.config(cell, "paper")  # finn2017-table1's protocol, probed every 500 iterations
+    assert (cfg["iterations"], cfg["meta_batch"], cfg["inner_lr"], cfg["epoch"], cfg["sharpness_tasks"], cfg["coherence_tasks"]) == (
+        60_000, 32, 0.4, 500, 60, 500)
+
+
+def test_a_claim_after_a_peak_reads_the_curve_from_its_maximum_on():
+    from benchmarks.harness.base import CorrelationClaim
+
+    claim = CorrelationClaim("falls after its peak", "MAML", "iteration", "sharpness", expected_sign=-1, after_peak_of="sharpness")
+    curve = [{"iteration": i, "sharpness": s} for i, s in enumerate([1.0, 4.0, 3.0, 3.5, 2.0])]
+    assert [p["iteration"] for p in claim.points(curve)] == [1, 2, 3, 4]
+    assert pearson([1, 2, 3, 4], [4.0, 3.0, 3.5, 2.0]) < 0
+    with pytest.raises(ValueError):
+        CorrelationClaim("bad", "MAML", "x", "y", over="epochs")

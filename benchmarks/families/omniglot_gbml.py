@@ -30,7 +30,7 @@ from metarepro.data.omniglot import ClassPool, load_cache, read_split, seeded_ch
 from metarepro.data.store import DataError, data_root
 from metarepro.episodes import Episode, task_rng
 from metarepro.timing import now
-from metarepro.trainer import EarlyStopping, load_checkpoint, train
+from metarepro.trainer import EarlyStopping, Probes, load_checkpoint, train
 
 COLUMNS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
 #: what ``quick`` and ``smoke`` change; everything else is the paper's protocol
@@ -99,6 +99,14 @@ class OmniglotGBML(Benchmark):
         """``(checkpoint_every, log_every)`` in iterations."""
         return cfg["checkpoint_every"], cfg["log_every"]
 
+    def probes(self, model: torch.nn.Module, pools: dict[str, ClassPool], cfg: dict, device: str) -> Probes | None:
+        """Measurements along training (Guiroy et al.'s landscape analyses); none by default."""
+        return None
+
+    def runs_home(self, runs_dir: Path) -> Path:
+        """Where the cell's models live (``runs/<id>/<scale>``; a family sharing its runs across benchmarks moves it)."""
+        return Path(runs_dir)
+
     def early_stopping(self, model: torch.nn.Module, pools: dict[str, ClassPool], cfg: dict, run_dir: Path,
                        device: str) -> EarlyStopping | None:
         """Validation during training (the best checkpoint is then the one tested); none by default."""
@@ -153,7 +161,8 @@ class OmniglotGBML(Benchmark):
         state = train(model, optimizer, lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"],
                       Path(runs_dir) / key / "checkpoint.pt", key, checkpoint_every=checkpoint_every, log_every=log_every,
                       progress=progress, desc=desc, meta={"benchmark": self.id, "cell": cell.__dict__, "scale": cfg["scale"]},
-                      progress_position=progress_position, early_stopping=early, lr_schedule=self.lr_schedule(cfg))
+                      progress_position=progress_position, early_stopping=early, lr_schedule=self.lr_schedule(cfg),
+                      probes=self.probes(model, pools, cfg, device))
         if early is not None and early.best_path.exists():  # test the checkpoint of best validation, not the last one
             model.load_state_dict(load_checkpoint(early.best_path, None)["model"])
         started = now(device)
@@ -165,13 +174,14 @@ class OmniglotGBML(Benchmark):
         self.check_cell(cell)
         cfg = self.config(cell, scale)
         key = self.training_key(cell, scale)
-        scores, state, test_s = self.train_and_test(cell, cfg, key, runs_dir, engine, progress, device, progress_position,
-                                                    f"{cell.label} [{scale}]")
+        scores, state, test_s = self.train_and_test(cell, cfg, key, self.runs_home(runs_dir), engine, progress, device,
+                                                    progress_position, f"{cell.label} [{scale}]")
         selection = ({"selection": {"val_curve": state.val_curve, "selected_iteration": state.best_iteration,
                                     "validation_value": state.best_value}} if state.val_curve else {})
         return CellResult(
             scores=scores, deviations=self.deviations(cfg), wall_time_s=state.elapsed_s + test_s, train_wall_time_s=state.elapsed_s,
-            extra={"loss_curve": state.loss_curve, **selection, "checkpoint_key": key, "timing": {
+            extra={"loss_curve": state.loss_curve, **selection, **({"probe_curve": state.probe_curve} if state.probe_curve else {}),
+                   "checkpoint_key": key, "timing": {
                 "ms_per_iteration": 1000 * state.elapsed_s / max(state.iteration, 1), "iterations_timed": state.iteration,
                 "test_s": test_s, "test_tasks": cfg["test_tasks"], "threads": torch.get_num_threads(), "device": device,
                 "load_average_1min": os.getloadavg()[0]}},  # > threads: other work shared the cores, the times are inflated

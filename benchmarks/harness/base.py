@@ -64,9 +64,10 @@ class CorrelationClaim:
     (:class:`metarepro.trainer.Probes`): ``x`` and ``y`` are keys of its points, ``expected_sign`` the sign the claim gives
     their correlation (``-1``: ``y`` falls as ``x`` rises).
 
-    ``over="training"``: per run, Pearson's R between ``x`` and ``y`` over that run's probe points (its epochs), one
-    check per column. ``over="columns"``: per training seed, R between the final probe points of ``row``'s cells across
-    ``columns`` (all the benchmark's when empty), one check. Either way the verdict rests on the interval over runs
+    ``over="training"``: per run, Pearson's R between ``x`` and ``y`` over that run's probe points (its epochs; with
+    ``after_peak_of``, only the points from the maximum of that key on), one check per column. ``over="columns"``: per
+    training seed, R between the final probe points of ``row``'s cells across ``columns`` (all the benchmark's when
+    empty), one check. Either way the verdict rests on the interval over runs
     (:func:`benchmarks.harness.runner.correlation_checks`).
     """
 
@@ -77,6 +78,14 @@ class CorrelationClaim:
     over: str = "training"
     expected_sign: int = 1
     columns: tuple[str, ...] = ()
+    after_peak_of: str | None = None
+
+    def points(self, curve: list[dict]) -> list[dict]:
+        """The probe points the claim reads: the whole curve, or from the peak of ``after_peak_of`` on."""
+        if self.after_peak_of is None:
+            return curve
+        peak = max(range(len(curve)), key=lambda i: curve[i][self.after_peak_of])
+        return curve[peak:]
 
     def __post_init__(self):
         if self.over not in ("training", "columns") or self.expected_sign not in (1, -1):

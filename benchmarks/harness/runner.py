@@ -546,20 +546,24 @@ def correlation_checks(benchmark: Benchmark) -> list[dict]:
                     found = [records.get((claim.row, c, seed, scale)) for c in group]
                     if not all(found):
                         continue
-                    points = found[0]["probe_curve"] if claim.over == "training" else [r["probe_curve"][-1] for r in found]
-                    r_value = pearson([p[claim.x] for p in points], [p[claim.y] for p in points])
-                    if math.isfinite(r_value):
-                        per_seed[seed] = r_value
+                    points = claim.points(found[0]["probe_curve"]) if claim.over == "training" else [r["probe_curve"][-1] for r in found]
+                    # undefined (a constant series, or a peak at the last point): shown, and not counted as a run
+                    per_seed[seed] = pearson([p[claim.x] for p in points], [p[claim.y] for p in points]) if len(points) > 1 else math.nan
                 if not per_seed:
                     continue
-                mean, low, high = correlation_across_runs(list(per_seed.values()))
+                defined = [v for v in per_seed.values() if math.isfinite(v)]
+                if not defined:
+                    out.append({"claim": claim.claim, "column": label, "protocol": MAIN, "scale": scale, "seeds": 0,
+                                "R per run": "; ".join(f"{s}: undefined" for s in per_seed), "holds": "undefined"})
+                    break
+                mean, low, high = correlation_across_runs(defined)
                 # the verdict on the claimed side: a positive claim holds when the whole interval is above 0
                 centre, half = (mean, None) if low is None else ((math.atanh(low) + math.atanh(high)) / 2,
                                                                  (math.atanh(high) - math.atanh(low)) / 2)
-                out.append({"claim": claim.claim, "column": label, "protocol": MAIN, "scale": scale, "seeds": len(per_seed),
-                            "R per run": "; ".join(f"{s}: {v:+.2f}" for s, v in per_seed.items()),
+                out.append({"claim": claim.claim, "column": label, "protocol": MAIN, "scale": scale, "seeds": len(defined),
+                            "R per run": "; ".join(f"{s}: {v:+.2f}" if math.isfinite(v) else f"{s}: undefined" for s, v in per_seed.items()),
                             f"R({claim.x}, {claim.y}) across runs": f"{mean:+.3f}" + ("" if low is None else f" [{low:+.3f}, {high:+.3f}]"),
-                            "holds": claim_verdict(claim.expected_sign * centre, half, True, len(per_seed))})
+                            "holds": claim_verdict(claim.expected_sign * centre, half, True, len(defined))})
                 break
     return out
 

@@ -1,0 +1,261 @@
+"""Guiroy, Verma & Pal 2019 on Omniglot: one instrumented run family behind Figures 2, 10, 11 and 12
+(``../shared/papers/guiroy-generalization-gradient-based-meta-learning.txt``, sec. 5 and appendix B).
+
+MAML and first-order MAML are trained "closely follow[ing] the experimental setup of (Finn et al., 2017)": the protocol of
+``finn2017-table1`` (strided Conv-4, 5-way: meta-batch 32, lr 0.4, 1 step; 20-way: meta-batch 16, lr 0.1, 5 steps; 60,000
+Adam iterations), three training seeds per cell (the paper runs five; three is the suite's minimum for a claim). After
+every epoch the run measures, on fixed task sets (:func:`landscape_measure`), what the figures plot:
+
+=====================  =======================================================  ==========================================
+probe key              what                                                     paper
+=====================  =======================================================  ==========================================
+target_accuracy_*      accuracy on the query set after test adaptation, on      Fig. 10 (meta-train and meta-test)
+                       ``coherence_tasks`` meta-test / ``train_tasks`` meta-
+                       train tasks
+sharpness              mean spectral norm of the support-loss Hessian at the    sec. 5.1, Fig. 2: "a fixed set of 60
+                       adapted weights, on the first ``sharpness_tasks``        randomly sampled meta-test tasks"
+support_loss           mean support loss at the adapted weights, same tasks     Figs. 3b, 4b
+trajectory_coherence   mean inner product of unit adaptation directions         sec. 5.2, Fig. 11: "500 tasks after each
+trajectory_distance    mean ``||theta_i - theta_s||``                          meta-training epoch"
+gradient_coherence     mean inner product of the support gradients at theta_s   sec. 5.3, Fig. 12 (same 500 tasks)
+=====================  =======================================================  ==========================================
+
+Choices where the paper is silent [choice]: an epoch is 500 meta-iterations (``guiroy-fig9``'s, 120 epochs in MAML's
+60,000); adaptation for the probes is the test procedure (``test_steps``, as the target accuracy is measured);
+the Hessian is over the weights the inner loop adapts (BatchNorm offsets, which MAML's code keeps out of the fast
+weights, are left out), by power iteration on Hessian-vector products (``power_iterations``, relative tolerance 1e-3);
+the meta-train probe set has 100 tasks. Sec. 4.3 measures the gradients with one inner step; the finn2017 5-way
+protocol has one step anyway.
+
+Each benchmark (``guiroy-fig2``, ``-fig10``, ``-fig11``, ``-fig12``) reads the same runs under
+``runs/guiroy-omniglot/<scale>/``, scores the last model on 600 meta-test tasks, and checks its figure's claim
+(:class:`benchmarks.harness.base.CorrelationClaim`); none prints numbers to compare. Paper scale of the 5-way 1-shot
+cells: ~3.7 h of training per run here (``finn2017-table1``'s 220 ms per iteration) plus the probes; ``metarepro
+plan`` projects every cell.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.anchors.finn2017_table1 import BENCHMARK as FINN
+from benchmarks.anchors.finn2017_table1 import maml_training_key
+from benchmarks.families.omniglot_gbml import OmniglotGBML
+from benchmarks.harness.base import Cell, CorrelationClaim
+from metarepro import results as R
+from metarepro.data.omniglot import ClassPool
+from metarepro.episodes import Episode, task_rng
+from metarepro.inner import batched_forward
+from metarepro.landscape import flatten_tasks, gradient_coherence, hessian_spectral_norm, support_gradients, trajectory_coherence
+from metarepro.results import config_hash
+from metarepro.trainer import Probes
+from methods.maml import MAML
+
+RUNS_HOME = "guiroy-omniglot"
+ROWS = {"MAML": False, "First-Order MAML": True}  # row -> first order
+PROBES = {"epoch": 500, "sharpness_tasks": 60, "coherence_tasks": 500, "train_tasks": 100, "power_iterations": 20,
+          "probe_seed": 2020, "probe_chunk": 50}
+SCALE_PROBES = {"paper": {}, "quick": {"sharpness_tasks": 10, "coherence_tasks": 100, "train_tasks": 50},
+                "smoke": {"epoch": 3, "sharpness_tasks": 2, "coherence_tasks": 6, "train_tasks": 4, "power_iterations": 5}}
+
+
+def probe_sets(benchmark: OmniglotGBML, pools: dict[str, ClassPool], cfg: dict) -> dict[str, Episode]:
+    """The fixed probe tasks: ``coherence_tasks`` meta-test tasks (the first ``sharpness_tasks`` of them also give the
+    sharpness) and ``train_tasks`` meta-train tasks, drawn from ``(probe_seed, split, index)``."""
+    def draw(split: str, count: int) -> Episode:
+        return Episode.stack([benchmark.sample(pools[split], task_rng(cfg["probe_seed"], split, i), cfg["ways"], cfg["shots"],
+                                               cfg["test_queries"], cfg["invert"]) for i in range(count)])
+
+    return {"test": draw("test", cfg["coherence_tasks"]), "train": draw("train", cfg["train_tasks"])}
+
+
+def adapted_sharpness(model: MAML, adapted: dict[str, torch.Tensor], support_x: torch.Tensor, support_y: torch.Tensor,
+                      iterations: int, generator: torch.Generator) -> list[float]:
+    """Per task, the spectral norm of the Hessian of its support loss at its adapted weights ``adapted (T, ...)``, over
+    the weights the inner loop adapts (the others held at their values)."""
+    forward, frozen = batched_forward(model.backbone), model.train_loop.frozen
+    names = [n for n in adapted if n not in frozen]
+    out = []
+    for t in range(support_x.shape[0]):
+        fixed = {n: v[t : t + 1].detach() for n, v in adapted.items()}
+
+        def loss(leaves: list[torch.Tensor], t=t, fixed=fixed) -> torch.Tensor:
+            params = {**fixed, **{n: leaf.unsqueeze(0) for n, leaf in zip(names, leaves)}}
+            return model.task_loss(forward(params, support_x[t : t + 1]), support_y[t : t + 1]).sum()
+
+        out.append(hessian_spectral_norm(loss, [fixed[n][0] for n in names], iterations=iterations, tolerance=1e-3, generator=generator))
+    return out
+
+
+def landscape_measure(sets: dict[str, Episode], cfg: dict, device: str):
+    """The per-epoch probe of the family (the table in the module docstring), in chunks of ``probe_chunk`` tasks."""
+
+    def measure(model: MAML, iteration: int) -> dict:
+        start = {n: p.detach() for n, p in model.meta_parameters().items()}
+        names = [n for n in start if n not in model.train_loop.frozen]
+        chunk = cfg["probe_chunk"]
+        accuracy = {}
+        for split, episodes in sets.items():
+            correct = [(model.predict(e).argmax(-1) == e.query_y).double().mean(1) for e in episodes.to(device).chunks(chunk)]
+            accuracy[f"target_accuracy_meta_{split}"] = 100.0 * float(torch.cat(correct).mean())
+        displacements, gradients, sharpness, support = [], [], [], []
+        generator = torch.Generator().manual_seed(cfg["probe_seed"])
+        for offset, e in zip(range(0, cfg["coherence_tasks"], chunk), sets["test"].to(device).chunks(chunk)):
+            with torch.enable_grad():
+                adapted = model.adapt(e.support_x, e.support_y, training=False).params
+            adapted = {n: v.detach() for n, v in adapted.items()}
+            displacements.append(flatten_tasks({n: adapted[n] for n in names}))
+            per_task = support_gradients(batched_forward(model.backbone), model.task_loss, start, e.support_x, e.support_y)
+            gradients.append(per_task[:, _fast_columns(start, names)])
+            sharp = max(0, min(chunk, cfg["sharpness_tasks"] - offset))
+            if sharp:
+                sharpness += adapted_sharpness(model, {n: v[:sharp] for n, v in adapted.items()}, e.support_x[:sharp],
+                                               e.support_y[:sharp], cfg["power_iterations"], generator)
+                with torch.no_grad():
+                    support.append(model.task_loss(batched_forward(model.backbone)({n: v[:sharp] for n, v in adapted.items()},
+                                                                                    e.support_x[:sharp]), e.support_y[:sharp]))
+        coherence, distances = trajectory_coherence(torch.cat(displacements), torch.cat([start[n].flatten() for n in names]))
+        return {**accuracy, "sharpness": float(np.mean(sharpness)), "support_loss": float(torch.cat(support).mean()),
+                "trajectory_coherence": float(coherence), "trajectory_distance": float(distances.mean()),
+                "gradient_coherence": float(gradient_coherence(torch.cat(gradients)))}
+
+    return measure
+
+
+def _fast_columns(params: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
+    """Indices, in :func:`flatten_tasks` order over all of ``params``, of the columns of the adapted weights ``names``."""
+    keep, offset = [], 0
+    for n, p in params.items():
+        if n in names:
+            keep.append(torch.arange(offset, offset + p.numel()))
+        offset += p.numel()
+    return torch.cat(keep)
+
+
+class GuiroyOmniglot(OmniglotGBML):
+    """The run family: ``rows`` x the four Omniglot settings x 3 seeds, probed every epoch; subclasses pick the figure."""
+
+    paper = "guiroy-generalization-gradient-based-meta-learning.txt"
+    rows = tuple(ROWS)
+    training_seeds = 3
+    metric = "meta-test accuracy %"
+
+    def config(self, cell: Cell, scale: str) -> dict:
+        self.check_cell(cell)
+        finn = FINN.config(Cell("MAML", cell.column), scale)
+        cfg = {**finn, "benchmark": self.id, "method": cell.row, "first_order": ROWS[cell.row], "train_seed": cell.seed,
+               **PROBES, **SCALE_PROBES[scale]}
+        if scale == "quick":  # finn2017's quick runs are 20 to 300 iterations: six epochs each
+            cfg["epoch"] = max(1, cfg["iterations"] // 6)
+        return cfg
+
+    def training_key(self, cell: Cell, scale: str) -> str:
+        cfg = self.config(cell, scale)
+        return f"{maml_training_key(cfg)}-seed{cell.seed}-probes-" + config_hash({k: cfg[k] for k in PROBES})
+
+    def run_directories(self, cell: Cell, scale: str) -> list[str]:
+        return [f"{RUNS_HOME}/{scale}/{self.training_key(cell, scale)}"]
+
+    def runs_home(self, runs_dir: Path) -> Path:
+        """``runs/<id>/<scale>`` -> ``runs/guiroy-omniglot/<scale>``: the four figures share the runs."""
+        return Path(runs_dir).parent.parent / RUNS_HOME / Path(runs_dir).name
+
+    def build_model(self, cfg: dict, engine: str = "func") -> MAML:
+        return FINN.build_model(cfg, engine)
+
+    def train_batch(self, pool, cfg: dict, index: int) -> Episode:
+        return FINN.train_batch(pool, cfg, index)
+
+    def test_scores(self, model: MAML, pool, cfg: dict, device: str, progress: bool) -> np.ndarray:
+        return FINN.test_scores(model, pool, cfg, device, progress)
+
+    def split_deviations(self, cfg: dict) -> list[str]:
+        return FINN.split_deviations(cfg)
+
+    def checkpoint_intervals(self, cfg: dict) -> tuple[int, int]:
+        return cfg["epoch"], min(cfg["log_every"], cfg["epoch"])
+
+    def estimated_train_test(self, cell: Cell, scale: str) -> tuple[float, float]:
+        train, test = super().estimated_train_test(cell, scale)
+        cfg = self.config(cell, scale)
+        probe_tasks = cfg["coherence_tasks"] * 3 + cfg["train_tasks"] + cfg["sharpness_tasks"] * cfg["power_iterations"]
+        return train + cfg["iterations"] // cfg["epoch"] * probe_tasks * cfg["ms_per_test_task_estimate"] / 1000, test
+
+    def probes(self, model: MAML, pools: dict[str, ClassPool], cfg: dict, device: str) -> Probes:
+        return Probes(cfg["epoch"], landscape_measure(probe_sets(self, pools, cfg), cfg, device))
+
+    def curves(self, scale: str) -> list[dict]:
+        return [r for r in R.load_records(self.id) if r["scale"] == scale and r["variant"] == "main" and r.get("probe_curve")]
+
+    def draw(self, scale: str, key: str, label: str, rows: tuple[str, ...] | None = None) -> list[Path]:
+        """One figure per column: ``key`` per epoch, the mean over runs of each row."""
+        from metarepro.figures import line_figure
+
+        records, written = self.curves(scale), []
+        for column in self.columns:
+            series = {}
+            for row in rows or self.rows:
+                runs = [r["probe_curve"] for r in records if r["column"] == column and r["row"] == row]
+                if runs:
+                    n, epoch = min(len(c) for c in runs), next(r["config"]["epoch"] for r in records if r["column"] == column)
+                    series[row] = [(runs[0][i]["iteration"] / epoch, float(np.mean([c[i][key] for c in runs]))) for i in range(n)]
+            if series:
+                written.append(line_figure(series, self.figure_path(scale, f"{column} {key}"), f"Omniglot {column} ({scale} scale)",
+                                           "epoch", label))
+        return written
+
+
+class GuiroyFig2(GuiroyOmniglot):
+    id = "guiroy-fig2"
+    title = "Flatness of meta-test solutions along meta-training, Omniglot (Guiroy et al. 2019, Fig. 2), meta-test accuracy %"
+
+    def correlation_claims(self) -> list[CorrelationClaim]:
+        return [claim for row in self.rows for claim in (
+            CorrelationClaim(f"{row}: after its peak, meta-test sharpness keeps falling (sec. 5.1)", row, "iteration", "sharpness",
+                             expected_sign=-1, after_peak_of="sharpness"),
+            CorrelationClaim(f"{row}: the meta-test support loss falls along meta-training (sec. 5.1)", row, "iteration",
+                             "support_loss", expected_sign=-1))]
+
+    def render_figures(self, scale: str) -> list[Path]:
+        return self.draw(scale, "sharpness", "E[||H(D_i; theta_i)||], meta-test") + self.draw(scale, "support_loss", "meta-test support loss")
+
+
+class GuiroyFig10(GuiroyOmniglot):
+    id = "guiroy-fig10"
+    title = "Meta-train and meta-test accuracy along meta-training, Omniglot (Guiroy et al. 2019, Fig. 10), meta-test accuracy %"
+
+    def render_figures(self, scale: str) -> list[Path]:
+        return (self.draw(scale, "target_accuracy_meta_train", "target accuracy on meta-train tasks %")
+                + self.draw(scale, "target_accuracy_meta_test", "target accuracy on meta-test tasks %"))
+
+
+class GuiroyFig11(GuiroyOmniglot):
+    id = "guiroy-fig11"
+    title = "Coherence of adaptation trajectories vs meta-test accuracy, Omniglot (Guiroy et al. 2019, Fig. 11), meta-test accuracy %"
+    rows = ("MAML",)  # sec. 5.2: "for experiments on Omniglot, we drop the analyses with First-Order MAML"
+
+    def correlation_claims(self) -> list[CorrelationClaim]:
+        return [CorrelationClaim("meta-test accuracy rises with the coherence of adaptation trajectories (sec. 5.2)", "MAML",
+                                 "trajectory_coherence", "target_accuracy_meta_test")]
+
+    def render_figures(self, scale: str) -> list[Path]:
+        return self.draw(scale, "trajectory_coherence", "E[theta_i . theta_j] (unit directions)") + self.draw(
+            scale, "trajectory_distance", "E[||theta_i - theta_s||]")
+
+
+class GuiroyFig12(GuiroyOmniglot):
+    id = "guiroy-fig12"
+    title = "Coherence of meta-test gradients vs meta-test accuracy, Omniglot (Guiroy et al. 2019, Fig. 12), meta-test accuracy %"
+
+    def correlation_claims(self) -> list[CorrelationClaim]:
+        return [CorrelationClaim(f"{row}: meta-test accuracy rises with E[g_i.g_j] at the meta-train solution (sec. 5.3)", row,
+                                 "gradient_coherence", "target_accuracy_meta_test") for row in self.rows]
+
+    def render_figures(self, scale: str) -> list[Path]:
+        return self.draw(scale, "gradient_coherence", "E[g_i . g_j] at theta_s, meta-test")
+
+
+FIG2, FIG10, FIG11, FIG12 = GuiroyFig2(), GuiroyFig10(), GuiroyFig11(), GuiroyFig12()
