@@ -142,17 +142,20 @@ def test_probe_gradients_keep_the_adapted_weights_columns_only():
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
-def test_the_omniglot_figures_share_one_run_per_cell_and_seed():
+def test_figures_2_10_11_share_one_run_per_cell_and_seed_and_follow_appendix_a3():
     from benchmarks.guiroy.omniglot import FIG2, FIG10, FIG11, FIG12
 
     cell = Cell("MAML", "5-way 1-shot", seed=2)
-    folders = {b.run_directories(cell, "paper")[0] for b in (FIG2, FIG10, FIG11, FIG12)}
+    folders = {b.run_directories(cell, "paper")[0] for b in (FIG2, FIG10, FIG11)}
     assert len(folders) == 1 and next(iter(folders)).startswith("guiroy-omniglot/paper/maml-5w1s-")
     assert FIG2.run_directories(Cell("First-Order MAML", "5-way 1-shot", seed=2), "paper") != list(folders)
     assert FIG2.run_directories(Cell("MAML", "5-way 1-shot", seed=1), "paper") != list(folders)
-    cfg = FIG12.config(cell, "paper")  # finn2017-table1's protocol, probed every 500 iterations
-    assert (cfg["iterations"], cfg["meta_batch"], cfg["inner_lr"], cfg["epoch"], cfg["sharpness_tasks"], cfg["coherence_tasks"]) == (
-        60_000, 32, 0.4, 500, 60, 500)
+    assert FIG12.run_directories(cell, "paper") != list(folders)  # sec. 5.3 trains with one inner step
+    # appendix A.3: 5 steps at lr 0.1 in training and test, meta-batch 16 (1-shot) / 8 (5-shot), epochs of 500 iterations
+    cfg, five_shot = FIG11.config(cell, "paper"), FIG11.config(Cell("MAML", "20-way 5-shot"), "paper")
+    assert (cfg["inner_steps"], cfg["test_steps"], cfg["inner_lr"], cfg["meta_batch"], five_shot["meta_batch"]) == (5, 5, 0.1, 16, 8)
+    assert (cfg["iterations"], cfg["epoch"], cfg["sharpness_tasks"], cfg["coherence_tasks"]) == (50_000, 500, 60, 500)
+    assert (FIG12.config(cell, "paper")["inner_steps"], FIG12.config(cell, "paper")["test_steps"]) == (1, 1)
 
 
 def test_a_claim_after_a_peak_reads_the_curve_from_its_maximum_on():
