@@ -167,3 +167,22 @@ def test_a_claim_after_a_peak_reads_the_curve_from_its_maximum_on():
     assert pearson([1, 2, 3, 4], [4.0, 3.0, 3.5, 2.0]) < 0
     with pytest.raises(ValueError):
         CorrelationClaim("bad", "MAML", "x", "y", over="epochs")
+
+
+def test_a_run_whose_peak_is_its_last_point_is_shown_undefined_not_counted(isolated_results):
+    from benchmarks.guiroy.omniglot import FIG2
+
+    for seed in range(3):
+        cell = Cell("MAML", "5-way 1-shot", seed=seed)
+        rising = seed == 0  # seed 0 is still sharpening at its last epoch; seeds 1 and 2 peak, then flatten
+        curve = [{"iteration": 50 * i, "sharpness": float(i if rising else [1, 5, 4, 3, 2.5][i]), "support_loss": 5.0 - i}
+                 for i in range(5)]
+        R.write_record(R.make_record(benchmark=FIG2.id, row="MAML", column=cell.column, variant="main", scale="quick",
+                                     metric="meta-test accuracy %", scores=np.array([50.0, 60.0]), config=FIG2.config(cell, "quick"),
+                                     deviations=[], provenance={}, seed=seed, extra={"probe_curve": curve}), cell.slug)
+    checks = {c["claim"]: c for c in correlation_checks(FIG2) if c["column"] == "5-way 1-shot"}
+    after_peak = checks["MAML: after its peak, meta-test sharpness keeps falling (sec. 5.1)"]
+    assert after_peak["R per run"].startswith("0: undefined; 1: ") and after_peak["seeds"] == 2
+    assert after_peak["holds"] == "too few seeds (2 of 3)"
+    falling = checks["MAML: the meta-test support loss falls along meta-training (sec. 5.1)"]
+    assert falling["seeds"] == 3 and falling["holds"] == "yes"
