@@ -17,6 +17,7 @@ from benchmarks.alfa import table8 as alfa_table8
 from benchmarks.anchors import finn2017_table1, nichol2018_table1, snell2017_table1, sung2018_table1, vinyals2016_table1
 from benchmarks.guiroy import fig8 as guiroy_fig8
 from benchmarks.guiroy import fig9 as guiroy_fig9
+from benchmarks.guiroy import miniimagenet as guiroy_mini
 from benchmarks.guiroy import omniglot as guiroy_omniglot
 from benchmarks.harness.base import Benchmark
 from benchmarks.hyperrepr import fig1 as hyperrepr_fig1
@@ -41,7 +42,8 @@ from benchmarks.unraveling import table8 as unraveling_table8
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.id: b for b in (alfa_table8.BENCHMARK, snell2017_table1.BENCHMARK, finn2017_table1.BENCHMARK, nichol2018_table1.BENCHMARK,
-                      guiroy_omniglot.FIG2, guiroy_fig8.BENCHMARK, guiroy_fig9.BENCHMARK, guiroy_omniglot.FIG10,
+                      guiroy_omniglot.FIG2, guiroy_mini.FIG3, guiroy_mini.FIG4, guiroy_mini.FIG5, guiroy_mini.FIG6,
+                      guiroy_mini.FIG7, guiroy_fig8.BENCHMARK, guiroy_fig9.BENCHMARK, guiroy_omniglot.FIG10,
                       guiroy_omniglot.FIG11, guiroy_omniglot.FIG12, sung2018_table1.BENCHMARK, l2g_table1.BENCHMARK, l2g_table2.BENCHMARK,
                       l2g_table3.BENCHMARK, l2g_fig2.BENCHMARK, l2g_fig3.BENCHMARK, l2g_omniglot.BENCHMARK,
                       hyperrepr_table1.BENCHMARK, hyperrepr_fig1.BENCHMARK, hyperrepr_omniglot.BENCHMARK,

@@ -186,3 +186,54 @@ def test_a_run_whose_peak_is_its_last_point_is_shown_undefined_not_counted(isola
     assert after_peak["holds"] == "too few seeds (2 of 3)"
     falling = checks["MAML: the meta-test support loss falls along meta-training (sec. 5.1)"]
     assert falling["seeds"] == 3 and falling["holds"] == "yes"
+
+
+def test_the_finetune_baseline_tests_by_maml_steps_on_a_new_xavier_head():
+    """Against a deep copy fine-tuned by ``torch.optim.SGD`` (BatchNorm offsets held, as MAML's code holds them), with the
+    head re-drawn independently from the same seed."""
+    import copy
+
+    from benchmarks.anchors.finn2017_table1 import maml_task_loss
+    from methods.backbones import ConvNet
+    from methods.finetune_baseline import FinetuneBaseline
+
+    torch.manual_seed(0)
+    make = lambda ways: ConvNet(3, ways, 4, pool=True, features="flatten", image_size=28, bn_scale=False).double()  # noqa: E731
+    frozen = tuple(f"norms.{i}.bias" for i in range(4))
+    baseline = FinetuneBaseline(make, 10, maml_task_loss(2), inner_lr=0.05, test_steps=3, frozen=frozen)
+    trained = {k: v.clone() for k, v in baseline.network.state_dict().items()}
+    learner = baseline.test_learner(5, seed=7)
+    assert all(torch.equal(v, trained[k]) for k, v in baseline.network.state_dict().items())  # the trained net is untouched
+    net = learner.backbone
+    assert all(torch.equal(v, trained[k]) for k, v in net.state_dict().items() if not k.startswith("head."))
+    head = torch.empty(5, net.head.weight.shape[1], dtype=torch.float64)
+    torch.nn.init.xavier_uniform_(head, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(net.head.weight, head) and not net.head.bias.any()
+
+    x = torch.rand(1, 10, 3, 28, 28, dtype=torch.float64)
+    y = torch.arange(5).repeat_interleave(2).unsqueeze(0)
+    query = torch.rand(1, 6, 3, 28, 28, dtype=torch.float64)
+    oracle = copy.deepcopy(net)
+    sgd = torch.optim.SGD([p for n, p in oracle.named_parameters() if n not in frozen], lr=0.05)
+    for _ in range(3):
+        sgd.zero_grad()
+        (torch.nn.functional.cross_entropy(oracle(x[0]), y[0], reduction="sum") / 2).backward()
+        sgd.step()
+    from metarepro.episodes import Episode
+
+    got = learner.predict(Episode(x, y, query, torch.zeros(1, 6, dtype=torch.long)))
+    assert torch.allclose(got[0], oracle(query[0]), rtol=1e-10, atol=1e-12)
+
+
+def test_the_mini_imagenet_family_follows_appendix_a():
+    from benchmarks.guiroy.miniimagenet import FIG3, FIG6, FIG7
+
+    maml, fo5 = FIG3.config(Cell("MAML", "5-way 1-shot"), "paper"), FIG3.config(Cell("First-Order MAML", "5-way 5-shot"), "paper")
+    assert (maml["filters"], maml["inner_steps"], maml["test_steps"], maml["inner_lr"], maml["meta_batch"], maml["epoch"]) == (
+        48, 5, 5, 0.01, 4, 500)
+    assert (fo5["meta_batch"], fo5["first_order"], fo5["iterations"]) == (2, True, 50_000)
+    one, five = FIG6.config(Cell("Finetune baseline", "5-way 1-shot"), "paper"), FIG6.config(Cell("Finetune baseline", "5-way 5-shot"), "paper")
+    assert (one["classical_batch"], one["epoch"], five["classical_batch"], five["epoch"], one["epochs"]) == (64, 25, 128, 12, 100)
+    assert FIG7.config(Cell("MAML", "5-way 5-shot"), "paper")["inner_steps"] == 1
+    assert FIG3.run_directories(Cell("MAML", "5-way 1-shot"), "paper") == FIG6.run_directories(Cell("MAML", "5-way 1-shot"), "paper")
+    assert FIG7.run_directories(Cell("MAML", "5-way 1-shot"), "paper") != FIG3.run_directories(Cell("MAML", "5-way 1-shot"), "paper")
