@@ -30,6 +30,13 @@ with the paper's summed losses (eqs. 8, 11), whose inner step of 1e-2 is
 models match or beat L2G (ProtoNet +0.59 +/- 0.22, RelationNet -0.03 +/-
 0.19 points against it), so the gain at equal updates is the larger
 meta-batch's; with summed losses L2G + ProtoNet reaches only 55.8%.
+
+Summed losses, three seeds (quick, 2026-12-05): L2G + ProtoNet falls 37.8 +/- 2.7 points below ProtoNet; L2G +
+RelationNet is bimodal: seed 0 96.2%, seeds 1 and 2 0.39% and 0.07%, far *below* chance. Their base models' relation
+scores are inverted (measured on 100 test episodes of their selected checkpoints: the class of *lowest* score is right
+in 73.8% and 92.7%): L2G trains the model that one inner step of 1e-2 on the summed loss (375x the mean-loss step)
+makes good, and that step overshoots, so the model itself, which is what L2G tests, sits on the far side. The
+across-seed verdict ("no difference", -61 +/- 140) is an average of two different outcomes.
 """
 
 from __future__ import annotations
