@@ -104,7 +104,7 @@ def landscape_measure(sets: dict[str, Episode], cfg: dict, device: str):
             correct = [(model.predict(e).argmax(-1) == e.query_y).double().mean(1) for e in episodes.to(device).chunks(chunk)]
             accuracy[f"target_accuracy_meta_{split}"] = 100.0 * float(torch.cat(correct).mean())
         displacements, gradients, sharpness, support = [], [], [], []
-        generator = torch.Generator().manual_seed(cfg["probe_seed"])
+        generator = torch.Generator(device).manual_seed(cfg["probe_seed"])  # power iteration's start vectors, on the model's device
         for offset, e in zip(range(0, cfg["coherence_tasks"], chunk), sets["test"].to(device).chunks(chunk)):
             with torch.enable_grad():
                 adapted = model.adapt(e.support_x, e.support_y, training=False).params
