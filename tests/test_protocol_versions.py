@@ -118,6 +118,7 @@ def _probe_models() -> dict:
     from methods.alfa import ALFA
     from methods.classical import ClassicalClassifier
     from methods.feature_clustering import RegularizedClassifier
+    from methods.finetune_baseline import FinetuneBaseline
     from methods.finetune_head import FineTuneHead
     from methods.head_classifier import HeadClassifier, ProtoHead
     from methods.hyper_representation import HyperRepresentation
@@ -174,6 +175,8 @@ def _probe_models() -> dict:
                                             lambda i: images(i, tasks=2, shots=2), sgd),
         "RegularizedClassifier(Conv4, R_FC)": (lambda: RegularizedClassifier(_conv4(), 4, 6, regularizer="fc", coefficient=0.5),
                                                lambda i: _labelled_pairs(300 + i), sgd),
+        "FinetuneBaseline(ConvNet)": (lambda: FinetuneBaseline(_convnet, 6, cross_entropy_per_task, 0.01, 2), lambda i: _labelled(200 + i),
+                                      adam),
         "ResNet12+ProtoHead": (lambda: HeadClassifier(ResNet12(1, (4, 4, 4, 4), dropblock_size=2), ProtoHead()), images, adam),
     }
 
