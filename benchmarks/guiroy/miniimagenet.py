@@ -31,7 +31,7 @@ import torch
 from benchmarks.anchors.finn2017_table1 import maml_task_loss
 from benchmarks.families.omniglot_gbml import chunked_scores
 from benchmarks.families.unraveling_images import image_pools, labelled_images
-from benchmarks.guiroy.omniglot import PROBES, landscape_measure, probe_sets
+from benchmarks.guiroy.omniglot import PROBES, draw_probe_curves, landscape_measure, probe_sets
 from benchmarks.harness.base import Benchmark, Cell, CellResult, CorrelationClaim
 from metarepro import results as R
 from metarepro.data.store import DataError
@@ -192,23 +192,8 @@ class GuiroyMiniImageNet(Benchmark):
 
     # -- figures -------------------------------------------------------------------------------------------------------
     def draw(self, scale: str, key: str, label: str) -> list[Path]:
-        """One figure per column: ``key`` per epoch, the mean over runs of each row."""
-        from metarepro.figures import line_figure
-
         records = [r for r in R.load_records(self.id) if r["scale"] == scale and r["variant"] == "main" and r.get("probe_curve")]
-        written = []
-        for column in self.columns:
-            series = {}
-            for row in self.rows:
-                runs = [r for r in records if r["column"] == column and r["row"] == row]
-                if runs:
-                    n, epoch = min(len(r["probe_curve"]) for r in runs), runs[0]["config"]["epoch"]
-                    series[row] = [(runs[0]["probe_curve"][i]["iteration"] / epoch, float(np.mean([r["probe_curve"][i][key] for r in runs])))
-                                   for i in range(n)]
-            if series:
-                written.append(line_figure(series, self.figure_path(scale, f"{column} {key}"), f"mini-ImageNet {column} ({scale} scale)",
-                                           "epoch", label))
-        return written
+        return draw_probe_curves(self, records, scale, key, label, "mini-ImageNet")
 
 
 class GuiroyFig3(GuiroyMiniImageNet):

@@ -210,21 +210,27 @@ class GuiroyOmniglot(OmniglotGBML):
         return [r for r in R.load_records(self.id) if r["scale"] == scale and r["variant"] == "main" and r.get("probe_curve")]
 
     def draw(self, scale: str, key: str, label: str, rows: tuple[str, ...] | None = None) -> list[Path]:
-        """One figure per column: ``key`` per epoch, the mean over runs of each row."""
-        from metarepro.figures import line_figure
+        return draw_probe_curves(self, self.curves(scale), scale, key, label, "Omniglot", rows)
 
-        records, written = self.curves(scale), []
-        for column in self.columns:
-            series = {}
-            for row in rows or self.rows:
-                runs = [r["probe_curve"] for r in records if r["column"] == column and r["row"] == row]
-                if runs:
-                    n, epoch = min(len(c) for c in runs), next(r["config"]["epoch"] for r in records if r["column"] == column)
-                    series[row] = [(runs[0][i]["iteration"] / epoch, float(np.mean([c[i][key] for c in runs]))) for i in range(n)]
-            if series:
-                written.append(line_figure(series, self.figure_path(scale, f"{column} {key}"), f"Omniglot {column} ({scale} scale)",
-                                           "epoch", label))
-        return written
+
+def draw_probe_curves(benchmark, records: list[dict], scale: str, key: str, label: str, dataset: str,
+                      rows: tuple[str, ...] | None = None) -> list[Path]:
+    """One figure per column of ``benchmark``: ``key`` per epoch, the mean over the runs (``records``) of each row."""
+    from metarepro.figures import line_figure
+
+    written = []
+    for column in benchmark.columns:
+        series = {}
+        for row in rows or benchmark.rows:
+            runs = [r for r in records if r["column"] == column and r["row"] == row]
+            if runs:
+                n, epoch = min(len(r["probe_curve"]) for r in runs), runs[0]["config"]["epoch"]
+                series[row] = [(runs[0]["probe_curve"][i]["iteration"] / epoch, float(np.mean([r["probe_curve"][i][key] for r in runs])))
+                               for i in range(n)]
+        if series:
+            written.append(line_figure(series, benchmark.figure_path(scale, f"{column} {key}"), f"{dataset} {column} ({scale} scale)",
+                                       "epoch", label))
+    return written
 
 
 class GuiroyFig2(GuiroyOmniglot):
