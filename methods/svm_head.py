@@ -30,6 +30,10 @@ system) and ``cvxpylayers`` (an independent second implementation: the same QP w
 ``1/2 ||S^T alpha||^2 + jitter/2 ||alpha||^2 - <Y, alpha>`` in cvxpy, solved and differentiated by diffcp). Its default
 backward (an iterative LSQR solve) is ~3% off on this problem, so gradients use ``mode="dense"``; that mode fails
 without gradients, where the default mode is used. Both are held to each other and to cvxpy in float64 in the tests.
+
+On the CPU, ``qpth`` runs (forward and backward) on one intra-op thread: torch's LU is wrong with several threads from
+about 129 unknowns (``metarepro.lapack``), and 5-way 15-shot, MetaOptNet's training episodes, is a 375-variable QP. The
+QP is 1-2 % of a training step (``tests/timing/test_unraveling.py``), so the step keeps its threads elsewhere.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from metarepro.lapack import call_one_threaded
 
 ENGINES = ("qpth", "cvxpylayers")
 
@@ -74,7 +80,8 @@ def solve_qpth(support: torch.Tensor, labels: torch.Tensor, ways: int, C: float 
                                   "pip install --no-deps qpth==0.0.18), or use engine='cvxpylayers'") from None
 
     Q, p, G, h, A, b = crammer_singer_qp(support, labels, ways, C, jitter)
-    z = QPFunction(verbose=False, maxIter=iterations)(Q, p.detach(), G.detach(), h.detach(), A.detach(), b.detach())
+    qp = QPFunction(verbose=False, maxIter=iterations)
+    z = call_one_threaded(lambda q: qp(q, p.detach(), G.detach(), h.detach(), A.detach(), b.detach()), Q)
     return z.reshape(support.shape[0], support.shape[1], ways)
 
 
