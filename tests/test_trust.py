@@ -212,13 +212,14 @@ def test_a_record_with_a_wrong_type_is_named(isolated_results, capsys):
 # -------------------------------------------------------------------------------------- errors a user meets
 
 
-def test_reproduce_exits_non_zero_naming_the_cells_that_left_no_record(isolated_results, monkeypatch, capsys):
+@pytest.mark.parametrize("blow_up", [np.nan, 1e12])  # non-finite, and finite beyond ALFA Table 8's divergence threshold
+def test_reproduce_exits_non_zero_naming_the_cells_that_left_no_record(isolated_results, monkeypatch, capsys, blow_up):
     bench = BENCHMARKS["alfa-table8"]
     original = type(bench).run_cell
 
     def diverged(self, cell, *args, **kwargs):
         result = original(self, cell, *args, **kwargs)
-        result.scores = result.scores * np.nan
+        result.scores[0] = blow_up
         return result
 
     monkeypatch.setattr(type(bench), "run_cell", diverged)

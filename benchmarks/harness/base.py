@@ -224,6 +224,12 @@ class Benchmark:
         """The score of a model that learned nothing (chance accuracy, predict-zero MSE): smoke runs must beat it."""
         raise NotImplementedError
 
+    def diverged(self, cell: Cell, scale: str, scores: np.ndarray) -> np.ndarray:
+        """Which test episodes' adaptations diverged (bool, per episode): the runner writes no record for a cell with
+        any, as an average over them means nothing. Default: the non-finite scores; a benchmark whose metric is bounded
+        for any sane model may also name a finite threshold (and say why)."""
+        return ~np.isfinite(scores)
+
     def render_figures(self, scale: str) -> list[Path]:
         """Draw the benchmark's figure(s) from its records at ``scale`` into ``results/figures/`` (figure benchmarks
         override this); returns the PNG paths written."""

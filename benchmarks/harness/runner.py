@@ -258,10 +258,10 @@ def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engin
         with collect_trainings() as trainings:
             result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress,
                                         device=device, progress_position=_SLOT)
-        bad = int((~np.isfinite(result.scores)).sum())
+        bad = int(benchmark.diverged(cell, scale, result.scores).sum())
         if bad:  # a diverged adaptation: say so, write no record, go on with the group's other cells
             print(f"{benchmark_id} {cell.label} [{scale}]: {bad} of {len(result.scores)} test episodes gave a non-finite "
-                  "score (the adaptation diverged); no record written", file=sys.stderr)
+                  "or diverged score (the adaptation diverged); no record written", file=sys.stderr)
             continue
         cfg = benchmark.config(cell, scale)
         pinned = {"checkpoint": pin_checkpoint(benchmark, cell, scale, result.scores, device, root)} if scale in PINNED_SCALES else {}
