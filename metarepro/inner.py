@@ -52,6 +52,8 @@ Rate = float | torch.Tensor | Mapping[str, torch.Tensor]
 RateSchedule = Rate | Sequence[Rate]
 #: ``(step, params, grads) -> (lr, decay)``: generated hyperparameters (ALFA)
 HyperFn = Callable[[int, Params, Params], tuple[Rate, Rate]]
+#: ``(params, grads) -> params``: each task's starting point from the support gradient at the initialisation (L2F)
+StartFn = Callable[[Params, Params], Params]
 
 ENGINES = ("func", "loop", "higher")
 
@@ -78,7 +80,10 @@ class InnerLoop:
     """How to adapt: step count, rates, order, and the engine to run it on.
 
     ``lr``/``decay`` follow the schedule conventions in the module docstring;
-    ``hyper_fn``, when given, replaces both at every step.
+    ``hyper_fn``, when given, replaces both at every step. ``start_fn``, when
+    given, maps the initialisation and its support gradient to each task's
+    starting point before the first step (L2F's attenuation); that gradient
+    carries a graph only with ``start_graph`` (and never first order).
     """
 
     steps: int
@@ -89,6 +94,8 @@ class InnerLoop:
     engine: str = "func"
     #: parameters the inner loop leaves alone (meta-learned by the outer loop only, e.g. MAML's BatchNorm offsets)
     frozen: frozenset[str] = frozenset()
+    start_fn: StartFn | None = None
+    start_graph: bool = False
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -111,9 +118,15 @@ def run_inner_loop(
     receives exactly its own task's gradient.
     """
     names = [n for n in params if n not in loop.frozen]
+
+    def support_gradients(at: Params, graph: bool) -> Params:
+        loss = task_loss(forward(at, support_x), support_y).sum()
+        return dict(zip(names, torch.autograd.grad(loss, [at[n] for n in names], create_graph=graph)))
+
+    if loop.start_fn is not None:
+        params = loop.start_fn(params, support_gradients(params, loop.start_graph and not loop.first_order))
     for step in range(loop.steps):
-        loss = task_loss(forward(params, support_x), support_y).sum()
-        grads = dict(zip(names, torch.autograd.grad(loss, [params[n] for n in names], create_graph=not loop.first_order)))
+        grads = support_gradients(params, not loop.first_order)
         if loop.hyper_fn is not None:
             lr, decay = loop.hyper_fn(step, params, grads)
         else:

@@ -28,6 +28,11 @@ In every form the gradient fed to the generator is not differentiated
 through (as in the released code, which takes it with ``create_graph`` off);
 the weights are.
 
+The "layers" (``N``) are the parameter tensors the inner loop adapts: on conv nets ALFA's code leaves BatchNorm's out
+of both (``frozen``; baiksung/ALFA ``few_shot_learning_system.py`` skips names with "norm_layer"). ``attenuate=True`` is
+ALFA + L2F (``methods.l2f``): each task starts from the attenuated initialisation, whose gradient input ALFA's code takes
+with a graph.
+
 ``learn_init=True`` is ALFA+MAML (the initialisation is meta-learned too);
 ``learn_init=False`` is ALFA+random init, which keeps the random
 initialisation fixed and adds a meta-learned per-parameter weight-decay term
@@ -43,6 +48,7 @@ import torch
 from torch import nn
 
 from metarepro.inner import InnerLoop, Params, TaskLoss
+from methods.l2f import Attenuator
 from methods.maml import MAML
 
 FORMS = ("paper", "code", "bounded")
@@ -87,6 +93,8 @@ class ALFA(MAML):
         weight_decay: the code's ``init_weight_decay`` (5e-4).
         first_order: drop second-order terms of the meta-gradient.
         engine: inner-loop engine, ``"func"`` (tasks batched), ``"loop"`` or ``"higher"`` (task by task).
+        frozen: backbone parameters the inner loop leaves alone (not layers of the generator either).
+        attenuate: ALFA + L2F (module docstring).
     """
 
     def __init__(
@@ -101,13 +109,16 @@ class ALFA(MAML):
         weight_decay: float = 5e-4,
         first_order: bool = False,
         engine: str = "func",
+        frozen: tuple[str, ...] = (),
+        attenuate: bool = False,
     ):
         if form not in FORMS:
             raise ValueError(f"unknown ALFA form {form!r}; choose one of {FORMS}")
-        super().__init__(backbone, task_loss, inner_lr, inner_steps, first_order=first_order, engine=engine)
+        super().__init__(backbone, task_loss, inner_lr, inner_steps, first_order=first_order, engine=engine, frozen=frozen)
         self.form = form
         self.learn_init = learn_init
-        self.names = [n for n, _ in backbone.named_parameters()]
+        self.frozen = frozenset(frozen)
+        self.names = [n for n, _ in backbone.named_parameters() if n not in self.frozen]
         n_layers = len(self.names)
         if not learn_init:
             backbone.requires_grad_(False)
@@ -125,7 +136,9 @@ class ALFA(MAML):
         self.beta0_per_param = nn.ParameterDict()
         if not learn_init:
             for n, p in backbone.named_parameters():
-                self.beta0_per_param[n.replace(".", "-")] = nn.Parameter(torch.full_like(p, weight_decay * inner_lr))
+                if n not in self.frozen:
+                    self.beta0_per_param[n.replace(".", "-")] = nn.Parameter(torch.full_like(p, weight_decay * inner_lr))
+        self.attenuator = Attenuator(self.names) if attenuate else None
         self.inner_steps = inner_steps
         self.first_order = first_order
         self.engine = engine
@@ -136,7 +149,7 @@ class ALFA(MAML):
         Each value broadcasts against ``(T, *shape)``; ``decay = 1 - beta`` in
         the loop's convention ``theta <- (1 - decay) theta - lr grad``.
         """
-        out = self.generator(learning_state(params, grads))  # (T, 2N)
+        out = self.generator(learning_state({n: params[n] for n in self.names}, grads))  # (T, 2N)
         n_layers = len(self.names)
         alpha1, beta1 = out[:, :n_layers], out[:, n_layers:]
         if self.form == "bounded":
@@ -160,5 +173,6 @@ class ALFA(MAML):
 
     def inner_loop(self, training: bool) -> InnerLoop:
         """Generated hyperparameters at every step; no graph kept at evaluation."""
-        loop = InnerLoop(steps=self.inner_steps, first_order=self.first_order, hyper_fn=self.hyperparameters, engine=self.engine)
+        loop = InnerLoop(steps=self.inner_steps, first_order=self.first_order, hyper_fn=self.hyperparameters, engine=self.engine,
+                         frozen=self.frozen, start_fn=self.attenuator, start_graph=True)
         return loop if training else dataclasses.replace(loop, first_order=True)

@@ -122,6 +122,7 @@ def _probe_models() -> dict:
     from methods.finetune_head import FineTuneHead
     from methods.head_classifier import HeadClassifier, ProtoHead
     from methods.hyper_representation import HyperRepresentation
+    from methods.l2f import L2F
     from methods.l2g import L2G, TaskPairs
     from methods.linear_head import LinearHead
     from methods.maml import MAML
@@ -147,6 +148,10 @@ def _probe_models() -> dict:
         "ALFA paper": (lambda: ALFA(_mlp(), mse_per_task, 0.01, 2, form="paper"), _sinusoid, adam),
         "ALFA code": (lambda: ALFA(_mlp(), mse_per_task, 0.01, 2, form="code", generator_layers=2), _sinusoid, adam),
         "ALFA bounded": (lambda: ALFA(_mlp(), mse_per_task, 0.01, 2, form="bounded"), _sinusoid, adam),
+        "L2F(MLP)": (lambda: L2F(_mlp(), mse_per_task, 0.01, 2), _sinusoid, adam),
+        "ALFA+L2F(ConvNet), BatchNorm frozen": (lambda: ALFA(_convnet(), cross_entropy_per_task, 0.05, 2, form="code", generator_layers=2,
+                                                             frozen=tuple(f"norms.{i}.bias" for i in range(4)), attenuate=True),
+                                                lambda i: images(i, tasks=2, shots=1), adam),
         "Meta-SGD": (lambda: MetaSGD(_mlp(), mse_per_task, 0.01, 2), _sinusoid, adam),
         "regularized MAML": (lambda: RegularizedMAML(_mlp(), mse_per_task, 0.01, 2, gamma=0.5), _sinusoid, adam),
         "MAML(ConvNet)": (lambda: MAML(_convnet(), cross_entropy_per_task, 0.4, 1, frozen=tuple(f"norms.{i}.bias" for i in range(4))),

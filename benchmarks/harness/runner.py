@@ -16,7 +16,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from benchmarks import get_benchmark
