@@ -33,6 +33,18 @@ of both (``frozen``; baiksung/ALFA ``few_shot_learning_system.py`` skips names w
 ALFA + L2F (``methods.l2f``): each task starts from the attenuated initialisation, whose gradient input ALFA's code takes
 with a graph.
 
+The ablations of the paper's Tables 5 and 6 are switches. ``generator_input``: ``"both"`` (ALFA), ``"weights"`` or
+``"gradients"`` (only that half of the learning state feeds ``g_phi``). ``alpha`` and ``beta``, each one of
+
+* ``"alfa"``: per step and per layer, ``x0[j, l] * x1_l(tau_j)`` (eq. 7);
+* ``"fixed-step"`` / ``"fixed-layer"``: meta-learned and not generated, one value per inner step (shared by the layers)
+  or one per layer (shared by the steps);
+* ``"adaptive-step"`` / ``"adaptive-layer"``: generated, ``x0[j] * x1(tau_j)`` with one generated value per step shared
+  by the layers, or ``x0[l] * x1_l(tau_j)`` with a per-layer post-multiplier shared by the steps. Our reading: the
+  paper's text says only that each hyperparameter is "meta-learned (fixed) or generated per step or per layer", and
+  the extracted Table 6 lost the check marks that say which row is which;
+* ``"off"``: MAML's constant ``inner_lr`` for ``alpha``, no weight-decay term for ``beta``.
+
 ``learn_init=True`` is ALFA+MAML (the initialisation is meta-learned too);
 ``learn_init=False`` is ALFA+random init, which keeps the random
 initialisation fixed and adds a meta-learned per-parameter weight-decay term
@@ -52,6 +64,25 @@ from methods.l2f import Attenuator
 from methods.maml import MAML
 
 FORMS = ("paper", "code", "bounded")
+INPUTS = ("both", "weights", "gradients")
+MODES = ("alfa", "fixed-step", "fixed-layer", "adaptive-step", "adaptive-layer", "off")
+
+
+def post_multiplier_shape(mode: str, steps: int, layers: int) -> tuple[int, int] | None:
+    """``(steps or 1, layers or 1)`` of a hyperparameter's meta-learned values under ``mode``; None for ``"off"``."""
+    per_step = (steps, 1) if mode.endswith("-step") else None
+    per_layer = (1, layers) if mode.endswith("-layer") else None
+    return {"alfa": (steps, layers), "off": None}.get(mode, per_step or per_layer)
+
+
+def generated_width(mode: str, layers: int) -> int:
+    """How many values ``g_phi`` emits for a hyperparameter under ``mode`` (0: not generated)."""
+    return {"alfa": layers, "adaptive-layer": layers, "adaptive-step": 1}.get(mode, 0)
+
+
+def at(values: torch.Tensor, step: int, layer: int) -> torch.Tensor:
+    """Entry ``(step, layer)`` of a ``(S or 1, N or 1)`` table, a size-1 axis shared by every step or layer."""
+    return values[step if values.shape[0] > 1 else 0, layer if values.shape[1] > 1 else 0]
 
 
 def learning_state(params: Params, grads: Params) -> torch.Tensor:
@@ -65,11 +96,12 @@ def learning_state(params: Params, grads: Params) -> torch.Tensor:
     return torch.stack(weight_means + grad_means, dim=1)
 
 
-def generator_mlp(width: int, n_layers: int) -> nn.Sequential:
-    """``n_layers`` linear layers of ``width -> width`` with ReLU between."""
+def generator_mlp(width: int, n_layers: int, out_width: int | None = None) -> nn.Sequential:
+    """``n_layers`` linear layers of ``width -> width`` with ReLU between, the last one ``width -> out_width`` (default
+    ``width``)."""
     layers: list[nn.Module] = []
     for i in range(n_layers):
-        layers.append(nn.Linear(width, width))
+        layers.append(nn.Linear(width, width if i < n_layers - 1 or out_width is None else out_width))
         if i < n_layers - 1:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
@@ -95,6 +127,7 @@ class ALFA(MAML):
         engine: inner-loop engine, ``"func"`` (tasks batched), ``"loop"`` or ``"higher"`` (task by task).
         frozen: backbone parameters the inner loop leaves alone (not layers of the generator either).
         attenuate: ALFA + L2F (module docstring).
+        generator_input, alpha, beta: the Table 5 and 6 ablation switches (module docstring).
     """
 
     def __init__(
@@ -111,9 +144,17 @@ class ALFA(MAML):
         engine: str = "func",
         frozen: tuple[str, ...] = (),
         attenuate: bool = False,
+        generator_input: str = "both",
+        alpha: str = "alfa",
+        beta: str = "alfa",
     ):
         if form not in FORMS:
             raise ValueError(f"unknown ALFA form {form!r}; choose one of {FORMS}")
+        if generator_input not in INPUTS:
+            raise ValueError(f"unknown generator input {generator_input!r}; choose one of {INPUTS}")
+        for name, mode in (("alpha", alpha), ("beta", beta)):
+            if mode not in MODES:
+                raise ValueError(f"unknown {name} mode {mode!r}; choose one of {MODES}")
         super().__init__(backbone, task_loss, inner_lr, inner_steps, first_order=first_order, engine=engine, frozen=frozen)
         self.form = form
         self.learn_init = learn_init
@@ -122,19 +163,24 @@ class ALFA(MAML):
         n_layers = len(self.names)
         if not learn_init:
             backbone.requires_grad_(False)
-        self.generator = generator_mlp(2 * n_layers, generator_layers)
-        last = self.generator[-1]
-        if form == "paper":  # raw outputs start at exactly 1: ALFA starts as MAML
-            nn.init.zeros_(last.weight)
-            nn.init.ones_(last.bias)
-        elif form == "bounded":  # 2 * sigmoid(0) = 1
-            nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
-        self.alpha0 = nn.Parameter(torch.full((inner_steps, n_layers), float(inner_lr)))
+        self.generator_input, self.alpha_mode, self.beta_mode, self.inner_lr = generator_input, alpha, beta, float(inner_lr)
+        self.widths = (generated_width(alpha, n_layers), generated_width(beta, n_layers))
+        self.generator = None
+        if sum(self.widths):
+            self.generator = generator_mlp(n_layers * (2 if generator_input == "both" else 1), generator_layers, sum(self.widths))
+            last = self.generator[-1]
+            if form == "paper":  # raw outputs start at exactly 1: ALFA starts as MAML
+                nn.init.zeros_(last.weight)
+                nn.init.ones_(last.bias)
+            elif form == "bounded":  # 2 * sigmoid(0) = 1
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
+        alpha_shape, beta_shape = post_multiplier_shape(alpha, inner_steps, n_layers), post_multiplier_shape(beta, inner_steps, n_layers)
+        self.alpha0 = None if alpha_shape is None else nn.Parameter(torch.full(alpha_shape, float(inner_lr)))
         beta0_init = 1.0 if form == "paper" or not learn_init else weight_decay * inner_lr
-        self.beta0 = nn.Parameter(torch.full((inner_steps, n_layers), beta0_init))
+        self.beta0 = None if beta_shape is None else nn.Parameter(torch.full(beta_shape, beta0_init))
         self.beta0_per_param = nn.ParameterDict()
-        if not learn_init:
+        if not learn_init and beta != "off":
             for n, p in backbone.named_parameters():
                 if n not in self.frozen:
                     self.beta0_per_param[n.replace(".", "-")] = nn.Parameter(torch.full_like(p, weight_decay * inner_lr))
@@ -149,16 +195,28 @@ class ALFA(MAML):
         Each value broadcasts against ``(T, *shape)``; ``decay = 1 - beta`` in
         the loop's convention ``theta <- (1 - decay) theta - lr grad``.
         """
-        out = self.generator(learning_state({n: params[n] for n in self.names}, grads))  # (T, 2N)
-        n_layers = len(self.names)
-        alpha1, beta1 = out[:, :n_layers], out[:, n_layers:]
-        if self.form == "bounded":
-            alpha1, beta1 = 2 * torch.sigmoid(alpha1), 2 * torch.sigmoid(beta1)
+        alpha1 = beta1 = None
+        if self.generator is not None:
+            n_layers = len(self.names)
+            state = learning_state({n: params[n] for n in self.names}, grads)  # (T, 2N): weights, then gradients
+            state = {"both": state, "weights": state[:, :n_layers], "gradients": state[:, n_layers:]}[self.generator_input]
+            out = self.generator(state)  # (T, alpha's width + beta's)
+            if self.form == "bounded":
+                out = 2 * torch.sigmoid(out)
+            alpha1, beta1 = out[:, : self.widths[0]], out[:, self.widths[0]:]
+
+        def value(post: torch.Tensor, generated: torch.Tensor | None, layer: int) -> torch.Tensor:
+            fixed = at(post, step, layer)
+            return fixed if generated is None or not generated.shape[1] else fixed * generated[:, layer if generated.shape[1] > 1 else 0]
+
         lr, decay = {}, {}
         for i, n in enumerate(self.names):
             shape = (-1,) + (1,) * (params[n].dim() - 1)
-            lr[n] = (self.alpha0[step, i] * alpha1[:, i]).view(shape)
-            beta = (self.beta0[step, i] * beta1[:, i]).view(shape)
+            lr[n] = self.inner_lr if self.alpha0 is None else value(self.alpha0, alpha1, i).view(shape)
+            if self.beta0 is None:
+                decay[n] = 0.0
+                continue
+            beta = value(self.beta0, beta1, i).view(shape)
             if not self.learn_init:
                 beta = beta * self.beta0_per_param[n.replace(".", "-")]
             decay[n] = 1 - beta if self.form == "paper" and self.learn_init else beta

@@ -148,6 +148,9 @@ def _probe_models() -> dict:
         "ALFA paper": (lambda: ALFA(_mlp(), mse_per_task, 0.01, 2, form="paper"), _sinusoid, adam),
         "ALFA code": (lambda: ALFA(_mlp(), mse_per_task, 0.01, 2, form="code", generator_layers=2), _sinusoid, adam),
         "ALFA bounded": (lambda: ALFA(_mlp(), mse_per_task, 0.01, 2, form="bounded"), _sinusoid, adam),
+        "ALFA ablation (weights in, alpha adaptive per step, beta fixed per layer)": (
+            lambda: ALFA(_mlp(), mse_per_task, 0.01, 2, form="code", generator_input="weights", alpha="adaptive-step", beta="fixed-layer"),
+            _sinusoid, adam),
         "L2F(MLP)": (lambda: L2F(_mlp(), mse_per_task, 0.01, 2), _sinusoid, adam),
         "ALFA+L2F(ConvNet), BatchNorm frozen": (lambda: ALFA(_convnet(), cross_entropy_per_task, 0.05, 2, form="code", generator_layers=2,
                                                              frozen=tuple(f"norms.{i}.bias" for i in range(4)), attenuate=True),
