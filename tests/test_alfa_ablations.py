@@ -1,0 +1,57 @@
+"""alfa-sinusoid-ablations: each row builds the ALFA configuration its name says, and each claim pairs rows that exist."""
+
+import pytest
+import torch
+
+from benchmarks import BENCHMARKS
+from benchmarks.alfa.sinusoid_ablations import ROWS
+from benchmarks.harness.base import Cell
+from methods.alfa import ALFA
+from methods.maml import MAML
+
+BENCH = BENCHMARKS["alfa-sinusoid-ablations"]
+
+
+def _model(row: str, scale: str = "paper"):
+    return BENCH.build_model(BENCH.config(Cell(row, "2x40 5-shot"), scale))
+
+
+def test_paper_scale_is_table8s_protocol_at_five_steps_in_the_code_form():
+    cfg = BENCH.config(Cell("ALFA+MAML", "2x40 5-shot"), "paper")
+    assert (cfg["iterations"], cfg["inner_steps"], cfg["test_steps"], cfg["meta_batch"], cfg["inner_lr"], cfg["test_points"]) == (
+        70_000, 5, 5, 25, 0.01, 100)
+    assert (cfg["alfa_form"], cfg["alfa_generator_layers"], cfg["task_family"]) == ("code", 2, "metasgd")
+    assert isinstance(_model("MAML"), MAML) and not isinstance(_model("MAML"), ALFA)
+    assert [BENCH.config(Cell(f"ALFA+MAML, {k} step{'s' if k > 1 else ''}", "2x40 5-shot"), "paper")["inner_steps"]
+            for k in (1, 2, 3, 4)] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("init", ["MAML init", "Random init"])
+@pytest.mark.parametrize("name", ["alpha", "beta"])
+@pytest.mark.parametrize("kind", ["fixed-step", "fixed-layer", "adaptive-step", "adaptive-layer"])
+def test_table6_rows_vary_one_hyperparameter_and_switch_the_other_off(init, name, kind):
+    model = _model(f"{init}, {name} {kind}")
+    other = "beta" if name == "alpha" else "alpha"
+    assert getattr(model, f"{name}_mode") == kind and getattr(model, f"{other}_mode") == "off"
+    assert model.learn_init == (init == "MAML init")
+    table = model.alpha0 if name == "alpha" else model.beta0
+    assert table.shape == ((5, 1) if kind.endswith("step") else (1, 6))  # 6 parameter tensors in the 2x40 MLP
+    assert (model.generator is not None) == kind.startswith("adaptive")
+
+
+def test_the_random_initialisation_row_meta_learns_nothing_and_alfa_on_it_learns_only_hyperparameters():
+    assert not any(p.requires_grad for p in _model("Random init").parameters())
+    assert BENCH.protocol_model(Cell("Random init", "2x40 5-shot"), "paper") is None
+    alfa = _model("ALFA+Random init")
+    assert not any(p.requires_grad for p in alfa.backbone.parameters()) and alfa.generator is not None
+    torch.manual_seed(0)  # the same seeded initialisation in both rows
+    assert all(torch.equal(a, b) for a, b in zip(_model("Random init").backbone.parameters(), alfa.backbone.parameters()))
+
+
+def test_claims_pair_existing_rows_and_the_bounded_variant_only_where_a_generator_is():
+    claims = BENCH.paired_claims()
+    assert len(claims) == 19 and all(base in ROWS and method in ROWS for _, base, method in claims)
+    assert not BENCH.variant_applies("MAML", "2x40 5-shot", "bounded")
+    assert not BENCH.variant_applies("Random init", "2x40 5-shot", "bounded")
+    assert not BENCH.variant_applies("MAML init, alpha fixed-step", "2x40 5-shot", "bounded")
+    assert BENCH.variant_applies("MAML init, beta adaptive-layer", "2x40 5-shot", "bounded")
