@@ -42,7 +42,8 @@ from benchmarks.unraveling import table7 as unraveling_table7
 from benchmarks.unraveling import table8 as unraveling_table8
 
 BENCHMARKS: dict[str, Benchmark] = {
-    b.id: b for b in (alfa_table8.BENCHMARK, alfa_sinusoid_ablations.BENCHMARK, snell2017_table1.BENCHMARK, finn2017_table1.BENCHMARK, nichol2018_table1.BENCHMARK,
+    b.id: b for b in (alfa_table8.BENCHMARK, alfa_sinusoid_ablations.BENCHMARK, snell2017_table1.BENCHMARK, finn2017_table1.BENCHMARK,
+                      nichol2018_table1.BENCHMARK,
                       guiroy_omniglot.FIG2, guiroy_mini.FIG3, guiroy_mini.FIG4, guiroy_mini.FIG5, guiroy_mini.FIG6,
                       guiroy_mini.FIG7, guiroy_fig8.BENCHMARK, guiroy_fig9.BENCHMARK, guiroy_omniglot.FIG10,
                       guiroy_omniglot.FIG11, guiroy_omniglot.FIG12, sung2018_table1.BENCHMARK, l2g_table1.BENCHMARK, l2g_table2.BENCHMARK,

@@ -117,7 +117,8 @@ class AlfaSinusoidAblations(AlfaTable8):
         from metarepro.results import config_hash
 
         cfg = self.config(cell, scale)
-        return f"{cfg['method']}-s{cfg['inner_steps']}-seed{cfg['train_seed']}-" + config_hash({k: v for k, v in cfg.items() if k != "test_tasks"})
+        trained = {k: v for k, v in cfg.items() if k != "test_tasks"}
+        return f"{cfg['method']}-s{cfg['inner_steps']}-seed{cfg['train_seed']}-" + config_hash(trained)
 
     def build_model(self, cfg: dict, engine: str = "func") -> torch.nn.Module:
         torch.manual_seed(cfg["train_seed"])
