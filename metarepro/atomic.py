@@ -3,7 +3,8 @@
 A file is written to a temporary name in its own folder, flushed to disk, then renamed over the target
 (:func:`os.replace` is atomic on POSIX filesystems): a reader or a killed writer sees the old file or the new one,
 never a torn one. Locks are :mod:`filelock`'s advisory file locks (``fcntl.flock`` on Linux), which hold between
-processes of one machine; NFS and Lustre may not honour them across nodes.
+processes of one machine; NFS and Lustre may not honour them across nodes: ``METAREPRO_LOCK=lease`` makes every lock a
+:class:`metarepro.lease.Lease` instead (a file with a heartbeat and an expiry, for runs roots shared by several machines).
 """
 
 from __future__ import annotations
@@ -49,11 +50,31 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def file_lock(path: Path | str, timeout: float = -1):
-    """An inter-process lock on ``path`` (created with its folder): ``with file_lock(p): ...``; ``timeout`` seconds
-    (-1: wait for ever, 0: fail at once with :class:`filelock.Timeout`)."""
-    from filelock import FileLock
+LOCK_KINDS = ("flock", "lease")
 
+
+def file_lock(path: Path | str, timeout: float = -1):
+    """An inter-process lock on ``path`` (created with its folder): ``with file_lock(p): ...`` or
+    ``with file_lock(p).acquire(timeout=0): ...``; ``timeout`` seconds (-1: wait for ever, 0: fail at once with one of
+    :func:`lock_timeouts`). ``$METAREPRO_LOCK``: ``flock`` (default, one machine) or ``lease`` (module docstring)."""
+    kind = os.environ.get("METAREPRO_LOCK", "flock")
+    if kind not in LOCK_KINDS:
+        raise ValueError(f"METAREPRO_LOCK must be one of {LOCK_KINDS}, got {kind!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "lease":
+        from metarepro.lease import Lease
+
+        return Lease(path.with_name(path.name + ".lease"))  # never the flock file a previous run left there
+    from filelock import FileLock
+
     return FileLock(str(path), timeout=timeout)
+
+
+def lock_timeouts() -> tuple[type[BaseException], ...]:
+    """What a lock's ``acquire(timeout=...)`` raises when it times out, for either kind."""
+    from filelock import Timeout
+
+    from metarepro.lease import LeaseTimeout
+
+    return (Timeout, LeaseTimeout)

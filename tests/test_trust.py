@@ -310,11 +310,13 @@ def test_two_processes_on_one_cell_train_it_once(tmp_path):
     assert [s["iterations"][0] for s in training["segments"]] == [0]  # one process trained it, from the start
 
 
-def test_a_held_lock_makes_reproduce_wait_and_say_so(tmp_path):
+@pytest.mark.parametrize("kind", ["flock", "lease"])  # METAREPRO_LOCK: one machine's locks, or leases for shared roots
+def test_a_held_lock_makes_reproduce_wait_and_say_so(tmp_path, monkeypatch, kind):
     import shutil
 
     from metarepro.atomic import file_lock
 
+    monkeypatch.setenv("METAREPRO_LOCK", kind)
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results" / "published", results / "published")
     env = {**os.environ, "METAREPRO_RESULTS": str(results), "METAREPRO_RUNS": str(tmp_path / "runs"), "PYTHONPATH": str(ROOT)}

@@ -25,7 +25,7 @@ from benchmarks.harness.checkpoints import PINNED_SCALES, pin_checkpoint
 from benchmarks.harness.paths import runs_dir
 from benchmarks.harness.provenance import training_summary
 from metarepro import results as R
-from metarepro.atomic import file_lock
+from metarepro.atomic import file_lock, lock_timeouts
 from metarepro.evaluate import mean_ci95
 from metarepro.runtime import keep_freed_memory
 from metarepro.trainer import collect_trainings, set_run_context, stop_on_signals, stop_requested
@@ -225,8 +225,6 @@ def training_locks(benchmark: Benchmark, cells: list[Cell], scale: str) -> conte
     One lock per trained model, whichever benchmark asks: nichol2018-table1's MAML rows train in finn2017-table1's
     folder, hyperrepr-omniglot's ProtoNet in l2g-omniglot's, so two ``reproduce`` processes never train one checkpoint.
     """
-    from filelock import Timeout
-
     stack = contextlib.ExitStack()
     folders = sorted({f for c in cells for f in benchmark.run_directories(c, scale)})
     try:
@@ -234,7 +232,7 @@ def training_locks(benchmark: Benchmark, cells: list[Cell], scale: str) -> conte
             lock = file_lock(runs_dir() / ".locks" / (folder.replace("/", "--") + ".lock"))
             try:
                 stack.enter_context(lock.acquire(timeout=0))
-            except Timeout:
+            except lock_timeouts():
                 print(f"{benchmark.id} [{scale}]: runs/{folder} is being trained by another metarepro process; waiting for it "
                       "(its record, once written, is not trained again)", file=sys.stderr, flush=True)
                 stack.enter_context(lock.acquire())
