@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from metarepro.atomic import atomic_write_text
-from metarepro.evaluate import Z95, mean_ci95
+from metarepro.evaluate import Z95, mean_ci95, t975
 from metarepro.schemas import load_validated
 
 SCALES = ("smoke", "quick", "paper")
@@ -69,16 +69,27 @@ def slugify(text: str) -> str:
 
 # ----------------------------------------------------------------- published
 
-INTERVAL_KINDS = {"ci95": 1.0, "se": Z95, "none": 0.0}
+#: interval kind -> the factor that turns the printed interval into a 95% half-width of the mean (None: it is not one)
+INTERVAL_KINDS = {
+    "ci95": 1.0,
+    "se": Z95,
+    # a standard deviation over 3 training seeds of a mean over those seeds (MAML++'s "mean and std over 3 runs"): the
+    # Student-t half-width of that mean, t(0.975, 2) / sqrt(3)
+    "sd3": t975(2) / math.sqrt(3),
+    # the standard deviation of per-query 0/1 correctness (ALFA's code prints its np.std, labelled %): a spread of the
+    # queries, not an interval on the mean; compared by the printed mean's rounding
+    "sd-query": None,
+    "none": None,
+}
 
 
 @dataclass(frozen=True)
 class PublishedCell:
     """One number as the paper prints it.
 
-    ``interval`` is in the paper's units and of kind ``interval_kind``:
-    ``"ci95"`` (a 95% half-width), ``"se"`` (one standard error, converted
-    with 1.96) or ``"none"``.
+    ``interval`` is in the paper's units and of kind ``interval_kind`` (:data:`INTERVAL_KINDS`): ``"ci95"`` (a 95%
+    half-width), ``"se"`` (one standard error, converted with 1.96), ``"sd3"`` (a standard deviation over 3 seeds,
+    converted to the t half-width of their mean), ``"sd-query"`` (a spread, not an interval) or ``"none"``.
     """
 
     row: str
@@ -93,9 +104,8 @@ class PublishedCell:
 
     @property
     def ci95(self) -> float | None:
-        if self.interval_kind == "none" or self.interval is None:
-            return None
-        return self.interval * INTERVAL_KINDS[self.interval_kind]
+        factor = INTERVAL_KINDS[self.interval_kind]
+        return None if factor is None or self.interval is None else self.interval * factor
 
     @property
     def rounding(self) -> float:
@@ -360,15 +370,19 @@ def paired_difference(a: dict, b: dict) -> tuple[float, float]:
 
 def published_text(r: dict) -> str:
     """The published side of a comparison row as the paper prints it, with its interval's kind: ``"28.72 ± 0.16 (SE;
-    ± 0.314 at 95%)"``, ``"48.07 ± 1.75 (95%, cited)"``, ``"0.99 (rounding ± 0.005)"``, ``"16m/16.8h = 60480 (rounding ±
-    180)"``; rows without the printed text (older callers) show the 95% form."""
+    ± 0.314 at 95%)"``, ``"48.07 ± 1.75 (95%, cited)"``, ``"99.62 ± 0.08 (SD over 3 seeds; ± 0.199 at 95%)"``,
+    ``"69.12 ± 0.47 (per-query SD, not an interval) (rounding ± 0.005)"``, ``"0.99 (rounding ± 0.005)"``,
+    ``"16m/16.8h = 60480 (rounding ± 180)"``; rows without the printed text (older callers) show the 95% form."""
     kind, printed, cited = r.get("published_interval_kind"), r.get("published_printed"), r.get("published_cited")
     numbers = re.findall(r"\d+(?:\.\d+)?", printed or "")
     if not numbers:
         text = f"{r['published_mean']:.3f}" + ("" if r["published_ci95"] is None else f" ± {r['published_ci95']:.3f}")
-    elif kind in ("se", "ci95") and len(numbers) >= 2:
-        text = f"{numbers[0]} ± {numbers[1]} (" + ("SE; ± " + f"{r['published_ci95']:.3g} at 95%" if kind == "se" else "95%")
+    elif kind in ("se", "ci95", "sd3") and len(numbers) >= 2:
+        label = {"se": "SE", "sd3": "SD over 3 seeds", "ci95": "95%"}[kind]
+        text = f"{numbers[0]} ± {numbers[1]} ({label}" + ("" if kind == "ci95" else f"; ± {r['published_ci95']:.3g} at 95%")
         return text + (", cited)" if cited else ")")
+    elif kind == "sd-query" and len(numbers) >= 2:
+        text = f"{numbers[0]} ± {numbers[1]} (per-query SD, not an interval)"
     elif float(numbers[0]) == r["published_mean"]:
         text = numbers[0]
     else:  # printed in other units (Table 7's "16m/16.8h")

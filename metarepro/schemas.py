@@ -22,14 +22,14 @@ PUBLISHED = {
     "required": ["benchmark", "source", "metric", "links", "cells"],
     "properties": {
         "benchmark": _TEXT, "paper": {"type": "string"}, "source": {"type": "string"}, "metric": _TEXT,
-        "interval_kind": {"enum": ["ci95", "se", "none"]},
+        "interval_kind": {"enum": ["ci95", "se", "sd3", "sd-query", "none"]},
         "links": {"type": "object", "required": ["arxiv", "code"],
                   "properties": {"arxiv": {"type": "string", "pattern": "^https://arxiv.org/abs/"}, "code": {"type": ["string", "null"]}}},
         "cells": {"type": "array", "items": {
             "type": "object",
             "required": ["row", "column", "mean", "interval", "printed"],
             "properties": {"row": _TEXT, "column": _TEXT, "mean": _NUMBER, "interval": {"type": ["number", "null"], "minimum": 0},
-                           "interval_kind": {"enum": ["ci95", "se", "none"]}, "printed": _TEXT, "source": {"type": "string"},
+                           "interval_kind": {"enum": ["ci95", "se", "sd3", "sd-query", "none"]}, "printed": _TEXT, "source": {"type": "string"},
                            "cited": {"type": "boolean"}, "bold": {"type": "boolean"}, "rounding": {"type": "number", "minimum": 0}},
         }},
     },

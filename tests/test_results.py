@@ -35,6 +35,24 @@ def test_standard_errors_are_converted_to_95_intervals():
     assert R.PublishedCell("r", "c", 50.0, None, "none", "").ci95 is None
 
 
+def test_a_standard_deviation_over_3_seeds_becomes_the_t_interval_of_their_mean():
+    from scipy import stats
+
+    cell = R.PublishedCell("r", "c", 99.62, 0.08, "sd3", "", printed="99.62 ± 0.08%")
+    assert cell.ci95 == pytest.approx(stats.t.ppf(0.975, 2) * 0.08 / np.sqrt(3), rel=1e-8)
+    row = {"published_interval_kind": "sd3", "published_printed": cell.printed, "published_cited": False, "published_mean": 99.62,
+           "published_ci95": cell.ci95}
+    assert R.published_text(row) == "99.62 ± 0.08 (SD over 3 seeds; ± 0.199 at 95%)"
+
+
+def test_a_per_query_spread_is_not_an_interval_and_compares_by_rounding():
+    cell = R.PublishedCell("r", "c", 69.12, 0.47, "sd-query", "", printed="$69.12 \\pm 0.47\\%$")
+    assert cell.ci95 is None and cell.half_width == pytest.approx(0.005)
+    row = {"published_interval_kind": "sd-query", "published_printed": cell.printed, "published_cited": False, "published_mean": 69.12,
+           "published_ci95": None, "published_half_width": cell.half_width}
+    assert R.published_text(row) == "69.12 ± 0.47 (per-query SD, not an interval) (rounding ± 0.005)"
+
+
 def test_verdicts(isolated_results):
     pub = R.PublishedCell(CELL.row, CELL.column, 1.24, 0.21, "ci95", "")
     h_paper, h_quick = BENCH.result_hash(CELL, "paper"), BENCH.result_hash(CELL, "quick")
