@@ -10,7 +10,7 @@ from scipy import stats
 
 from benchmarks import BENCHMARKS
 from benchmarks.harness.base import Cell
-from benchmarks.harness.runner import correlation_checks
+from benchmarks.harness.runner import correlation_checks, level_checks
 from metarepro import results as R
 from metarepro.episodes import uniform_outside
 from metarepro.evaluate import correlation_across_runs
@@ -91,6 +91,29 @@ def test_correlation_checks_take_one_r_per_run_and_the_interval_over_runs(isolat
         assert check["holds"] == want
     assert checks[-1]["column"] == "2-shot .. 15-shot"
     assert {c["holds"] for c in checks[:-1]} >= {"yes", "no difference"}  # the noise of the late columns is felt
+
+
+def test_level_checks_pair_each_seeds_mean_absolute_coherence_and_take_the_t_interval_over_seeds(isolated_results):
+    fig6, rng = BENCHMARKS["guiroy-fig6"], np.random.default_rng(1)
+    levels = {}
+    for row, centre in (("MAML", 0.30), ("First-Order MAML", 0.05), ("Finetune baseline", 0.04)):
+        for seed in range(3):
+            curve = [{"iteration": i, "trajectory_coherence": float(c), "gradient_coherence": float(-c)}
+                     for i, c in enumerate(centre + rng.normal(0, 0.05, size=8))]
+            cell = Cell(row, "5-way 1-shot", seed=seed)
+            R.write_record(R.make_record(benchmark=fig6.id, row=row, column=cell.column, variant="main", scale="quick",
+                                         metric="accuracy %", scores=np.array([50.0, 60.0]), config=fig6.config(cell, "quick"),
+                                         deviations=[], provenance={}, seed=seed, extra={"probe_curve": curve}), cell.slug)
+            levels[(row, seed)] = np.mean([abs(p["trajectory_coherence"]) for p in curve])
+    checks = [c for c in level_checks(fig6) if "trajectory" in c["claim"]]
+    assert len(checks) == 2 and all(c["scale"] == "quick" and c["seeds"] == 3 for c in checks)
+    for check, row in zip(checks, ("MAML", "First-Order MAML")):
+        diffs = np.array([levels[("Finetune baseline", s)] - levels[(row, s)] for s in range(3)])
+        half = stats.t.ppf(0.975, 2) * stats.sem(diffs)
+        assert check["method - baseline across runs"] == f"{diffs.mean():+.4g} ± {half:.3g}"
+        want = "yes" if diffs.mean() + half < 0 else ("reversed" if diffs.mean() - half > 0 else "no difference")
+        assert check["holds"] == want
+    assert [c["holds"] for c in checks] == ["yes", "no difference"]  # far below MAML's 0.30; level with first-order's 0.05
 
 
 def _tiny_maml():

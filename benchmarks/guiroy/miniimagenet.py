@@ -32,7 +32,7 @@ from benchmarks.anchors.finn2017_table1 import maml_task_loss
 from benchmarks.families.omniglot_gbml import chunked_scores
 from benchmarks.families.unraveling_images import image_pools, labelled_images
 from benchmarks.guiroy.omniglot import PROBES, draw_probe_curves, landscape_measure, probe_sets
-from benchmarks.harness.base import Benchmark, Cell, CellResult, CorrelationClaim
+from benchmarks.harness.base import Benchmark, Cell, CellResult, CorrelationClaim, LevelClaim
 from metarepro import results as R
 from metarepro.data.store import DataError
 from metarepro.episodes import Episode, task_rng
@@ -241,12 +241,22 @@ class GuiroyFig5(GuiroyMiniImageNet):
             scale, "target_accuracy_meta_test", "target accuracy on meta-test tasks %")
 
 
+#: Fig. 6's panels (a, b): (panel, measure, probe key)
+FIG6_LEVELS = (("a", "trajectory coherence", "trajectory_coherence"), ("b", "gradient coherence", "gradient_coherence"))
+
+
 class GuiroyFig6(GuiroyMiniImageNet):
     id = "guiroy-fig6"
     title = ("Trajectory and gradient coherence of the finetune baseline, distances travelled, mini-ImageNet (Guiroy et al. 2019, "
              "Fig. 6), meta-test accuracy %")
-    # (a, b) the baseline's coherences "much closer to zero" than MAML's; (c, d) distances of all algorithms: drawn, and
-    # compared by eye: the claim sets one row's level against another's, which the correlation checks do not cover
+    # (c, d) the distances travelled by all algorithms: drawn, no claim
+
+    def level_claims(self) -> list[LevelClaim]:
+        # (a, b): "the coherence of adaptation trajectories [and of meta-test gradients] for the finetuning baseline is much
+        # closer to zero" than MAML's (sec. 5.2 and 5.3, Fig. 6): the mean |coherence| over the epochs, per seed
+        return [LevelClaim(f"the finetune baseline's {name} is closer to zero than {row}'s (Fig. 6{panel})", row, "Finetune baseline",
+                           key, absolute=True, expected_sign=-1)
+                for panel, name, key in FIG6_LEVELS for row in ("MAML", "First-Order MAML")]
 
     def render_figures(self, scale: str) -> list[Path]:
         return (self.draw(scale, "trajectory_coherence", "E[theta_i . theta_j] (unit directions)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,30 @@ class CorrelationClaim:
     def __post_init__(self):
         if self.over not in ("training", "columns") or self.expected_sign not in (1, -1):
             raise ValueError(f"a correlation claim is over 'training' or 'columns' with expected_sign +-1, got {self}")
+
+
+@dataclass(frozen=True)
+class LevelClaim:
+    """A claim that one row's probed measure sits at another level than another row's along training (Guiroy et al.'s
+    Fig. 6: the finetuning baseline's coherences "much closer to zero" than MAML's). Per training seed, each run's level
+    is the mean over its probe points of ``key`` (of its absolute value with ``absolute``); the claim is on the
+    difference method - baseline, paired by seed, with the Student-t interval over seeds; ``expected_sign`` -1: the
+    method's level is below the baseline's (:func:`benchmarks.harness.runner.level_checks`)."""
+
+    claim: str
+    baseline: str
+    method: str
+    key: str
+    absolute: bool = False
+    expected_sign: int = -1
+
+    def level(self, curve: list[dict]) -> float:
+        values = [abs(p[self.key]) if self.absolute else p[self.key] for p in curve]
+        return float(np.mean(values)) if values else math.nan
+
+    def __post_init__(self):
+        if self.expected_sign not in (1, -1):
+            raise ValueError(f"a level claim has expected_sign +-1, got {self}")
 
 
 @dataclass
@@ -247,6 +272,10 @@ class Benchmark:
 
     def correlation_claims(self) -> list[CorrelationClaim]:
         """Claims that two probed measures move together (:class:`CorrelationClaim`); default none."""
+        return []
+
+    def level_claims(self) -> list[LevelClaim]:
+        """Claims that one row's probed measure sits below (or above) another's (:class:`LevelClaim`); default none."""
         return []
 
     def protocol_deviations(self, cell: Cell, scale: str) -> list[str]:

@@ -20,6 +20,7 @@ from benchmarks.harness.runner import (
     estimated_hours,
     extra_rows,
     failing,
+    level_checks,
     projected_seconds,
     record_is_current,
     reproduce,
@@ -195,6 +196,11 @@ def render_readme(path: Path | None = None) -> Path:
             from tabulate import tabulate
 
             out += [CORRELATION_HEADER, "", tabulate(correlations, headers="keys", tablefmt="github"), ""]
+        levels = level_checks(b)
+        if levels:
+            from tabulate import tabulate
+
+            out += [LEVEL_HEADER, "", tabulate(levels, headers="keys", tablefmt="github"), ""]
         if b.variants:
             out += ["Protocol variants:", ""] + [f"- `{k}`: {v}" for k, v in b.variants.items()] + [""]
         paper = [r for r in R.load_records(b.id) if r["scale"] == "paper"]
@@ -282,6 +288,8 @@ def write_index() -> list[Path]:
 
 CORRELATION_HEADER = ("The paper's correlation claims: one Pearson R per training run, averaged over runs by Fisher's z "
                       "(95% Student-t interval over runs):")
+LEVEL_HEADER = ("The paper's level claims: per training run, the mean of a probed measure over its epochs, method minus "
+                "baseline paired by seed (95% Student-t interval over seeds):")
 SUMMARY_BEGIN = "<!-- BEGIN summary: rendered by `metarepro render` from the records; do not edit by hand -->"
 SUMMARY_END = "<!-- END summary -->"
 
@@ -567,6 +575,12 @@ def cmd_compare(args) -> int:
 
             print("\n" + CORRELATION_HEADER)
             print(tabulate(correlations, headers="keys", tablefmt="github"))
+        levels = level_checks(benchmark)
+        if levels:
+            from tabulate import tabulate
+
+            print("\n" + LEVEL_HEADER)
+            print(tabulate(levels, headers="keys", tablefmt="github"))
     bad = failing(rows)
     if bad and args.format != "json":
         print(f"\n{len(bad)} paper-scale cell(s) outside tolerance and not among the known deviations.", file=sys.stderr)

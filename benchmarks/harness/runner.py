@@ -565,9 +565,37 @@ def correlation_checks(benchmark: Benchmark) -> list[dict]:
     return out
 
 
+def level_checks(benchmark: Benchmark) -> list[dict]:
+    """Each level claim (:meth:`Benchmark.level_claims`) per column, at the largest scale both rows have current records
+    for: per training seed, the method's level minus the baseline's (:meth:`~benchmarks.harness.base.LevelClaim.level`
+    of each run's probe curve); across seeds, their mean with the Student-t interval (:func:`across_seeds`); the claim
+    holds when that interval excludes 0 on the claimed side, with at least :data:`MIN_CLAIM_SEEDS` seeds."""
+    records = {(r["row"], r["column"], r.get("seed", 0), r["scale"]): r for r in R.load_records(benchmark.id)
+               if r["variant"] == MAIN and record_is_current(benchmark, r) and r.get("probe_curve")}
+    out = []
+    for claim in benchmark.level_claims():
+        for column in benchmark.columns:
+            for scale in ("paper", "quick"):
+                pairs = {seed: (claim.level(records[(claim.method, column, seed, scale)]["probe_curve"]),
+                                claim.level(records[(claim.baseline, column, seed, scale)]["probe_curve"]))
+                         for seed in benchmark.seeds(scale)
+                         if (claim.method, column, seed, scale) in records and (claim.baseline, column, seed, scale) in records}
+                if not pairs:
+                    continue
+                diffs = [m - b for m, b in pairs.values()]
+                mean, half = across_seeds(diffs)
+                out.append({"claim": claim.claim, "column": column, "protocol": MAIN, "scale": scale, "seeds": len(diffs),
+                            "level per run (method vs baseline)": "; ".join(f"{s}: {m:.3g} vs {b:.3g}" for s, (m, b) in pairs.items()),
+                            "method - baseline across runs": f"{mean:+.4g}" + ("" if half is None else f" ± {half:.3g}"),
+                            "holds": claim_verdict(mean, half, claim.expected_sign > 0, len(diffs))})
+                break
+    return out
+
+
 def all_claims(benchmark: Benchmark) -> list[dict]:
-    """Paired and correlation claims (what the pins hold): :func:`claim_checks` then :func:`correlation_checks`."""
-    return claim_checks(benchmark) + correlation_checks(benchmark)
+    """Paired, correlation and level claims (what the pins hold): :func:`claim_checks`, :func:`correlation_checks`,
+    :func:`level_checks`."""
+    return claim_checks(benchmark) + correlation_checks(benchmark) + level_checks(benchmark)
 
 
 def failing(rows: list[dict]) -> list[dict]:
