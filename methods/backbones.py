@@ -128,6 +128,11 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+#: the blocks' nonlinearity: ReLU (MAML's, Reptile's code) or leaky ReLU with PyTorch's slope 0.01 (MAML++'s and ALFA's
+#: ``meta_neural_network_architectures.py``: ``F.leaky_relu`` after each BatchNorm); both monotone, so pooling first is exact
+ACTIVATIONS = {"relu": F.relu, "leaky_relu": F.leaky_relu}
+
+
 class _NormAffine(nn.Module):
     """BatchNorm's learnable offset (and scale, unless ``scale=False``) as plain parameters; ``higher`` patches modules, not ParameterLists."""
 
@@ -154,6 +159,13 @@ class ConvNet(nn.Module):
       ``models.py``): ``ConvNet(1, ways, 64, pool=False,
       features="flatten")``: ``tf.layers.batch_normalization`` (scale and
       offset, eps 1e-3), Glorot-uniform dense head on the 2x2x64 block.
+
+    * ALFA on mini-ImageNet (baiksung/ALFA ``experiment_config/alfa+maml.json`` on MAML++'s
+      ``meta_neural_network_architectures.py``): ``ConvNet(3, ways, 48,
+      pool=True, features="flatten", image_size=84, activation="leaky_relu")``:
+      conv biases, stride-1 convs with 2x2 max-pooling, scale and offset,
+      Xavier-uniform kernels and zero biases, the head on the flattened
+      5x5x48 block; its BatchNorm stays out of the inner loop (``frozen``).
 
     BatchNorm never keeps running statistics: both codes normalise with the
     statistics of the batch at hand, at training and at test time.
@@ -186,11 +198,15 @@ class ConvNet(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, ways: int = 5, filters: int = 64, pool: bool = False, features: str = "mean",
-                 image_size: int = 28, bn_scale: bool = True, bn_eps: float = 1e-3, head_init: str = "glorot"):
+                 image_size: int = 28, bn_scale: bool = True, bn_eps: float = 1e-3, head_init: str = "glorot",
+                 activation: str = "relu"):
         super().__init__()
         if features not in ("mean", "flatten"):
             raise ValueError(f"features must be 'mean' or 'flatten', got {features!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
         self.in_channels, self.filters, self.pool, self.features, self.bn_eps = in_channels, filters, pool, features, bn_eps
+        self.activation = activation
         self.convs = nn.ModuleList(nn.Conv2d(in_channels if i == 0 else filters, filters, 3) for i in range(4))
         self.norms = nn.ModuleList(_NormAffine(filters, bn_scale) for _ in range(4))
         size = image_size
@@ -247,9 +263,9 @@ class ConvNet(nn.Module):
             scale = params.get(f"norms.{i}.weight")
             h = F.batch_norm(h, None, None, None if scale is None else scale.reshape(-1), params[f"norms.{i}.bias"].reshape(-1),
                              training=True, eps=self.bn_eps)
-            if self.pool:  # before the ReLU: equal, and cheaper (see conv_block)
+            if self.pool:  # before the (monotone) activation: equal, and cheaper (see conv_block)
                 h = F.max_pool2d(h, 2)
-            h = F.relu(h)
+            h = ACTIVATIONS[self.activation](h)
         if self.features == "mean":
             feats = h.mean(dim=(2, 3)).view(n, tasks, -1).transpose(0, 1)  # (T, n, filters)
         else:  # (c, h, w) order; TF's (h, w, c) is a permutation of the head's inputs, the same model

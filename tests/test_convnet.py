@@ -35,7 +35,8 @@ def _reference_net(net: ConvNet, params: dict, stride: int) -> nn.Sequential:
             conv.weight.copy_(params[f"convs.{i}.weight"]), conv.bias.copy_(params[f"convs.{i}.bias"])
             bn.bias.copy_(params[f"norms.{i}.bias"])
             bn.weight.copy_(params[f"norms.{i}.weight"] if f"norms.{i}.weight" in params else torch.ones(net.filters))
-        layers += [_TFSame(stride), conv, bn, nn.ReLU()] + ([nn.MaxPool2d(2)] if net.pool else [])
+        activation = nn.LeakyReLU(0.01) if net.activation == "leaky_relu" else nn.ReLU()  # ALFA's / MAML++'s, or MAML's
+        layers += [_TFSame(stride), conv, bn, activation] + ([nn.MaxPool2d(2)] if net.pool else [])
     return nn.Sequential(*layers).double()
 
 
@@ -49,10 +50,11 @@ class _TFSame(nn.Module):
         return nn.functional.pad(x, (left, right, top, bottom))
 
 
-@pytest.mark.parametrize("pool,features,scale", [(False, "mean", False), (False, "flatten", True), (True, "flatten", True)])
-def test_grouped_tasks_equal_stock_layers_task_by_task(pool, features, scale):
+@pytest.mark.parametrize("pool,features,scale,activation", [(False, "mean", False, "relu"), (False, "flatten", True, "relu"),
+                                                            (True, "flatten", True, "relu"), (True, "flatten", True, "leaky_relu")])
+def test_grouped_tasks_equal_stock_layers_task_by_task(pool, features, scale, activation):
     torch.manual_seed(0)
-    net = ConvNet(3, 4, 6, pool=pool, features=features, image_size=20, bn_scale=scale).double()
+    net = ConvNet(3, 4, 6, pool=pool, features=features, image_size=20, bn_scale=scale, activation=activation).double()
     tasks, n = 3, 7
     params = {k: v.detach().unsqueeze(0).repeat(tasks, *[1] * v.dim()) + 0.3 * torch.randn(tasks, *v.shape, dtype=torch.float64)
               for k, v in net.own_parameters().items()}  # every task its own weights
