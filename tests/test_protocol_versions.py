@@ -135,6 +135,7 @@ def _probe_models() -> dict:
     from methods.relationnet import RelationNet
     from methods.reptile import Reptile
     from methods.resnet12 import ResNet12
+    from methods.resnet12_alfa import ALFAResNet12
     from methods.ridge_head import RidgeHead
     from methods.svm_head import MetaOptNetSVM
     from methods.weight_clustering import WeightClusteredReptile
@@ -152,6 +153,9 @@ def _probe_models() -> dict:
             lambda: ALFA(_mlp(), mse_per_task, 0.01, 2, form="code", generator_input="weights", alpha="adaptive-step", beta="fixed-layer"),
             _sinusoid, adam),
         "L2F(MLP)": (lambda: L2F(_mlp(), mse_per_task, 0.01, 2), _sinusoid, adam),
+        "MAML(ALFAResNet12), BatchNorm frozen": (
+            lambda: (lambda net: MAML(net, cross_entropy_per_task, 0.1, 1, frozen=net.norm_names))(ALFAResNet12(1, 3, (2, 3, 4, 4))),
+            lambda i: images(i, tasks=2, shots=1), adam),
         "ALFA+L2F(ConvNet), BatchNorm frozen": (lambda: ALFA(_convnet(), cross_entropy_per_task, 0.05, 2, form="code", generator_layers=2,
                                                              frozen=tuple(f"norms.{i}.bias" for i in range(4)), attenuate=True),
                                                 lambda i: images(i, tasks=2, shots=1), adam),
