@@ -12,6 +12,7 @@ from torch import nn
 
 from metarepro.inner import TaskLoss
 from methods.alfa import ALFA
+from methods.l2f import L2F
 from methods.maml import MAML
 from methods.meta_sgd import MetaSGD
 
@@ -25,4 +26,6 @@ METHODS: dict[str, MethodFactory] = {
     "alfa+maml-bounded": lambda net, loss, lr, steps: ALFA(net, loss, lr, steps, form="bounded"),
     "alfa+random-init": lambda net, loss, lr, steps: ALFA(net, loss, lr, steps, form="code", learn_init=False),
     "meta-sgd": lambda net, loss, lr, steps: MetaSGD(net, loss, lr, steps),
+    "maml+l2f": lambda net, loss, lr, steps: L2F(net, loss, lr, steps),
+    "alfa+maml+l2f": lambda net, loss, lr, steps: ALFA(net, loss, lr, steps, form="code", generator_layers=2, attenuate=True),
 }
