@@ -4,9 +4,10 @@ With more than one thread, ``torch.linalg.lu_factor`` / ``lu_solve`` / ``solve``
 (pivots below 1 or beyond ``n``, non-finite factors, wrong solutions), print ``Intel oneMKL ERROR: Parameter 6 was
 incorrect on entry to SLASWP`` or hang: several threads call MKL's ``getrf`` / ``getrs`` at once, whose row swaps
 (``laswp``) are not safe to run concurrently (pytorch/pytorch#141358 and #142815, open; the proposed fix, PR #181570,
-keeps large batched factorisations on one thread). Measured here (torch 2.13.0+cpu, AMD EPYC, 2 threads, float32,
-``randn`` matrices; ``tests/test_lapack.py``): batches of 8 are right at n <= 128, wrong at 129 and 160 to 375, hang at
-150; a single 1000 x 1000 matrix is wrong too. One thread is always right. ``qpth`` factorises its KKT systems this way
+keeps large batched factorisations on one thread). Measured here with scratch scripts in session 13 (torch 2.13.0+cpu,
+AMD EPYC, 2 threads, float32, ``randn`` matrices): batches of 8 are right at n <= 128, wrong at 129 and 160 to 375,
+hang at 150; a single 1000 x 1000 matrix is wrong too; one thread is always right. ``tests/test_lapack.py`` holds the
+guarded heads right at two of the wrong sizes (and fails without the guards). ``qpth`` factorises its KKT systems this way
 (MetaOptNet's SVM head at 5-way 15-shot is a 375-variable QP), in its forward and its backward pass.
 
 ``one_thread()`` runs a block with one intra-op thread; ``call_one_threaded(fn, *inputs)`` runs ``fn`` and, when autograd
