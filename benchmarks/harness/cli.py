@@ -185,22 +185,10 @@ def render_readme(path: Path | None = None) -> Path:
             from tabulate import tabulate
 
             out += ["Other methods under this protocol (no published number):", "", tabulate(extra, headers="keys", tablefmt="github"), ""]
-        claims = claim_checks(b)
-        if claims:
+        for header, table in claim_tables(b, PAIRED_HEADER_RENDERED):
             from tabulate import tabulate
 
-            out += ["The paper's claims, checked cell by cell on the same test episodes (paired differences, 95% CI):", "",
-                    tabulate(claims, headers="keys", tablefmt="github"), ""]
-        correlations = correlation_checks(b)
-        if correlations:
-            from tabulate import tabulate
-
-            out += [CORRELATION_HEADER, "", tabulate(correlations, headers="keys", tablefmt="github"), ""]
-        levels = level_checks(b)
-        if levels:
-            from tabulate import tabulate
-
-            out += [LEVEL_HEADER, "", tabulate(levels, headers="keys", tablefmt="github"), ""]
+            out += [header, "", tabulate(table, headers="keys", tablefmt="github"), ""]
         if b.variants:
             out += ["Protocol variants:", ""] + [f"- `{k}`: {v}" for k, v in b.variants.items()] + [""]
         paper = [r for r in R.load_records(b.id) if r["scale"] == "paper"]
@@ -288,8 +276,19 @@ def write_index() -> list[Path]:
 
 CORRELATION_HEADER = ("The paper's correlation claims: one Pearson R per training run, averaged over runs by Fisher's z "
                       "(95% Student-t interval over runs):")
+PAIRED_HEADER = "The paper's claims on the same test episodes (paired differences, 95% CI):"
+PAIRED_HEADER_RENDERED = "The paper's claims, checked cell by cell on the same test episodes (paired differences, 95% CI):"
 LEVEL_HEADER = ("The paper's level claims: per training run, the mean of a probed measure over its epochs, method minus "
                 "baseline paired by seed (95% Student-t interval over seeds):")
+
+
+def claim_tables(benchmark, paired_header: str) -> list[tuple[str, list[dict]]]:
+    """``(header, rows)`` of each kind of claim check that has rows: paired, correlation, level."""
+    tables = [(paired_header, claim_checks(benchmark)), (CORRELATION_HEADER, correlation_checks(benchmark)),
+              (LEVEL_HEADER, level_checks(benchmark))]
+    return [(header, rows) for header, rows in tables if rows]
+
+
 SUMMARY_BEGIN = "<!-- BEGIN summary: rendered by `metarepro render` from the records; do not edit by hand -->"
 SUMMARY_END = "<!-- END summary -->"
 
@@ -563,24 +562,11 @@ def cmd_compare(args) -> int:
             print("\nWhat can be compared:")
             print(tabulate(notes, headers="keys", tablefmt="github"))
         _print_local_records(benchmark)
-        claims = claim_checks(benchmark)
-        if claims:
+        for header, table in claim_tables(benchmark, PAIRED_HEADER):
             from tabulate import tabulate
 
-            print("\nThe paper's claims on the same test episodes (paired differences, 95% CI):")
-            print(tabulate(claims, headers="keys", tablefmt="github"))
-        correlations = correlation_checks(benchmark)
-        if correlations:
-            from tabulate import tabulate
-
-            print("\n" + CORRELATION_HEADER)
-            print(tabulate(correlations, headers="keys", tablefmt="github"))
-        levels = level_checks(benchmark)
-        if levels:
-            from tabulate import tabulate
-
-            print("\n" + LEVEL_HEADER)
-            print(tabulate(levels, headers="keys", tablefmt="github"))
+            print("\n" + header)
+            print(tabulate(table, headers="keys", tablefmt="github"))
     bad = failing(rows)
     if bad and args.format != "json":
         print(f"\n{len(bad)} paper-scale cell(s) outside tolerance and not among the known deviations.", file=sys.stderr)
