@@ -38,6 +38,7 @@ from benchmarks.alfa.table8 import PROTOCOL as TABLE8_PROTOCOL
 from benchmarks.alfa.table8 import AlfaTable8
 from benchmarks.harness.base import Cell, CellResult
 from metarepro.inner import mse_per_task
+from metarepro.results import config_hash
 from methods.alfa import ALFA, generated_width
 from methods.backbones import MLP
 from methods.maml import MAML
@@ -114,8 +115,6 @@ class AlfaSinusoidAblations(AlfaTable8):
                 "scale": scale, **protocol}
 
     def training_key(self, cell: Cell, scale: str) -> str:
-        from metarepro.results import config_hash
-
         cfg = self.config(cell, scale)
         trained = {k: v for k, v in cfg.items() if k != "test_tasks"}
         return f"{cfg['method']}-s{cfg['inner_steps']}-seed{cfg['train_seed']}-" + config_hash(trained)
