@@ -65,7 +65,7 @@ def file_lock(path: Path | str, timeout: float = -1):
     if kind == "lease":
         from metarepro.lease import Lease
 
-        return Lease(path.with_name(path.name + ".lease"))  # never the flock file a previous run left there
+        return Lease(path.with_name(path.name + ".lease"), timeout=timeout)  # never the flock file a previous run left there
     from filelock import FileLock
 
     return FileLock(str(path), timeout=timeout)

@@ -33,12 +33,13 @@ class LeaseTimeout(TimeoutError):
 
 
 class Lease:
-    """``with Lease(path): ...``: hold ``path``'s lease for the block (module docstring)."""
+    """``with Lease(path): ...``: hold ``path``'s lease for the block (module docstring), waiting up to ``timeout``
+    seconds for it there (-1: for ever)."""
 
-    def __init__(self, path: Path | str, heartbeat: float = 10.0, expiry: float = 120.0, poll: float = 1.0):
+    def __init__(self, path: Path | str, heartbeat: float = 10.0, expiry: float = 120.0, poll: float = 1.0, timeout: float = -1):
         if expiry <= 2 * heartbeat:
             raise ValueError(f"a lease's expiry ({expiry} s) must exceed twice its heartbeat ({heartbeat} s)")
-        self.path, self.heartbeat, self.expiry, self.poll = Path(path), heartbeat, expiry, poll
+        self.path, self.heartbeat, self.expiry, self.poll, self.timeout = Path(path), heartbeat, expiry, poll, timeout
         self.token = f"{socket.gethostname()} {os.getpid()} {uuid.uuid4().hex}"
         self.lost = False
         self.held = False
@@ -126,7 +127,7 @@ class Lease:
         return self._read(self.path)
 
     def __enter__(self) -> Lease:
-        return self if self.held else self.acquire()  # ``with lease.acquire(timeout=0):`` holds it already
+        return self if self.held else self.acquire(self.timeout)  # ``with lease.acquire(timeout=0):`` holds it already
 
     def __exit__(self, *exc) -> None:
         self.release()

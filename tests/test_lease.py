@@ -99,6 +99,8 @@ def test_metarepro_lock_lease_switches_the_runner_locks(tmp_path, monkeypatch):
     with lock.acquire(timeout=0):
         with pytest.raises(lock_timeouts()):
             file_lock(tmp_path / "x.lock").acquire(timeout=0)
+        with pytest.raises(lock_timeouts()), file_lock(tmp_path / "x.lock", timeout=0):  # the default timeout holds for `with`
+            pass
     monkeypatch.setenv("METAREPRO_LOCK", "nfs")
     with pytest.raises(ValueError, match="METAREPRO_LOCK"):
         file_lock(tmp_path / "x.lock")
