@@ -369,6 +369,17 @@ def test_checkpointed_fraction_follows_each_benchmark_s_run_folders(isolated_res
     assert group_seconds(guiroy, [maml], "paper", remaining=True) == pytest.approx(5 * 60_000 * 9.0 * 3.5 / 5 + 5 * 600 * 0.08)
 
 
+def test_run_order_finishes_started_trainings_before_starting_new_ones():
+    """Longest-first alone deferred every part-trained group (its remaining time shrinks), so each restart of a killed
+    run began fresh trainings: unraveling-omniglot-heads had eight trainings between 1% and 45% done and none finished."""
+    from benchmarks.harness.runner import run_order
+
+    groups = [["fresh short"], ["half done"], ["fresh long"], ["nearly done"]]
+    seconds = dict(zip(map(id, groups), [100.0, 500.0, 900.0, 50.0]))
+    started = dict(zip(map(id, groups), [False, True, False, True]))
+    assert run_order(groups, seconds, started) == [["nearly done"], ["half done"], ["fresh long"], ["fresh short"]]
+
+
 def test_restart_discards_every_run_folder_of_the_cells(isolated_results):
     """`reproduce --restart` used to delete only `<training key>/`: per-run folders (guiroy-fig9's five runs) survived and
     the "restarted" training resumed from them."""

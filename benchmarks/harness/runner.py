@@ -195,6 +195,14 @@ def group_seconds(benchmark: Benchmark, cells: list[Cell], scale: str, remaining
     return max(train for train, _ in parts) + sum(test for _, test in parts)
 
 
+def run_order(groups: list, seconds: dict[int, float], started: dict[int, bool]) -> list:
+    """The order groups of cells (each sharing one training) are run in: trainings already checkpointed part-way first,
+    nearest to done first, so a run stopped and restarted again and again finishes its trainings instead of starting a
+    new one each time; then the rest longest first, so the last job to finish is short. ``seconds`` and ``started``
+    are keyed by ``id(group)``."""
+    return sorted(groups, key=lambda g: (not started[id(g)], seconds[id(g)] if started[id(g)] else -seconds[id(g)]))
+
+
 def estimated_hours(benchmark: Benchmark, cells: list[Cell], scale: str) -> float:
     groups: dict[str, list[Cell]] = {}
     for c in cells:
@@ -314,10 +322,11 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
     groups: dict[str, list[Cell]] = {}
     for c in todo:
         groups.setdefault(benchmark.training_key(c, scale), []).append(c)
-    # longest first, so the last job to finish is short; cells of a group share one training
     with R.records_read_once():  # the projection reads the same records once per cell otherwise
         seconds = {id(g): group_seconds(benchmark, g, scale, remaining=not restart) for g in groups.values()}
-    order = sorted(groups.values(), key=lambda g: -seconds[id(g)])
+        started = {id(g): not restart and any(checkpointed_fraction(benchmark, c, scale) > 0 for c in g)
+                   for g in groups.values()}
+    order = run_order(list(groups.values()), seconds, started)
     total = sum(seconds.values())
     if todo:
         log(f"{benchmark.id}: {len(todo)} cell(s) at {scale} scale, expected ~{total / 60 / max(1, min(jobs, len(order))):.0f} min "
