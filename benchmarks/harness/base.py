@@ -163,6 +163,10 @@ class Benchmark:
     #: why reproduced numbers cannot be held to the published ones (e.g. "CPU vs the paper's GPU"): ``compare`` shows them
     #: with the verdict "not comparable" and this reason, and :meth:`comparison_notes` says what can be compared
     not_comparable: str | None = None
+    #: why no cell can run on data this suite reads (e.g. a benchmark whose dataset format has no reader): its cells are
+    #: registered and compared with nothing (``compare`` shows the published numbers), ``reproduce`` says why and runs
+    #: nothing, and no scale has cells
+    not_runnable: str | None = None
 
     def column_higher_is_better(self, column: str) -> bool:
         """Whether a higher score is better in ``column`` (benchmarks whose columns mix metrics override it)."""
@@ -183,6 +187,8 @@ class Benchmark:
 
     def cells(self, variants: list[str] | None = None, scale: str | None = None) -> list[Cell]:
         """Cells of the main protocol, then of each variant asked for; each training seed of ``scale`` (:meth:`seeds`)."""
+        if self.not_runnable and scale is not None:
+            return []
         names = [MAIN] + [v for v in self.variants if variants is not None and (v in variants or "all" in variants)]
         return [
             Cell(r, c, v, s)

@@ -306,6 +306,8 @@ def summary_table() -> str:
         claims = all_claims(b)
         data = "generated" if b.requires_data is None else (f"{b.requires_data}: here" if b.data_available()
                                                              else f"{b.requires_data}: not on this machine (smoke only)")
+        if b.not_runnable:
+            data = f"{b.requires_data}: not runnable (no reader in this suite)"
         verdicts = Counter(c["holds"].split(" (")[0] for c in claims)  # "too few seeds (1 of 3)" -> "too few seeds"
         body.append([f"`{b.id}`", len(rows) if rows else "none (figure or claim check)", len(paper),
                      sum(r["verdict"] == "within" for r in paper), sum(r["verdict"] == "outside" and bool(r["known_deviation"]) for r in paper),
@@ -437,7 +439,7 @@ def cmd_reproduce(args) -> int:
 
     runnable, table = [], []
     for b in targets:
-        message = missing_data(b, args.scale)
+        message = "not runnable here" if b.not_runnable else missing_data(b, args.scale)
         hours = sum(g["projected_hours"] for g in plan(b, b.cells(variants=args.variants, scale=args.scale), args.scale))
         table.append([b.id, f"{hours:.1f}", "skipped: " + message if message else "to run"])
         if not message:
@@ -451,14 +453,21 @@ def cmd_reproduce(args) -> int:
         print(f"\n== {b.id}")
         args.benchmark = b.id
         status = max(status, reproduce_one(args))
-    skipped = [row[0] for row in table if row[2] != "to run"]
+    skipped = [b.id for b in targets if b not in runnable and not b.not_runnable]
     if skipped:
         print(f"\nskipped (their data is not under {data_root()}): {', '.join(skipped)}")
+    unrunnable = [b.id for b in targets if b.not_runnable]
+    if unrunnable:
+        print(f"\nnot runnable on data this suite reads (`metarepro compare` shows their published numbers): {', '.join(unrunnable)}")
     return status
 
 
 def reproduce_one(args) -> int:
     benchmark = get_benchmark(args.benchmark)
+    if benchmark.not_runnable:
+        print(f"{benchmark.id}: no cell runs here: {benchmark.not_runnable} `metarepro compare {benchmark.id}` shows the published "
+              "numbers.")
+        return 0
     message = missing_data(benchmark, args.scale)
     if message:
         if args.skip_missing_data:
@@ -546,6 +555,8 @@ def cmd_compare(args) -> int:
                          indent=1))
     else:
         shown = rows if args.all else [r for r in rows if r["variant"] == MAIN or r["verdict"] != "not_reproduced"]
+        if benchmark.not_runnable:
+            print(f"Not runnable here: {benchmark.not_runnable}\n")
         print(R.markdown_table(shown, benchmark.metric) if rows else records_table(benchmark))
         if len(shown) < len(rows):
             print(f"({len(rows) - len(shown)} variant cell(s) not run; --all shows them)")
