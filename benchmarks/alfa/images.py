@@ -1,0 +1,353 @@
+"""ALFA on images (Baik et al., NeurIPS 2020, ``../shared/papers/alfa-adaptive-hyperparameters.txt``): the run family
+behind Tables 1, 2, 4, 5 and 7 (``alfa-table1`` ... ``alfa-table7``; Table 3 is :mod:`benchmarks.alfa.meta_dataset`).
+
+Protocol: the authors' code (github.com/baiksung/ALFA at 25cd381, a fork of MAML++; file:line facts read in session 13
+and summarised here), every gap a marked [choice]:
+
+=========================  =====================================================================
+setting                    value
+=========================  =====================================================================
+4-CONV                     ``ConvNet(3, ways, 48, pool=True, features="flatten", activation="leaky_relu")``:
+                           conv (bias) -> BatchNorm -> leaky ReLU -> 2x2 max-pool, x4, Xavier kernels,
+                           a linear head on the flattened 5x5x48 block (``experiment_config/alfa+maml.json``
+                           l.44-45: 48 filters; MAML++'s ``meta_neural_network_architectures.py`` l.723-730);
+                           BatchNorm eps 1e-5 [choice: PyTorch's default, which MAML++'s ``F.batch_norm``
+                           call keeps]
+ResNet12                   :class:`methods.resnet12_alfa.ALFAResNet12` (ALFA's own, not MetaOptNet's:
+                           64-128-256-512, one block per stage, no DropBlock)
+BatchNorm                  batch statistics at training and test (no running statistics), scale and offset
+                           meta-learned, out of the inner loop and of ALFA's layers (``frozen``: the code
+                           skips names with "norm_layer", ``few_shot_learning_system.py`` l.206-221)
+inner loop                 5 steps at training and test, rate 0.01 (``init_inner_loop_learning_rate``);
+                           ALFA's weight decay 5e-4, the code's update form ``(1 - beta0 beta1) theta -
+                           alpha0 alpha1 g`` and 2-layer generator (``methods.alfa``, ``form="code"``);
+                           second order from the first iteration (config l.40, 54), first order at test
+meta-training              Adam 1e-3, constant (the cosine schedule's floor equals its start); 100 epochs of
+                           500 iterations; meta-batch 2 at 5 shots (config l.2), 4 at 1 shot (paper sec.
+                           4.2); 15 queries per class (config l.52); 20-way (Table 4) as 5-way [choice: the
+                           paper gives no 20-way batch]
+selection                  accuracy on 600 fixed validation tasks after every epoch; the best epoch is
+                           tested [deviation: ALFA's code averages the logits of its 5 best epochs,
+                           ``experiment_builder.py`` l.259-270: recorded in every record]
+test                       600 fixed tasks (``test_seed``), 15 queries per class, accuracy per task; mean and
+                           95% interval over tasks (the paper prints the per-query standard deviation:
+                           interval kind ``sd-query``)
+images                     84x84 RGB in [0, 1]; mini-ImageNet resized with Pillow's bicubic filter [choice:
+                           ALFA's ``data.py`` l.394 calls ``Image.resize`` with its default, bicubic since
+                           Pillow 7]; tiered-ImageNet as stored (84 px); CUB (Table 2) by Chen et al.'s
+                           test transform, resize to 96 and centre-crop 84 [choice: ALFA's repository
+                           ships no CUB pipeline; its cross-domain setting is Chen et al.'s]. No
+                           per-channel ImageNet normalisation [deviation: ALFA's ``data.py`` l.103-111
+                           normalises; recorded]
+rows                       Random Init: the seeded random initialisation adapted by the inner loop, nothing
+                           meta-learned (the code keeps the classifier out of Adam, l.115-119); ALFA +
+                           Random Init: ALFA's generator and per-parameter weight decay on it; MAML; ALFA +
+                           MAML; MAML + L2F (L2F's code: attenuator input without a graph) and ALFA + MAML
+                           + L2F (ALFA's code: with one) [choice: both on ALFA's schedule, not L2F's 60
+                           epochs with 10 first-order ones]
+seeds                      3 trainings per cell at quick and paper scale (the claims' rule; the paper reports
+                           one run)
+=========================  =====================================================================
+
+Trainings are shared across the tables: a model is keyed by what trains it (method, backbone, training data, ways,
+shots, steps), not by the table or test set, so Table 5's full ALFA row, Table 7's step 5 and Table 1's ALFA + MAML
+(4-CONV) mini-ImageNet 5-shot are one training, and Table 2 tests Table 1's mini-ImageNet 5-shot models on CUB.
+
+Scales: ``paper`` is the protocol above, for a user with the data under ``data/`` and in practice a GPU (``--device
+cuda``; ``metarepro plan`` projects the hours); ``quick`` trains 5 epochs; ``smoke`` runs in CI on generated files in
+the real layouts (mini-ImageNet's csv, tiered-ImageNet's npz, CUB's tgz tree) with tiny networks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.families.omniglot_gbml import chunked_scores
+from benchmarks.harness.base import Benchmark, Cell, CellResult
+from metarepro.data.store import DataError
+from metarepro.episodes import Episode, task_rng
+from metarepro.inner import cross_entropy_per_task
+from metarepro.results import config_hash
+from metarepro.timing import now
+from metarepro.trainer import EarlyStopping, load_checkpoint, train
+from methods.alfa import ALFA
+from methods.backbones import ConvNet
+from methods.l2f import L2F
+from methods.maml import MAML
+from methods.resnet12_alfa import ALFAResNet12
+
+RUNS_HOME = "alfa-images"
+BACKBONES = ("4-CONV", "ResNet12")
+#: row name (without its backbone) -> (initialisation meta-learned, ALFA, L2F)
+METHOD_SPECS = {
+    "Random Init": (False, False, False),
+    "ALFA + Random Init": (False, True, False),
+    "MAML": (True, False, False),
+    "ALFA + MAML": (True, True, False),
+    "MAML + L2F": (True, False, True),
+    "ALFA + MAML + L2F": (True, True, True),
+}
+#: column prefix -> dataset
+DATASETS = {"miniImageNet": "mini_imagenet", "tieredImageNet": "tiered_imagenet", "CUB": "cub"}
+#: ``cub_crop_from``: CUB is resized to 96/84 of the image size, then centre-cropped (Chen et al.'s test transform)
+PROTOCOL = {"image_size": 84, "filters": 48, "resnet_widths": [64, 128, 256, 512], "queries": 15, "test_queries": 15,
+            "inner_lr": 0.01, "weight_decay": 5e-4, "inner_steps": 5, "meta_lr": 1e-3, "epochs": 100, "epoch": 500,
+            "val_tasks": 600, "test_tasks": 600, "val_seed": 1, "test_seed": 2020, "alfa_form": "code", "generator_layers": 2,
+            "generator_input": "both", "alpha": "alfa", "beta": "alfa", "mini_resample": "bicubic", "cub_crop_from": 96,
+            "data": "real"}
+SCALES = {
+    "paper": {},
+    "quick": {"epochs": 5, "val_tasks": 100, "test_tasks": 200},
+    # generated classes differ by colour: a tiny network separates them; a larger inner rate lets the untrained
+    # Random Init rows beat chance too
+    "smoke": {"data": "fixture", "image_size": 16, "filters": 8, "resnet_widths": [4, 4, 4, 4], "queries": 3, "test_queries": 3,
+              "inner_lr": 0.1, "inner_steps": 2, "meta_lr": 0.01, "epochs": 4, "epoch": 10, "val_tasks": 4, "test_tasks": 10},
+}
+#: what decides a trained model (the test set and its size do not)
+TRAINING_KEYS = ("method", "backbone", "train_data", "ways", "shots", "image_size", "filters", "resnet_widths", "queries", "inner_lr",
+                 "weight_decay", "inner_steps", "meta_lr", "meta_batch", "epochs", "epoch", "val_tasks", "val_seed", "alfa_form",
+                 "generator_layers", "generator_input", "alpha", "beta", "mini_resample", "data", "train_seed")
+#: rough seconds per meta-iteration on one CPU thread at 84 px, 5 steps, second order, 5-way 5-shot batch 2 (guiroy-fig3's
+#: measured MAML 4-CONV order of magnitude), until a record times its own; ResNet12 ~20x the 4-CONV's FLOPs
+S_PER_ITERATION = {"4-CONV": 6.0, "ResNet12": 120.0}
+FIXTURE = {"mini": {"train": 20, "val": 20, "test": 20},  # 20 classes: Table 4 is 20-way
+            "tiered": {"train": (10, 2), "val": (6, 2), "test": (6, 2)}, "cub": 24}
+FIXTURE_IMAGES = 12
+
+
+def parse_setting(column: str) -> tuple[str, int, int]:
+    """``"miniImageNet 5-shot"`` -> ``("mini_imagenet", 5, 5)``; ``"miniImageNet 20-way 1-shot"`` -> (..., 20, 1):
+    (dataset, ways, shots)."""
+    words = column.split()
+    ways = next((int(w.split("-")[0]) for w in words if w.endswith("-way")), 5)
+    shots = next(int(w.split("-")[0]) for w in words if w.endswith("-shot"))
+    return DATASETS[words[0]], ways, shots
+
+
+def split_row(row: str) -> tuple[str, str]:
+    """``"ALFA + MAML (ResNet12)"`` -> ``("ALFA + MAML", "ResNet12")``; a row without a backbone is 4-CONV."""
+    if row.endswith(")") and "(" in row:
+        name, backbone = row[:-1].rsplit(" (", 1)
+        return name, backbone
+    return row, "4-CONV"
+
+
+class ALFAImages(Benchmark):
+    """The run family; each table (subclass) maps its cells to :meth:`setting`."""
+
+    paper = "alfa-adaptive-hyperparameters.txt"
+    metric = "accuracy %"
+    higher_is_better = True
+    training_seeds = 3
+    requires_data = "mini_imagenet"
+
+    # -- cells -> configurations ----------------------------------------------------------------------------------------
+    def setting(self, cell: Cell) -> dict:
+        """What the cell runs: ``method`` (a :data:`METHOD_SPECS` key), ``backbone``, ``train_data``, ``test_data``,
+        ``ways``, ``shots``, and any protocol key it changes (Table 5's ``generator_input``, Table 7's ``inner_steps``)."""
+        method, backbone = split_row(cell.row)
+        dataset, ways, shots = parse_setting(cell.column)
+        return {"method": method, "backbone": backbone, "train_data": dataset, "test_data": dataset, "ways": ways, "shots": shots}
+
+    def config(self, cell: Cell, scale: str) -> dict:
+        self.check_cell(cell)
+        setting = self.setting(cell)
+        cfg = {"benchmark": self.id, "scale": scale, **PROTOCOL, **SCALES[scale]}
+        cfg.update({k: v for k, v in setting.items() if k in PROTOCOL})  # a table's own protocol change beats the scale's
+        cfg.update(setting, train_seed=cell.seed, meta_batch=4 if setting["shots"] == 1 else 2)
+        if "tiered_imagenet" in (cfg["train_data"], cfg["test_data"]):
+            cfg["image_size"] = 84  # tiered-ImageNet is stored at 84 px (fixtures too)
+        if not METHOD_SPECS[cfg["method"]][1]:  # no generator: ALFA's switches do not apply
+            for key in ("alfa_form", "generator_layers", "generator_input", "alpha", "beta"):
+                cfg.pop(key)
+        if cfg["backbone"] != "ResNet12":
+            cfg.pop("resnet_widths")
+        cfg["iterations"] = 0 if self.trains_nothing(cfg) else cfg["epochs"] * cfg["epoch"]
+        return cfg
+
+    @staticmethod
+    def trains_nothing(cfg: dict) -> bool:
+        """Random Init: nothing is meta-learned, the seeded network is only adapted at test time."""
+        return cfg["method"] == "Random Init"
+
+    def training_key(self, cell: Cell, scale: str) -> str:
+        cfg = self.config(cell, scale)
+        name = cfg["method"].lower().replace(" + ", "+").replace(" ", "-")
+        return (f"{name}-{cfg['backbone'].lower()}-{cfg['train_data']}-{cfg['ways']}w{cfg['shots']}s-seed{cell.seed}-"
+                + config_hash({k: cfg[k] for k in TRAINING_KEYS if k in cfg}))
+
+    def run_directories(self, cell: Cell, scale: str) -> list[str]:
+        return [] if self.trains_nothing(self.config(cell, scale)) else [f"{RUNS_HOME}/{scale}/{self.training_key(cell, scale)}"]
+
+    def trivial_score(self, cell: Cell, scale: str) -> float:
+        return 100.0 / self.setting(cell)["ways"]
+
+    def data_available(self) -> bool:
+        return all(dataset_available(d) for d in self.datasets())
+
+    def datasets(self) -> set[str]:
+        """The datasets the runnable cells read at quick and paper scale."""
+        settings = [self.setting(Cell(r, c)) for r in self.rows for c in self.columns]
+        return {s[k] for s in settings for k in ("train_data", "test_data")}
+
+    def protocol_deviations(self, cell: Cell, scale: str) -> list[str]:
+        out = ["tested: the model of the best validation epoch; ALFA's code averages the logits of its 5 best epochs"
+               " (experiment_builder.py l.259-270)",
+               "images in [0, 1] without ALFA's per-channel ImageNet normalisation (data.py l.103-111)"]
+        cfg = self.config(cell, scale)
+        if cfg["ways"] != 5:
+            out.append(f"meta-batch {cfg['meta_batch']} at {cfg['ways']}-way: the paper gives none, the 5-way one is used")
+        return out
+
+    def estimated_train_test(self, cell: Cell, scale: str) -> tuple[float, float]:
+        cfg = self.config(cell, scale)
+        size = (cfg["image_size"] / 84) ** 2 * (cfg["filters"] / 48 if cfg["backbone"] == "4-CONV" else cfg["resnet_widths"][0] / 64)
+        load = cfg["ways"] * (cfg["shots"] + cfg["queries"]) * cfg["meta_batch"] / (5 * 20 * 2) * cfg["inner_steps"] / 5
+        per_iteration = S_PER_ITERATION[cfg["backbone"]] * size * load
+        per_task = per_iteration / cfg["meta_batch"] / 3  # first order, no outer backward
+        return (cfg["iterations"] * per_iteration + cfg["epochs"] * cfg["val_tasks"] * per_task * (cfg["iterations"] > 0),
+                cfg["test_tasks"] * per_task)
+
+    def estimated_seconds(self, cell: Cell, scale: str) -> float:
+        return sum(self.estimated_train_test(cell, scale))
+
+    # -- models and data -------------------------------------------------------------------------------------------------
+    def network(self, cfg: dict) -> torch.nn.Module:
+        if cfg["backbone"] == "ResNet12":
+            return ALFAResNet12(3, cfg["ways"], tuple(cfg["resnet_widths"]))
+        return ConvNet(3, cfg["ways"], cfg["filters"], pool=True, features="flatten", image_size=cfg["image_size"],
+                       bn_eps=1e-5, activation="leaky_relu")
+
+    def build_model(self, cfg: dict, engine: str = "func") -> MAML:
+        torch.manual_seed(cfg["train_seed"])
+        net = self.network(cfg)
+        frozen = norm_parameters(net)
+        learn_init, alfa, l2f = METHOD_SPECS[cfg["method"]]
+        if alfa:
+            return ALFA(net, cross_entropy_per_task, cfg["inner_lr"], cfg["inner_steps"], form=cfg["alfa_form"],
+                        generator_layers=cfg["generator_layers"], learn_init=learn_init, weight_decay=cfg["weight_decay"],
+                        engine=engine, frozen=frozen, attenuate=l2f, generator_input=cfg["generator_input"], alpha=cfg["alpha"],
+                        beta=cfg["beta"])
+        if l2f:
+            return L2F(net, cross_entropy_per_task, cfg["inner_lr"], cfg["inner_steps"], engine=engine, frozen=frozen)
+        # Random Init (not learn_init) is never meta-trained: run_cell builds no optimizer for it
+        return MAML(net, cross_entropy_per_task, cfg["inner_lr"], cfg["inner_steps"], engine=engine, frozen=frozen)
+
+    def protocol_model(self, cell: Cell, scale: str):
+        cfg = self.config(cell, scale)
+        return None if self.trains_nothing(cfg) else self.build_model(cfg)
+
+    def scored_checkpoint(self, cell: Cell, scale: str) -> Path | None:
+        return None if self.trains_nothing(self.config(cell, scale)) else super().scored_checkpoint(cell, scale)
+
+    def pools(self, cfg: dict, home: Path) -> dict:
+        """``train`` and ``val`` of the training dataset, ``test`` of the test dataset (generated files at smoke scale)."""
+        train = load_split_pools(cfg["train_data"], cfg, home, ("train", "val"))
+        return {**train, **load_split_pools(cfg["test_data"], cfg, home, ("test",))}
+
+    def train_batch(self, pool, cfg: dict, index: int) -> Episode:
+        rng = task_rng(cfg["train_seed"], "train", index)
+        return Episode.stack([pool.sample(rng, cfg["ways"], cfg["shots"], cfg["queries"]) for _ in range(cfg["meta_batch"])])
+
+    def accuracies(self, model: MAML, pool, cfg: dict, split: str, device: str, progress: bool = False) -> np.ndarray:
+        """Query accuracy (%) per task of the fixed ``split`` tasks (``val`` or ``test``), adapted as at test time."""
+        seed, count = (cfg["test_seed"], cfg["test_tasks"]) if split == "test" else (cfg["val_seed"], cfg["val_tasks"])
+
+        def chunk(start: int, stop: int) -> np.ndarray:
+            batch = Episode.stack([pool.sample(task_rng(seed, split, i), cfg["ways"], cfg["shots"], cfg["test_queries"])
+                                   for i in range(start, stop)]).to(device)
+            return 100.0 * (model.predict(batch).argmax(-1) == batch.query_y).double().mean(1).cpu().numpy()
+
+        return chunked_scores(chunk, count, 10, progress, f"{split} tasks")
+
+    # -- running -----------------------------------------------------------------------------------------------------------
+    def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
+                 device: str = "cpu", progress_position: int | None = None) -> CellResult:
+        cfg = self.config(cell, scale)
+        home = Path(runs_dir).parent.parent / RUNS_HOME / Path(runs_dir).name
+        pools = self.pools(cfg, home)
+        model = self.build_model(cfg, engine).to(device)
+        extra: dict = {}
+        train_s = 0.0
+        if not self.trains_nothing(cfg):
+            key = self.training_key(cell, scale)
+            early = EarlyStopping(validate=lambda: float(100.0 - self.accuracies(model, pools["val"], cfg, "val", device).mean()),
+                                  every=cfg["epoch"], patience=cfg["iterations"], best_path=home / key / "best.pt")
+            optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["meta_lr"])
+            state = train(model, optimizer, lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"],
+                          home / key / "checkpoint.pt", key, checkpoint_every=cfg["epoch"], log_every=max(1, cfg["epoch"] // 10),
+                          progress=progress, desc=f"{cell.label} [{scale}]", meta={"benchmark": self.id, "scale": scale},
+                          progress_position=progress_position, early_stopping=early)
+            if early.best_path.exists():  # the epoch of best validation accuracy is tested, not the last one
+                model.load_state_dict(load_checkpoint(early.best_path, None)["model"])
+            train_s = state.elapsed_s
+            extra = {"loss_curve": state.loss_curve, "checkpoint_key": key,
+                     "selection": {"val_curve": state.val_curve, "selected_iteration": state.best_iteration,
+                                   "validation_value": state.best_value}}
+        started = now(device)
+        scores = self.accuracies(model, pools["test"], cfg, "test", device, progress)
+        test_s = now(device) - started
+        extra["timing"] = {"ms_per_iteration": 1000 * train_s / max(cfg["iterations"], 1), "iterations_timed": cfg["iterations"],
+                           "test_s": test_s, "test_tasks": cfg["test_tasks"], "threads": torch.get_num_threads(), "device": device,
+                           "load_average_1min": os.getloadavg()[0]}
+        return CellResult(scores=scores, deviations=[], wall_time_s=train_s + test_s, train_wall_time_s=train_s, extra=extra)
+
+    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
+        cfg, model = self.load_trained(checkpoint, cell, scale)
+        pools = self.pools(cfg, Path(checkpoint).parent.parent)
+        return self.accuracies(model.to(device), pools["test"], cfg, "test", device, progress=True)
+
+
+def norm_parameters(net: torch.nn.Module) -> tuple[str, ...]:
+    """BatchNorm's parameter names: meta-learned, never adapted, not one of ALFA's or L2F's layers."""
+    return tuple(n for n, _ in net.named_parameters() if n.startswith("norms.") or ".bn" in n)
+
+
+def dataset_available(dataset: str) -> bool:
+    from metarepro.data.cub import cub_dir
+    from metarepro.data.miniimagenet import mini_imagenet_dir
+    from metarepro.data.tieredimagenet import tiered_imagenet_dir
+
+    try:
+        folder = {"mini_imagenet": mini_imagenet_dir, "tiered_imagenet": tiered_imagenet_dir, "cub": cub_dir}[dataset]()
+    except DataError:
+        return False
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def load_split_pools(dataset: str, cfg: dict, home: Path, splits: tuple[str, ...]) -> dict:
+    """The named splits of ``dataset`` as image pools: the data under the data root, or (``cfg["data"] == "fixture"``)
+    generated files in its real layout under ``home/fixture-<dataset>``, written once."""
+    fixture = cfg["data"] == "fixture"
+    root = Path(home) / f"fixture-{dataset}" if fixture else None
+    quiet = {"log": lambda *_: None}
+    if dataset == "mini_imagenet":
+        from metarepro.data.fixtures import make_mini_imagenet
+        from metarepro.data.miniimagenet import mini_imagenet_pool
+
+        if fixture and not (root / "mini_imagenet").exists():
+            make_mini_imagenet(root, splits=FIXTURE["mini"], per_class=FIXTURE_IMAGES, formats=("csv",))  # csv: any size
+        return {s: mini_imagenet_pool(s, root, size=cfg["image_size"], resample=cfg["mini_resample"], **quiet) for s in splits}
+    if dataset == "tiered_imagenet":
+        from metarepro.data.fixtures import make_tiered_imagenet
+        from metarepro.data.tieredimagenet import tiered_imagenet_pool
+
+        if fixture and not (root / "tiered_imagenet").exists():
+            make_tiered_imagenet(root, splits=FIXTURE["tiered"], per_class=(FIXTURE_IMAGES, FIXTURE_IMAGES + 2), formats=("npz",))
+        return {s: tiered_imagenet_pool(s, root, **quiet) for s in splits}
+    if dataset == "cub":
+        from metarepro.data.cub import cub_pool
+        from metarepro.data.fixtures import make_cub
+
+        if fixture and not (root / "cub").exists():
+            names = [f"{i:03d}.Fixture_bird_{chr(65 + i % 26)}" for i in range(1, FIXTURE["cub"] + 1)]
+            make_cub(root, names, per_class=(FIXTURE_IMAGES, FIXTURE_IMAGES + 2))
+        split_file = None if root is None else root / "splits" / "cub" / "torchmeta"
+        return {s: cub_pool(s, root, None if split_file is None else split_file / f"{s}.json", size=cfg["image_size"],
+                            crop_from=round(cfg["image_size"] * cfg["cub_crop_from"] / 84), **quiet)
+                for s in splits}
+    raise KeyError(dataset)

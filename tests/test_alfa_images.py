@@ -1,0 +1,99 @@
+"""ALFA's image tables (benchmarks/alfa/images.py, image_tables.py): the protocol against the authors' configuration
+(baiksung/ALFA ``experiment_config/alfa+maml.json``, facts read in session 13), parameter counts by hand, and the
+trainings the tables share."""
+
+import pytest
+import torch
+
+from benchmarks import BENCHMARKS
+from benchmarks.alfa.images import norm_parameters, parse_setting, split_row
+from benchmarks.harness.base import Cell
+from methods.alfa import ALFA
+from methods.l2f import L2F
+
+TABLE1, TABLE2, TABLE4, TABLE5, TABLE7 = (BENCHMARKS[f"alfa-table{t}"] for t in (1, 2, 4, 5, 7))
+
+
+def test_paper_scale_is_the_authors_configuration():
+    five = TABLE1.config(Cell("ALFA + MAML (4-CONV)", "miniImageNet 5-shot"), "paper")
+    expected = {"filters": 48, "image_size": 84, "inner_steps": 5, "inner_lr": 0.01, "weight_decay": 5e-4, "meta_lr": 1e-3,
+                "meta_batch": 2, "epochs": 100, "epoch": 500, "iterations": 50_000, "queries": 15, "test_queries": 15,
+                "val_tasks": 600, "test_tasks": 600, "alfa_form": "code", "generator_layers": 2, "ways": 5, "shots": 5}
+    assert {k: five[k] for k in expected} == expected
+    one = TABLE1.config(Cell("ALFA + MAML (ResNet12)", "tieredImageNet 1-shot"), "paper")
+    assert (one["meta_batch"], one["resnet_widths"], one["train_data"], one["test_data"]) == (4, [64, 128, 256, 512], "tiered_imagenet",
+                                                                                               "tiered_imagenet")
+    maml = TABLE1.config(Cell("MAML (4-CONV)", "miniImageNet 5-shot"), "paper")
+    assert "alfa_form" not in maml and "generator_input" not in maml  # no generator, no ALFA switches in its key
+
+
+def test_cells_parse_into_settings():
+    assert parse_setting("miniImageNet 20-way 1-shot") == ("mini_imagenet", 20, 1)
+    assert parse_setting("tieredImageNet 5-shot") == ("tiered_imagenet", 5, 5)
+    assert split_row("ALFA + MAML + L2F (ResNet12)") == ("ALFA + MAML + L2F", "ResNet12")
+    assert TABLE4.config(Cell("ALFA+MAML", "miniImageNet 20-way 5-shot"), "paper")["ways"] == 20
+    assert TABLE7.config(Cell("ALFA+MAML", "step 3"), "paper")["inner_steps"] == 3
+    assert TABLE5.config(Cell("ALFA+MAML, gradient only", "miniImageNet 5-shot"), "paper")["generator_input"] == "gradients"
+    cub = TABLE2.config(Cell("ALFA + MAML (4-CONV)", "miniImageNet -> CUB 5-shot"), "paper")
+    assert (cub["train_data"], cub["test_data"], cub["shots"], cub["cub_crop_from"]) == ("mini_imagenet", "cub", 5, 96)
+
+
+def test_one_training_serves_every_table_that_runs_it():
+    """Table 5's full row, Table 7's step 5 and Tables 1 and 2's ALFA + MAML (4-CONV) at 5 shots are one model; the
+    ablations and other settings are not."""
+    def folders(benchmark, row, column, seed=0):
+        return benchmark.run_directories(Cell(row, column, seed=seed), "paper")
+
+    shared = folders(TABLE1, "ALFA + MAML (4-CONV)", "miniImageNet 5-shot")
+    assert folders(TABLE5, "ALFA+MAML, weight + gradient (ALFA)", "miniImageNet 5-shot") == shared
+    assert folders(TABLE7, "ALFA+MAML", "step 5") == shared
+    assert folders(TABLE2, "ALFA + MAML (4-CONV)", "miniImageNet -> CUB 5-shot") == shared
+    assert folders(TABLE5, "MAML", "miniImageNet 5-shot") == folders(TABLE1, "MAML (4-CONV)", "miniImageNet 5-shot")
+    others = [folders(TABLE5, "ALFA+MAML, weight only", "miniImageNet 5-shot"), folders(TABLE7, "ALFA+MAML", "step 4"),
+              folders(TABLE1, "ALFA + MAML (4-CONV)", "miniImageNet 5-shot", seed=1),
+              folders(TABLE1, "ALFA + MAML (4-CONV)", "tieredImageNet 5-shot")]
+    assert all(o != shared for o in others) and len({o[0] for o in others}) == len(others)
+    assert TABLE1.run_directories(Cell("Random Init (4-CONV)", "miniImageNet 5-shot"), "paper") == []  # nothing trained
+
+
+def test_4conv_parameters_counted_by_hand_and_alfa_adapts_its_ten_layers():
+    """At 84 px, 5-way: conv 3->48 (3*9*48 + 48), three 48->48 (48*9*48 + 48), four BatchNorms (2*48), a linear head
+    on the 5x5x48 block (1200*5 + 5). ALFA's code adapts 10 tensors (BatchNorm excluded), so its generator is
+    Linear(20, 20) -> ReLU -> Linear(20, 20) and its per-step per-layer post-multipliers are (5, 10)."""
+    cfg = TABLE1.config(Cell("ALFA + MAML (4-CONV)", "miniImageNet 5-shot"), "paper")
+    model = TABLE1.build_model(cfg)
+    assert isinstance(model, ALFA) and model.form == "code" and model.attenuator is None
+    backbone = sum(p.numel() for p in model.backbone.parameters())
+    assert backbone == (3 * 9 * 48 + 48) + 3 * (48 * 9 * 48 + 48) + 4 * 2 * 48 + (5 * 5 * 48 * 5 + 5)
+    assert len(model.names) == 10 and not any("norm" in n for n in model.names)
+    assert [tuple(m.weight.shape) for m in model.generator if isinstance(m, torch.nn.Linear)] == [(20, 20), (20, 20)]
+    assert model.alpha0.shape == model.beta0.shape == (5, 10)
+    assert set(norm_parameters(model.backbone)) == {n for n, _ in model.backbone.named_parameters() if n.startswith("norms.")}
+
+
+@pytest.mark.parametrize("row, kind, trained", [
+    ("ALFA + Random Init (4-CONV)", ALFA, {"alpha0", "beta0", "generator", "beta0_per_param"}),
+    ("MAML + L2F (ResNet12)", L2F, {"backbone", "attenuator"}),
+    ("ALFA + MAML + L2F (4-CONV)", ALFA, {"backbone", "alpha0", "beta0", "generator", "attenuator"}),
+])
+def test_each_row_meta_learns_what_the_authors_code_trains(row, kind, trained):
+    """ALFA + Random Init keeps the seeded network fixed (the code keeps the classifier out of Adam); L2F's own code takes
+    the attenuator's gradient input without a graph, ALFA's code (ALFA + MAML + L2F) with one."""
+    model = TABLE1.build_model(TABLE1.config(Cell(row, "miniImageNet 1-shot"), "smoke"))
+    assert isinstance(model, kind)
+    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == trained
+    graph = model.train_loop.start_graph if isinstance(model, L2F) else model.inner_loop(True).start_graph
+    assert graph == (kind is ALFA)
+
+
+def test_random_init_meta_learns_nothing():
+    cell = Cell("Random Init (ResNet12)", "miniImageNet 1-shot")
+    cfg = TABLE1.config(cell, "paper")
+    assert cfg["iterations"] == 0 and TABLE1.protocol_model(cell, "paper") is None
+    assert TABLE1.estimated_train_test(cell, "paper")[0] == 0.0
+
+
+def test_deviations_from_the_authors_code_are_declared():
+    text = " ".join(TABLE1.protocol_deviations(Cell("ALFA + MAML (4-CONV)", "miniImageNet 1-shot"), "paper"))
+    assert "5 best epochs" in text and "normalisation" in text
+    assert any("meta-batch" in d for d in TABLE4.protocol_deviations(Cell("MAML", "miniImageNet 20-way 1-shot"), "paper"))
