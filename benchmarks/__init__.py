@@ -45,7 +45,8 @@ from benchmarks.unraveling import table8 as unraveling_table8
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.id: b for b in (alfa_image_tables.TABLE1, alfa_image_tables.TABLE2, alfa_meta_dataset.BENCHMARK,
-                      alfa_image_tables.TABLE4, alfa_image_tables.TABLE5, alfa_image_tables.TABLE7, alfa_table8.BENCHMARK,
+                      alfa_image_tables.TABLE4, alfa_image_tables.TABLE5, alfa_image_tables.TABLE6, alfa_image_tables.TABLE7,
+                      alfa_table8.BENCHMARK,
                       alfa_sinusoid_ablations.BENCHMARK, snell2017_table1.BENCHMARK, finn2017_table1.BENCHMARK,
                       nichol2018_table1.BENCHMARK,
                       guiroy_omniglot.FIG2, guiroy_mini.FIG3, guiroy_mini.FIG4, guiroy_mini.FIG5, guiroy_mini.FIG6,

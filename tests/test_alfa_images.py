@@ -97,3 +97,23 @@ def test_deviations_from_the_authors_code_are_declared():
     text = " ".join(TABLE1.protocol_deviations(Cell("ALFA + MAML (4-CONV)", "miniImageNet 1-shot"), "paper"))
     assert "5 best epochs" in text and "normalisation" in text
     assert any("meta-batch" in d for d in TABLE4.protocol_deviations(Cell("MAML", "miniImageNet 20-way 1-shot"), "paper"))
+
+
+def test_table6_readings_share_their_models_and_vary_one_hyperparameter():
+    """The check marks saying which printed row is per step were lost: the two readings assign the same four models
+    (per initialisation and hyperparameter) to the printed rows the opposite way; the other hyperparameter is off."""
+    table6 = BENCHMARKS["alfa-table6"]
+
+    def cfg(row, column, variant="main"):
+        return table6.config(Cell(row, column, variant), "paper")
+
+    first, second = "MAML, alpha, first row", "MAML, alpha, second row"
+    assert (cfg("fixed", first)["alpha"], cfg("fixed", first)["beta"]) == ("fixed-step", "off")
+    assert cfg("adaptive", second)["alpha"] == "adaptive-layer"
+    assert cfg("adaptive", second, "swapped")["alpha"] == "adaptive-step"
+    assert table6.run_directories(Cell("fixed", first), "paper") == table6.run_directories(Cell("fixed", second, "swapped"), "paper")
+    assert table6.run_directories(Cell("fixed", first), "paper") != table6.run_directories(Cell("fixed", second), "paper")
+    random_beta = cfg("adaptive", "Random, beta, first row")
+    assert (random_beta["method"], random_beta["alpha"], random_beta["beta"]) == ("ALFA + Random Init", "off", "adaptive-step")
+    model = table6.build_model({**random_beta, "resnet_widths": None})
+    assert model.generator is not None and model.widths == (0, 1)  # one generated weight decay per step, shared by the layers
