@@ -13,8 +13,10 @@ A benchmark id (``alfa-table8``) does not depend on where its module lives.
 
 from __future__ import annotations
 
+from benchmarks.alfa import fig3 as alfa_fig3
 from benchmarks.alfa import image_tables as alfa_image_tables
 from benchmarks.alfa import meta_dataset as alfa_meta_dataset
+from benchmarks.alfa import omniglot as alfa_omniglot
 from benchmarks.alfa import sinusoid_ablations as alfa_sinusoid_ablations
 from benchmarks.alfa import table8 as alfa_table8
 from benchmarks.anchors import finn2017_table1, nichol2018_table1, snell2017_table1, sung2018_table1, vinyals2016_table1
@@ -46,7 +48,7 @@ from benchmarks.unraveling import table8 as unraveling_table8
 BENCHMARKS: dict[str, Benchmark] = {
     b.id: b for b in (alfa_image_tables.TABLE1, alfa_image_tables.TABLE2, alfa_meta_dataset.BENCHMARK,
                       alfa_image_tables.TABLE4, alfa_image_tables.TABLE5, alfa_image_tables.TABLE6, alfa_image_tables.TABLE7,
-                      alfa_table8.BENCHMARK,
+                      alfa_table8.BENCHMARK, alfa_omniglot.BENCHMARK, alfa_fig3.BENCHMARK,
                       alfa_sinusoid_ablations.BENCHMARK, snell2017_table1.BENCHMARK, finn2017_table1.BENCHMARK,
                       nichol2018_table1.BENCHMARK,
                       guiroy_omniglot.FIG2, guiroy_mini.FIG3, guiroy_mini.FIG4, guiroy_mini.FIG5, guiroy_mini.FIG6,

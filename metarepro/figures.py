@@ -291,3 +291,34 @@ def histogram_panels(panels: list[dict], path: Path, title: str, xlabel: str) ->
     fig.suptitle(title)
     fig.tight_layout()
     return _save_png_atomic(fig, path)
+
+
+def quantile_panels(panels: list[dict], path: Path, title: str, xlabel: str, ncols: int) -> Path:
+    """Small multiples, ``ncols`` per row, of distributions along an axis: each panel has ``title``, ``ylabel`` and
+    ``series``, ``label -> [(x, q05, q25, q50, q75, q95), ...]``, drawn as the median line with a dark 25-75 % band and a
+    light 5-95 % band in the label's tab10 colour. A PNG at ``path``; returns ``path``."""
+    if not panels:
+        raise ValueError("quantile_panels needs at least one panel")
+    figure_cls, canvas_cls, colormaps = _require_matplotlib()
+    nrows = -(-len(panels) // ncols)
+    fig = figure_cls(figsize=(3.2 * ncols, 2.8 * nrows))
+    canvas_cls(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    cmap = colormaps["tab10"]
+    for ax, panel in zip(axes, panels):
+        for i, (label, rows) in enumerate(panel["series"].items()):
+            q = np.asarray(rows, dtype=float).reshape(-1, 6)
+            ax.fill_between(q[:, 0], q[:, 1], q[:, 5], color=cmap(i % 10), alpha=0.15, linewidth=0)
+            ax.fill_between(q[:, 0], q[:, 2], q[:, 4], color=cmap(i % 10), alpha=0.35, linewidth=0)
+            ax.plot(q[:, 0], q[:, 3], marker="o", markersize=3, color=cmap(i % 10), label=label)
+            ax.set_xticks(q[:, 0])
+        ax.set_title(panel["title"], fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(panel["ylabel"], fontsize=8)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save_png_atomic(fig, path)

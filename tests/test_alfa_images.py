@@ -2,6 +2,7 @@
 (baiksung/ALFA ``experiment_config/alfa+maml.json``, facts read in session 13), parameter counts by hand, and the
 trainings the tables share."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -117,3 +118,46 @@ def test_table6_readings_share_their_models_and_vary_one_hyperparameter():
     assert (random_beta["method"], random_beta["alpha"], random_beta["beta"]) == ("ALFA + Random Init", "off", "adaptive-step")
     model = table6.build_model({**random_beta, "resnet_widths": None})
     assert model.generator is not None and model.widths == (0, 1)  # one generated weight decay per step, shared by the layers
+
+
+def test_fig3_traces_the_hyperparameters_a_hand_written_alfa_loop_applies():
+    """Oracle: ALFA's code-form update written out per task in float64 (layer-wise means of weights and gradients ->
+    generator -> alpha = alpha0[j, l] alpha1_l, beta = beta0[j, l] beta1_l -> theta <- (1 - beta) theta - alpha g)."""
+    from benchmarks.alfa.fig3 import generated_hyperparameters, quantile_table
+    from metarepro.episodes import Episode
+    from metarepro.inner import mse_per_task
+    from methods.backbones import MLP
+
+    torch.manual_seed(0)
+    model = ALFA(MLP([1, 6, 1], init="torch"), mse_per_task, 0.05, 2, form="code", generator_layers=2).double()
+    with torch.no_grad():
+        model.alpha0.uniform_(0.01, 0.1)
+        model.beta0.uniform_(1e-3, 1e-2)
+    x, y = torch.randn(3, 4, 1, dtype=torch.float64), torch.randn(3, 4, 1, dtype=torch.float64)
+    alpha, beta = generated_hyperparameters(model, Episode(x, y, x, y))
+    assert alpha.shape == beta.shape == (2, len(model.names), 3)
+    for t in range(3):
+        params = {n: p.detach().clone().requires_grad_() for n, p in model.backbone.named_parameters()}
+        for step in range(2):
+            pred = torch.func.functional_call(model.backbone, params, (x[t],))
+            grads = dict(zip(params, torch.autograd.grad(((pred - y[t]) ** 2).mean(), list(params.values()))))
+            state = torch.stack([params[n].mean() for n in model.names] + [grads[n].mean() for n in model.names])
+            out = model.generator(state).detach()
+            n_layers = len(model.names)
+            a = [float(model.alpha0[step, i].detach() * out[i]) for i in range(n_layers)]
+            b = [float(model.beta0[step, i].detach() * out[n_layers + i]) for i in range(n_layers)]
+            np.testing.assert_allclose(alpha[step, :, t], a, rtol=1e-10)
+            np.testing.assert_allclose(beta[step, :, t], b, rtol=1e-10)
+            params = {n: ((1 - b[i]) * params[n] - a[i] * grads[n]).detach().requires_grad_() for i, n in enumerate(model.names)}
+    table = quantile_table(alpha)
+    assert table[1][0][2] == pytest.approx(float(np.median(alpha[0, 1])))  # [layer][step] = quantiles over tasks
+
+
+def test_fig3_draws_alfa_omniglots_models():
+    cell = Cell("ALFA + MAML", "Omniglot 5-way 1-shot", seed=2)
+    fig3, omniglot = BENCHMARKS["alfa-fig3"], BENCHMARKS["alfa-omniglot"]
+    assert fig3.run_directories(cell, "paper") == omniglot.run_directories(cell, "paper")
+    cfg = omniglot.config(cell, "paper")
+    expected = {"image_size": 28, "filters": 64, "meta_batch": 8, "queries": 1, "test_queries": 15, "inner_lr": 0.1, "iterations": 5000}
+    assert {k: cfg[k] for k in expected} == expected
+    assert omniglot.build_model(cfg).backbone.in_channels == 1

@@ -217,3 +217,13 @@ def test_interval_figure_draws_published_and_reproduced_rows(tmp_path):
     assert path.read_bytes()[:8] == PNG_SIGNATURE and list(path.parent.iterdir()) == [path]
     with pytest.raises(ValueError, match="at least one row"):
         interval_figure([], tmp_path / "g.png", "t", "x")
+
+
+def test_quantile_panels_write_a_png_and_refuse_no_panels(tmp_path):
+    from metarepro.figures import quantile_panels
+
+    rows = [(1, 0.0, 0.1, 0.2, 0.3, 0.4), (2, 0.1, 0.2, 0.3, 0.4, 0.5)]
+    path = quantile_panels([{"title": "a", "ylabel": "alpha", "series": {"seed 0": rows}}] * 3, tmp_path / "q.png", "t", "step", ncols=2)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="at least one panel"):
+        quantile_panels([], tmp_path / "none.png", "t", "step", ncols=2)
