@@ -165,9 +165,8 @@ class ALFAImages(Benchmark):
     def config(self, cell: Cell, scale: str) -> dict:
         self.check_cell(cell)
         setting = self.setting(cell)
-        cfg = {"benchmark": self.id, "scale": scale, **self.protocol(setting["train_data"], scale)}
-        cfg.update({k: v for k, v in setting.items() if k in PROTOCOL})  # a table's own protocol change beats the scale's
-        cfg.update(setting, train_seed=cell.seed)
+        # a table's own protocol change (Table 7's inner_steps, Table 5's generator_input) beats the scale's
+        cfg = {"benchmark": self.id, "scale": scale, **self.protocol(setting["train_data"], scale), **setting, "train_seed": cell.seed}
         cfg.setdefault("meta_batch", 4 if setting["shots"] == 1 else 2)
         if "tiered_imagenet" in (cfg["train_data"], cfg["test_data"]):
             cfg["image_size"] = 84  # tiered-ImageNet is stored at 84 px (fixtures too)
