@@ -40,6 +40,7 @@ class L2GTable1(FewShotMetricTable):
     cited_rows = ("Meta-learn LSTM",)
     absent = (("Matching Nets", "10-way 1-shot"), ("Matching Nets", "10-way 5-shot"))
     scale_overrides = {"smoke": SMOKE, "quick": QUICK}
+    smoke_one_column_per_row = True
 
     def paired_claims(self) -> list[tuple[str, str, str]]:
         return [("L2G improves Prototypical Networks (sec. 4)", "Prototypical Network", "L2G + Prototypical Network"),

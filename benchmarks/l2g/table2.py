@@ -22,6 +22,7 @@ class L2GTable2(FewShotMetricTable):
     rows = ROWS
     columns = COLUMNS
     scale_overrides = {"smoke": SMOKE, "quick": QUICK}
+    smoke_one_column_per_row = True
 
     def paired_claims(self) -> list[tuple[str, str, str]]:
         return [("L2G improves Prototypical Networks (sec. 4)", "Prototypical Network", "L2G + Prototypical Network"),
