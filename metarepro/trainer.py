@@ -120,6 +120,10 @@ class EarlyStopping:
     every: int
     patience: int
     best_path: Path
+    #: how many of the best validated models to keep (``keep > 1``: also ``top-<iteration>.pt`` beside ``best_path`` for
+    #: each of the ``keep`` best, ties to the earlier; :func:`top_snapshots` lists them), e.g. for ALFA's and MAML++'s
+    #: test-time ensemble of the best epochs
+    keep: int = 1
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -494,6 +498,33 @@ def _validate(model: nn.Module, early: EarlyStopping, state: TrainState, meta: d
     else:
         state.wait += 1
         state.stopped_early = state.wait > early.patience
+    if early.keep > 1:
+        kept = {int(i) for i, _ in top_validations(state.val_curve, early.keep)}
+        if state.iteration in kept:
+            save_checkpoint(snapshot_path(early.best_path, state.iteration), {
+                "format": CHECKPOINT_FORMAT, "config_hash": None, "model": model.state_dict(),
+                "state": {"iteration": state.iteration, "value": value}, "meta": meta or {}})
+        for path in early.best_path.parent.glob("top-*.pt"):  # those that fell out of the best (or a killed run's leftovers)
+            if int(path.stem.split("-")[1]) not in kept:
+                path.unlink(missing_ok=True)
+
+
+def top_validations(val_curve: list[list[float]], keep: int) -> list[list[float]]:
+    """The ``keep`` best ``[iteration, value]`` of a validation curve (lowest value first; ties to the earlier)."""
+    return sorted(val_curve, key=lambda point: (point[1], point[0]))[:keep]
+
+
+def snapshot_path(best_path: Path, iteration: int) -> Path:
+    return Path(best_path).parent / f"top-{int(iteration)}.pt"
+
+
+def top_snapshots(best_path: Path, val_curve: list[list[float]], keep: int) -> list[Path]:
+    """The kept models (:attr:`EarlyStopping.keep`), best first; a CheckpointError names any that is missing."""
+    paths = [snapshot_path(best_path, i) for i, _ in top_validations(val_curve, keep)]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise CheckpointError(f"{missing[0]} is missing: the run kept fewer than its {keep} best models; rerun with --restart")
+    return paths
 
 
 def _saved_iteration(path: Path) -> str:

@@ -241,6 +241,49 @@ def test_early_stopping_keeps_the_best_model_and_stops_on_patience(tmp_path):
     assert again.iteration == 80 and len(seen) == 8
 
 
+def test_early_stopping_keeps_the_k_best_models_across_a_resume(tmp_path):
+    """``keep=3``: after each validation the 3 best so far (ties to the earlier) are on disk as ``top-<iteration>.pt``,
+    each the model of its iteration (oracle: a plain run stopped there); a run resumed half-way keeps the same set."""
+    from metarepro.trainer import EarlyStopping, top_snapshots
+
+    values = [5.0, 3.0, 4.0, 3.0, 1.0, 6.0]  # at iterations 10, ..., 60: best 1.0@50, 3.0@20 (earlier tie), 3.0@40
+
+    def run(folder, stop):
+        seen = []
+
+        def validate():
+            seen.append(values[len(seen) + offset[0]])
+            return seen[-1]
+
+        offset = [0]
+        model = Quadratic()
+        early = EarlyStopping(validate=validate, every=10, patience=100, best_path=folder / "best.pt", keep=3)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        state = train(model, opt, lambda i: None, stop, folder / "c.pt", "h", progress=False, early_stopping=early, checkpoint_every=10)
+        if stop < 60:  # resume to the end in a new process's shoes: same folder, validations continue the sequence
+            offset[0] = len(seen)
+            seen.clear()
+            model = Quadratic()
+            opt = torch.optim.SGD(model.parameters(), lr=0.01)
+            state = train(model, opt, lambda i: None, 60, folder / "c.pt", "h", progress=False, early_stopping=early, checkpoint_every=10)
+        return early, state
+
+    for folder, stop in ((tmp_path / "whole", 60), (tmp_path / "resumed", 30)):
+        early, state = run(folder, stop)
+        assert sorted(p.name for p in folder.glob("top-*.pt")) == ["top-20.pt", "top-40.pt", "top-50.pt"]
+        paths = top_snapshots(early.best_path, state.val_curve, 3)
+        assert [p.name for p in paths] == ["top-50.pt", "top-20.pt", "top-40.pt"]  # best first
+        for path in paths:
+            iteration = int(path.stem.split("-")[1])
+            reference = Quadratic()
+            train(reference, torch.optim.SGD(reference.parameters(), lr=0.01), lambda i: None, iteration, folder / f"r{iteration}.pt",
+                  "h", progress=False)
+            assert torch.equal(load_checkpoint(path)["model"]["w"], reference.w.detach())
+    (tmp_path / "whole" / "top-40.pt").unlink()
+    with pytest.raises(CheckpointError, match="top-40.pt is missing"):
+        top_snapshots(tmp_path / "whole" / "best.pt", state.val_curve, 3)
+
+
 def test_step_decay_schedule_matches_torch_steplr(tmp_path):
     from metarepro.trainer import step_decay
 

@@ -26,9 +26,9 @@ meta-training              Adam 1e-3, constant (the cosine schedule's floor equa
                            500 iterations; meta-batch 2 at 5 shots (config l.2), 4 at 1 shot (paper sec.
                            4.2); 15 queries per class (config l.52); 20-way (Table 4) as 5-way [choice: the
                            paper gives no 20-way batch]
-selection                  accuracy on 600 fixed validation tasks after every epoch; the best epoch is
-                           tested [deviation: ALFA's code averages the logits of its 5 best epochs,
-                           ``experiment_builder.py`` l.259-270: recorded in every record]
+selection                  accuracy on 600 fixed validation tasks after every epoch; the models of the 5
+                           best epochs are kept and tested as one, their query logits averaged
+                           (``test_ensemble``; ALFA's ``experiment_builder.py`` l.259-270, as MAML++'s)
 test                       600 fixed tasks (``test_seed``), 15 queries per class, accuracy per task; mean and
                            95% interval over tasks (the paper prints the per-query standard deviation:
                            interval kind ``sd-query``)
@@ -73,7 +73,7 @@ from metarepro.episodes import Episode, task_rng
 from metarepro.inner import cross_entropy_per_task
 from metarepro.results import config_hash
 from metarepro.timing import now
-from metarepro.trainer import EarlyStopping, load_checkpoint, train
+from metarepro.trainer import EarlyStopping, load_checkpoint, top_snapshots, train
 from methods.alfa import ALFA
 from methods.backbones import ConvNet
 from methods.l2f import L2F
@@ -96,8 +96,8 @@ DATASETS = {"miniImageNet": "mini_imagenet", "tieredImageNet": "tiered_imagenet"
 #: ``cub_crop_from``: CUB is resized to 96/84 of the image size, then centre-cropped (Chen et al.'s test transform)
 PROTOCOL = {"image_size": 84, "filters": 48, "resnet_widths": [64, 128, 256, 512], "queries": 15, "test_queries": 15,
             "inner_lr": 0.01, "weight_decay": 5e-4, "inner_steps": 5, "meta_lr": 1e-3, "epochs": 100, "epoch": 500,
-            "val_tasks": 600, "test_tasks": 600, "val_seed": 1, "test_seed": 2020, "alfa_form": "code", "generator_layers": 2,
-            "generator_input": "both", "alpha": "alfa", "beta": "alfa", "mini_resample": "bicubic", "cub_crop_from": 96,
+            "val_tasks": 600, "test_tasks": 600, "val_seed": 1, "test_seed": 2020, "test_ensemble": 5, "alfa_form": "code",
+            "generator_layers": 2, "generator_input": "both", "alpha": "alfa", "beta": "alfa", "mini_resample": "bicubic", "cub_crop_from": 96,
             "data": "real"}
 SCALES = {
     "paper": {},
@@ -105,7 +105,8 @@ SCALES = {
     # generated classes differ by colour: a tiny network separates them; a larger inner rate lets the untrained
     # Random Init rows beat chance too
     "smoke": {"data": "fixture", "image_size": 16, "filters": 8, "resnet_widths": [4, 4, 4, 4], "queries": 3, "test_queries": 3,
-              "inner_lr": 0.1, "inner_steps": 2, "meta_lr": 0.01, "epochs": 4, "epoch": 10, "val_tasks": 4, "test_tasks": 10},
+              "inner_lr": 0.1, "inner_steps": 2, "meta_lr": 0.01, "epochs": 4, "epoch": 10, "val_tasks": 4, "test_tasks": 10,
+              "test_ensemble": 2},
 }
 #: ALFA on Omniglot (``alfa-omniglot``, ``alfa-fig3``): MAML++'s Omniglot configuration (AntreasAntoniou/
 #: HowToTrainYourMAMLPytorch ``experiment_config/omniglot_maml++-omniglot_1_8_0.1_64_5_*.json``: 28 px, 64 filters, batch 8,
@@ -118,8 +119,8 @@ OMNIGLOT = {"image_size": 28, "filters": 64, "inner_lr": 0.1, "meta_batch": 8, "
 OMNIGLOT_SCALES = {"paper": {"epochs": 10}, "quick": {"epochs": 1}, "smoke": {"image_size": 28, "filters": 8, "meta_batch": 2}}
 #: what decides a trained model (the test set and its size do not)
 TRAINING_KEYS = ("method", "backbone", "train_data", "ways", "shots", "image_size", "filters", "resnet_widths", "queries", "inner_lr",
-                 "weight_decay", "inner_steps", "meta_lr", "meta_batch", "epochs", "epoch", "val_tasks", "val_seed", "alfa_form",
-                 "generator_layers", "generator_input", "alpha", "beta", "mini_resample", "data", "train_seed")
+                 "weight_decay", "inner_steps", "meta_lr", "meta_batch", "epochs", "epoch", "val_tasks", "val_seed", "test_ensemble",
+                 "alfa_form", "generator_layers", "generator_input", "alpha", "beta", "mini_resample", "data", "train_seed")
 #: rough seconds per meta-iteration on one CPU thread at 84 px, 5 steps, second order, 5-way 5-shot batch 2 (guiroy-fig3's
 #: measured MAML 4-CONV order of magnitude), until a record times its own; ResNet12 ~20x the 4-CONV's FLOPs
 S_PER_ITERATION = {"4-CONV": 6.0, "ResNet12": 120.0}
@@ -210,9 +211,7 @@ class ALFAImages(Benchmark):
         return {s[k] for s in settings for k in ("train_data", "test_data")}
 
     def protocol_deviations(self, cell: Cell, scale: str) -> list[str]:
-        out = ["tested: the model of the best validation epoch; ALFA's code averages the logits of its 5 best epochs"
-               " (experiment_builder.py l.259-270)",
-               "images in [0, 1] without ALFA's per-channel ImageNet normalisation (data.py l.103-111)"]
+        out = ["images in [0, 1] without ALFA's per-channel ImageNet normalisation (data.py l.103-111)"]
         cfg = self.config(cell, scale)
         if cfg["ways"] != 5:
             out.append(f"meta-batch {cfg['meta_batch']} at {cfg['ways']}-way: the paper gives none, the 5-way one is used")
@@ -259,9 +258,6 @@ class ALFAImages(Benchmark):
         cfg = self.config(cell, scale)
         return None if self.trains_nothing(cfg) else self.build_model(cfg)
 
-    def scored_checkpoint(self, cell: Cell, scale: str) -> Path | None:
-        return None if self.trains_nothing(self.config(cell, scale)) else super().scored_checkpoint(cell, scale)
-
     def pools(self, cfg: dict, home: Path) -> dict:
         """``train`` and ``val`` of the training dataset, ``test`` of the test dataset (generated files at smoke scale)."""
         train = load_split_pools(cfg["train_data"], cfg, home, ("train", "val"))
@@ -294,7 +290,8 @@ class ALFAImages(Benchmark):
         if not self.trains_nothing(cfg):
             key = self.training_key(cell, scale)
             early = EarlyStopping(validate=lambda: float(100.0 - self.accuracies(model, pools["val"], cfg, "val", device).mean()),
-                                  every=cfg["epoch"], patience=cfg["iterations"], best_path=home / key / "best.pt")
+                                  every=cfg["epoch"], patience=cfg["iterations"], best_path=home / key / "best.pt",
+                                  keep=cfg["test_ensemble"])
             optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["meta_lr"])
             state = train(model, optimizer, lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"],
                           home / key / "checkpoint.pt", key, checkpoint_every=cfg["epoch"], log_every=max(1, cfg["epoch"] // 10),
@@ -302,18 +299,34 @@ class ALFAImages(Benchmark):
                           progress_position=progress_position, early_stopping=early)
             if early.best_path.exists():  # the epoch of best validation accuracy is tested, not the last one
                 model.load_state_dict(load_checkpoint(early.best_path, None)["model"])
+            tested = self.ensemble(cfg, early, state.val_curve, engine, device) if cfg["test_ensemble"] > 1 else model
             train_s = state.elapsed_s
             extra = {"loss_curve": state.loss_curve, "checkpoint_key": key,
                      "selection": {"val_curve": state.val_curve, "selected_iteration": state.best_iteration,
                                    "validation_value": state.best_value}}
+        else:
+            tested = model
         started = now(device)
-        scores = self.accuracies(model, pools["test"], cfg, "test", device, progress)
+        scores = self.accuracies(tested, pools["test"], cfg, "test", device, progress)
         test_s = now(device) - started
         extra.update(self.measure_trained(model, pools, cfg, device))
         extra["timing"] = {"ms_per_iteration": 1000 * train_s / max(cfg["iterations"], 1), "iterations_timed": cfg["iterations"],
                            "test_s": test_s, "test_tasks": cfg["test_tasks"], "threads": torch.get_num_threads(), "device": device,
                            "load_average_1min": os.getloadavg()[0]}
         return CellResult(scores=scores, deviations=[], wall_time_s=train_s + test_s, train_wall_time_s=train_s, extra=extra)
+
+    def ensemble(self, cfg: dict, early: EarlyStopping, val_curve: list, engine: str, device: str) -> LogitEnsemble:
+        """The models of the ``test_ensemble`` best validation epochs, their test logits averaged (ALFA's code)."""
+        models = []
+        for path in top_snapshots(early.best_path, val_curve, early.keep):
+            member = self.build_model(cfg, engine)
+            member.load_state_dict(load_checkpoint(path, None)["model"])
+            models.append(member.to(device))
+        return LogitEnsemble(models)
+
+    def scored_checkpoint(self, cell: Cell, scale: str) -> Path | None:
+        cfg = self.config(cell, scale)
+        return None if self.trains_nothing(cfg) or cfg["test_ensemble"] > 1 else super().scored_checkpoint(cell, scale)
 
     def measure_trained(self, model: MAML, pools: dict, cfg: dict, device: str) -> dict:
         """What a figure records beside the test scores, from the tested model (``alfa-fig3``: its generated
@@ -324,6 +337,17 @@ class ALFAImages(Benchmark):
         cfg, model = self.load_trained(checkpoint, cell, scale)
         pools = self.pools(cfg, Path(checkpoint).parent.parent)
         return self.accuracies(model.to(device), pools["test"], cfg, "test", device, progress=True)
+
+
+class LogitEnsemble:
+    """Test-time learners whose query logits are averaged (ALFA's code: ``experiment_builder.py`` l.259-270, the models
+    of its 5 best validation epochs). Each member adapts to the task on its own; ``predict`` is ``(T, n_query, ways)``."""
+
+    def __init__(self, members: list[MAML]):
+        self.members = members
+
+    def predict(self, batch: Episode) -> torch.Tensor:
+        return torch.stack([m.predict(batch) for m in self.members]).mean(0)
 
 
 def norm_parameters(net: torch.nn.Module) -> tuple[str, ...]:
