@@ -75,8 +75,8 @@ class ALFAFig3(ALFAImages):
         return OMNIGLOT.protocol_deviations(cell, scale)
 
     def measure_trained(self, model: ALFA, pools: dict, cfg: dict, device: str) -> dict:
-        batch = Episode.stack([pools["test"].sample(task_rng(cfg["test_seed"], "test", i), cfg["ways"], cfg["shots"], cfg["test_queries"])
-                               for i in range(cfg["trace_tasks"])]).to(device)
+        rngs = [task_rng(cfg["test_seed"], "test", i) for i in range(cfg["trace_tasks"])]
+        batch = self.task_batch(pools["test"], cfg, rngs, cfg["test_queries"]).to(device)
         alpha, beta = generated_hyperparameters(model, batch)
         return {"generated": {"layers": list(model.names), "quantiles": list(QUANTILES), "tasks": cfg["trace_tasks"],
                               "alpha": quantile_table(alpha), "beta": quantile_table(beta)}}
