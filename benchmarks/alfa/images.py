@@ -123,9 +123,12 @@ OMNIGLOT_SCALES = {"paper": {"epochs": 10}, "quick": {"epochs": 1}, "smoke": {"i
 TRAINING_KEYS = ("method", "backbone", "train_data", "ways", "shots", "image_size", "filters", "resnet_widths", "queries", "inner_lr",
                  "weight_decay", "inner_steps", "meta_lr", "meta_batch", "epochs", "epoch", "val_tasks", "val_seed", "test_ensemble",
                  "normalise", "alfa_form", "generator_layers", "generator_input", "alpha", "beta", "mini_resample", "data", "train_seed")
-#: rough seconds per meta-iteration on one CPU thread at 84 px, 5 steps, second order, 5-way 5-shot batch 2 (guiroy-fig3's
-#: measured MAML 4-CONV order of magnitude), until a record times its own; ResNet12 ~20x the 4-CONV's FLOPs
-S_PER_ITERATION = {"4-CONV": 6.0, "ResNet12": 120.0}
+#: seconds of one meta-iteration on one CPU thread per support image and inner step (second order) and per query image,
+#: 4-CONV at 84 px and 48 filters, until a record times its own: fitted to ALFA + MAML at 5 shots (batch 2: 21.9 s) and
+#: 1 shot (batch 4: 12.0 s), measured in session 14 at load 3 on 2 cores and scaled by 2/3 to an idle core. ResNet12:
+#: x20, its FLOPs over the 4-CONV's (not measured)
+S_PER_SUPPORT_STEP, S_PER_QUERY = 0.053, 0.009
+RESNET12_FACTOR = 20.0
 FIXTURE = {"mini": {"train": 20, "val": 20, "test": 20},  # 20 classes: Table 4 is 20-way
             "tiered": {"train": (10, 2), "val": (6, 2), "test": (6, 2)}, "cub": 24}
 FIXTURE_IMAGES = 12
@@ -214,9 +217,12 @@ class ALFAImages(Benchmark):
 
     def estimated_train_test(self, cell: Cell, scale: str) -> tuple[float, float]:
         cfg = self.config(cell, scale)
-        size = (cfg["image_size"] / 84) ** 2 * (cfg["filters"] / 48 if cfg["backbone"] == "4-CONV" else cfg["resnet_widths"][0] / 64)
-        load = cfg["ways"] * (cfg["shots"] + cfg["queries"]) * cfg["meta_batch"] / (5 * 20 * 2) * cfg["inner_steps"] / 5
-        per_iteration = S_PER_ITERATION[cfg["backbone"]] * size * load
+        if cfg["backbone"] == "4-CONV":
+            size = (cfg["image_size"] / 84) ** 2 * (cfg["filters"] / 48) ** 2
+        else:
+            size = (cfg["image_size"] / 84) ** 2 * (cfg["resnet_widths"][0] / 64) ** 2 * RESNET12_FACTOR
+        images = cfg["ways"] * (cfg["shots"] * cfg["inner_steps"] * S_PER_SUPPORT_STEP + cfg["queries"] * S_PER_QUERY)
+        per_iteration = cfg["meta_batch"] * images * size
         if cfg["train_data"] == "omniglot":  # measured (session 14, one thread): 0.75-1.5 s idle to loaded, ALFA + MAML
             per_iteration = 1.0 * cfg["meta_batch"] / 8 * (cfg["filters"] / 64) ** 2
         per_task = per_iteration / cfg["meta_batch"] / 3  # first order, no outer backward
