@@ -358,13 +358,13 @@ def records_table(benchmark) -> str:
     order = {"paper": 0, "quick": 1, "smoke": 2}
     records = sorted((r for r in R.load_records(benchmark.id) if r["scale"] != "smoke"),
                      key=lambda r: (order[r["scale"]], benchmark.rows.index(r["row"]) if r["row"] in benchmark.rows else 99, r["column"],
-                                    r["variant"] != "main", r["variant"]))
+                                    r["variant"] != "main", r["variant"], r.get("seed", 0)))
     if not records:
         return "No published numbers (a figure or a claim check) and no runs yet."
     return ("No published numbers (a figure or a claim check); the runs:\n\n"
-            + tabulate([[r["row"], r["column"], r["variant"], r["scale"], f"{r['mean']:.3f} ± {r['ci95']:.3f}", r["n_episodes"],
-                         "current" if record_is_current(benchmark, r) else "stale: re-run"] for r in records],
-                       headers=["row", "column", "protocol", "scale", benchmark.metric, "scores", "record"], tablefmt="github")
+            + tabulate([[r["row"], r["column"], r["variant"], r.get("seed", 0), r["scale"], f"{r['mean']:.3f} ± {r['ci95']:.3f}",
+                         r["n_episodes"], "current" if record_is_current(benchmark, r) else "stale: re-run"] for r in records],
+                       headers=["row", "column", "protocol", "seed", "scale", benchmark.metric, "scores", "record"], tablefmt="github")
             + "\n\nClaims below use current records only.")
 
 
