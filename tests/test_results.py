@@ -217,6 +217,16 @@ def test_projection_scales_the_timed_record_and_prefers_paper_timings(isolated_r
     save_timing(guiroy.id, maml, {"engines": {"func": 1.6, "loop": 1.0, "higher": 1.1}})
     assert projected_seconds(guiroy, maml, "paper") == pytest.approx(2.0 * 120 * 1000 * 2.5 / 1.6 + 8.0 * 6 * 2.5)
 
+    # a cell that trains nothing (ALFA's Random Init: 0 iterations) projects its test alone, scaled by the test tasks
+    alfa = BENCHMARKS["alfa-table1"]
+    random_init = Cell("Random Init (4-CONV)", "miniImageNet 1-shot")
+    record = R.make_record(benchmark=alfa.id, row=random_init.row, column=random_init.column, variant="main", scale="quick",
+                           metric="accuracy %", scores=np.array([30.0, 31.0]), config=alfa.config(random_init, "quick"), deviations=[],
+                           provenance={})
+    record["timing"] = {"ms_per_iteration": 0.0, "iterations_timed": 0, "test_s": 10.0, "threads": 1, "device": "cpu"}
+    R.write_record(record, random_init.slug)
+    assert projected_seconds(alfa, random_init, "paper") == pytest.approx(10.0 * 600 / 200)
+
 
 def test_records_of_run_means_carry_a_t_interval_and_pair_run_by_run():
     from scipy import stats

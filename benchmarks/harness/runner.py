@@ -100,6 +100,8 @@ def projected_train_test(benchmark: Benchmark, cell: Cell, scale: str, remaining
         return train_s * left, test_s
     t = record["timing"]
     runs = target.get("runs", 1) / source.get("runs", 1)  # a record's timing covers all of its runs
+    if not source["iterations"]:  # a cell that trains nothing (alfa-table1's Random Init): only its test was timed
+        return 0.0, t["test_s"] * target[tests] / source[tests] * runs
     timed = t.get("iterations_timed", source["iterations"] * source.get("runs", 1))
     train_s = t["ms_per_iteration"] * timed / 1000 * target["iterations"] / source["iterations"] * runs
     train_s *= engine_factor(benchmark.id, cell, record) * left
