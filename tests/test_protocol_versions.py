@@ -127,6 +127,7 @@ def _probe_models() -> dict:
     from methods.linear_head import LinearHead
     from methods.maml import MAML
     from methods.maml_metric import MAMLMetric
+    from methods.maml_plus_plus import MAMLPlusPlus
     from methods.matchingnet import MatchingNet
     from methods.meta_sgd import MetaSGD
     from methods.protonet import ProtoNet
@@ -159,6 +160,8 @@ def _probe_models() -> dict:
         "ALFA+L2F(ConvNet), BatchNorm frozen": (lambda: ALFA(_convnet(), cross_entropy_per_task, 0.05, 2, form="code", generator_layers=2,
                                                              frozen=tuple(f"norms.{i}.bias" for i in range(4)), attenuate=True),
                                                 lambda i: images(i, tasks=2, shots=1), adam),
+        "MAML++(ConvNet), multi-step loss for the first 2 one-iteration epochs": (
+            lambda: MAMLPlusPlus(_convnet(), cross_entropy_per_task, 0.05, 2, msl_epochs=2, epoch_length=1), images, adam),
         "Meta-SGD": (lambda: MetaSGD(_mlp(), mse_per_task, 0.01, 2), _sinusoid, adam),
         "regularized MAML": (lambda: RegularizedMAML(_mlp(), mse_per_task, 0.01, 2, gamma=0.5), _sinusoid, adam),
         "MAML(ConvNet)": (lambda: MAML(_convnet(), cross_entropy_per_task, 0.4, 1, frozen=tuple(f"norms.{i}.bias" for i in range(4))),
