@@ -19,7 +19,7 @@ from benchmarks.alfa import meta_dataset as alfa_meta_dataset
 from benchmarks.alfa import omniglot as alfa_omniglot
 from benchmarks.alfa import sinusoid_ablations as alfa_sinusoid_ablations
 from benchmarks.alfa import table8 as alfa_table8
-from benchmarks.anchors import finn2017_table1, nichol2018_table1, snell2017_table1, sung2018_table1, vinyals2016_table1
+from benchmarks.anchors import antoniou2019_table1, finn2017_table1, nichol2018_table1, snell2017_table1, sung2018_table1, vinyals2016_table1
 from benchmarks.guiroy import fig8 as guiroy_fig8
 from benchmarks.guiroy import fig9 as guiroy_fig9
 from benchmarks.guiroy import miniimagenet as guiroy_mini
@@ -50,7 +50,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                       alfa_image_tables.TABLE4, alfa_image_tables.TABLE5, alfa_image_tables.TABLE6, alfa_image_tables.TABLE7,
                       alfa_table8.BENCHMARK, alfa_omniglot.BENCHMARK, alfa_fig3.BENCHMARK,
                       alfa_sinusoid_ablations.BENCHMARK, snell2017_table1.BENCHMARK, finn2017_table1.BENCHMARK,
-                      nichol2018_table1.BENCHMARK,
+                      nichol2018_table1.BENCHMARK, antoniou2019_table1.BENCHMARK,
                       guiroy_omniglot.FIG2, guiroy_mini.FIG3, guiroy_mini.FIG4, guiroy_mini.FIG5, guiroy_mini.FIG6,
                       guiroy_mini.FIG7, guiroy_fig8.BENCHMARK, guiroy_fig9.BENCHMARK, guiroy_omniglot.FIG10,
                       guiroy_omniglot.FIG11, guiroy_omniglot.FIG12, sung2018_table1.BENCHMARK, l2g_table1.BENCHMARK, l2g_table2.BENCHMARK,

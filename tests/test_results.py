@@ -117,6 +117,16 @@ def test_hand_edited_record_is_detected():
         R.check_record(record)
 
 
+@pytest.mark.parametrize("benchmark_id", sorted(BENCHMARKS))
+def test_every_cell_of_a_benchmark_has_its_own_record_file(benchmark_id):
+    """Record files are named by slug: two rows whose names slug alike ("MAML++" and "MAML") would overwrite each other."""
+    benchmark = BENCHMARKS[benchmark_id]
+    cells = [Cell(r, c, v, s) for r in benchmark.rows + benchmark.cited_rows for c in benchmark.columns
+             for v in ("main", *benchmark.variants) for s in range(max(3, benchmark.training_seeds))]
+    slugs = [c.slug for c in cells]
+    assert len(set(slugs)) == len(slugs), sorted({s for s in slugs if slugs.count(s) > 1})[:3]
+
+
 def test_unknown_benchmark_lists_valid_ids(capsys):
     assert main(["compare", "alfa-table99"]) == 2
     err = capsys.readouterr().err

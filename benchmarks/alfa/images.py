@@ -159,6 +159,8 @@ class ALFAImages(Benchmark):
     higher_is_better = True
     training_seeds = 3
     requires_data = "mini_imagenet"
+    #: trainings live under ``runs/<runs_home>/<scale>/``, shared by every table of the family
+    runs_home = RUNS_HOME
 
     # -- cells -> configurations ----------------------------------------------------------------------------------------
     def setting(self, cell: Cell) -> dict:
@@ -202,7 +204,7 @@ class ALFAImages(Benchmark):
                 + config_hash({k: cfg[k] for k in TRAINING_KEYS if k in cfg}))
 
     def run_directories(self, cell: Cell, scale: str) -> list[str]:
-        return [] if self.trains_nothing(self.config(cell, scale)) else [f"{RUNS_HOME}/{scale}/{self.training_key(cell, scale)}"]
+        return [] if self.trains_nothing(self.config(cell, scale)) else [f"{self.runs_home}/{scale}/{self.training_key(cell, scale)}"]
 
     def trivial_score(self, cell: Cell, scale: str) -> float:
         return 100.0 / self.setting(cell)["ways"]
@@ -287,7 +289,7 @@ class ALFAImages(Benchmark):
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
                  device: str = "cpu", progress_position: int | None = None) -> CellResult:
         cfg = self.config(cell, scale)
-        home = Path(runs_dir).parent.parent / RUNS_HOME / Path(runs_dir).name
+        home = Path(runs_dir).parent.parent / self.runs_home / Path(runs_dir).name
         pools = self.pools(cfg, home)
         model = self.build_model(cfg, engine).to(device)
         extra: dict = {}
@@ -301,7 +303,7 @@ class ALFAImages(Benchmark):
             state = train(model, optimizer, lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"],
                           home / key / "checkpoint.pt", key, checkpoint_every=cfg["epoch"], log_every=max(1, cfg["epoch"] // 10),
                           progress=progress, desc=f"{cell.label} [{scale}]", meta={"benchmark": self.id, "scale": scale},
-                          progress_position=progress_position, early_stopping=early)
+                          progress_position=progress_position, early_stopping=early, lr_schedule=self.meta_lr_schedule(cfg))
             if early.best_path.exists():  # the epoch of best validation accuracy is tested, not the last one
                 model.load_state_dict(load_checkpoint(early.best_path, None)["model"])
             tested = self.ensemble(cfg, early, state.val_curve, engine, device) if cfg["test_ensemble"] > 1 else model
@@ -319,6 +321,11 @@ class ALFAImages(Benchmark):
                            "test_s": test_s, "test_tasks": cfg["test_tasks"], "threads": torch.get_num_threads(), "device": device,
                            "load_average_1min": os.getloadavg()[0]}
         return CellResult(scores=scores, deviations=[], wall_time_s=train_s + test_s, train_wall_time_s=train_s, extra=extra)
+
+    def meta_lr_schedule(self, cfg: dict):
+        """``iteration -> factor`` on the meta learning rate, or None: ALFA's is constant (its cosine schedule's floor
+        equals its start); MAML++'s anchor anneals it."""
+        return None
 
     def ensemble(self, cfg: dict, early: EarlyStopping, val_curve: list, engine: str, device: str) -> LogitEnsemble:
         """The models of the ``test_ensemble`` best validation epochs, their test logits averaged (ALFA's code)."""

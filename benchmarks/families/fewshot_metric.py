@@ -420,7 +420,8 @@ class FewShotMetricTable(Benchmark):
 
 
 def omniglot_pools(cfg: dict, runs_dir: Path) -> dict:
-    """Vinyals' Omniglot split, each character at 0/90/180/270 degrees a class, 28x28 NEAREST (``snell2017-table1``'s data)."""
+    """Vinyals' Omniglot split, each character at 0/90/180/270 degrees a class, 28x28 NEAREST (``snell2017-table1``'s data);
+    the test split at ``cfg["test_rotations"]`` only where the configuration names them."""
     from metarepro.data.fixtures import make_omniglot
     from metarepro.data.omniglot import ClassPool, load_cache, read_split
 
@@ -438,4 +439,6 @@ def omniglot_pools(cfg: dict, runs_dir: Path) -> dict:
         if not folder.exists():
             raise DataError(f"split files not found under {folder}: run `metarepro data fetch splits`")
         splits = {s: read_split(folder / f"{s}.txt") for s in ("train", "val", "test")}
+    if "test_rotations" in cfg:  # a protocol that tests on characters at some rotations only (MAML++: unrotated)
+        splits["test"] = [(c, r) for c, r in splits["test"] if r in cfg["test_rotations"]]
     return {s: ClassPool.from_split(cache, split, f"vinyals/{s}") for s, split in splits.items()}
