@@ -462,6 +462,15 @@ def cmd_reproduce(args) -> int:
     return status
 
 
+def launcher_options(args) -> dict:
+    """``reproduce``'s launcher settings (:func:`benchmarks.harness.launchers.launch`)."""
+    if args.launcher in ("pool", "ray"):
+        return {"gpus": args.gpus_per_task} if args.launcher == "ray" else {}
+    slurm = {"time_min": args.slurm_time_min, "slurm_partition": args.slurm_partition,
+             **({"gpus_per_node": int(args.gpus_per_task)} if args.gpus_per_task else {})}
+    return {"slurm": slurm}
+
+
 def reproduce_one(args) -> int:
     benchmark = get_benchmark(args.benchmark)
     if benchmark.not_runnable:
@@ -484,11 +493,16 @@ def reproduce_one(args) -> int:
         cells = with_precision(benchmark, cells, args.precision)
     if args.scale == "paper" and not args.yes:
         print("paper scale: the paper's full schedule; see the estimate below. Ctrl-C stops safely (checkpoints).")
-    if args.device.startswith("cuda") and args.jobs > 1:
-        args.jobs = 1  # one process owns the GPU
+    if args.device.startswith("cuda") and args.jobs > 1 and args.launcher == "pool":
+        # one worker per visible GPU ("cuda"); a named device ("cuda:1") is one process's
+        from benchmarks.harness.runner import visible_gpus
+
+        args.jobs = min(args.jobs, len(visible_gpus())) if args.device == "cuda" else 1
+        args.jobs = max(args.jobs, 1)
     reproduce(benchmark, args.scale, cells, jobs=args.jobs, threads=args.threads, engine=args.engine,
               restart=args.restart, progress=not args.no_progress, device=args.device,
-              allow_protocol_change=args.allow_protocol_change, pin=args.pin)
+              allow_protocol_change=args.allow_protocol_change, pin=args.pin, launcher=args.launcher,
+              launcher_options=launcher_options(args))
     root = None if args.pin else R.local_results_dir()
     if root is None or root.resolve() == R.results_dir().resolve():  # figures and pages are drawn from the pinned records
         for figure in draw_figures(benchmark, args.scale):
@@ -687,7 +701,7 @@ def cmd_pins(args) -> int:
 def cmd_plan(args) -> int:
     from tabulate import tabulate
 
-    from benchmarks.harness.plan import plan
+    from benchmarks.harness.plan import cluster_hours, plan
 
     benchmark = get_benchmark(args.benchmark)
     cells = [Cell.parse(c) for c in args.cells] if args.cells else benchmark.cells(variants=args.variants, scale=args.scale)
@@ -702,6 +716,10 @@ def cmd_plan(args) -> int:
     total = sum(g["projected_hours"] for g in groups)
     print(f"\n{benchmark.id} at {args.scale} scale: {len(groups)} training group(s), {total:.1f} projected hours on one job "
           "(on the machine and threads the timed records name; rough estimates where none)")
+    left = [g["remaining_hours"] for g in groups]
+    for machines in args.machines or ():
+        print(f"  on {machines} machine(s) like that one, a group each at a time (--launcher ray / slurm): "
+              f"{cluster_hours(left, machines):.1f} h of wall time left (the longest group alone: {max(left, default=0):.1f} h)")
     return 0
 
 
@@ -789,7 +807,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--cells", nargs="+", metavar="ROW/COLUMN[/VARIANT[/seed=N]]", help="only these cells")
     r.add_argument("--method", help="run a registered method (methods.METHODS) as an extra row under this protocol")
     r.add_argument("--variants", nargs="+", metavar="NAME", help="also run these protocol variants ('all' for every one)")
-    r.add_argument("--jobs", type=int, default=2, help="cells trained side by side (default 2, one per core)")
+    r.add_argument("--jobs", type=int, default=2,
+                   help="cells trained side by side (default 2, one per core; with --device cuda at most one per visible GPU, each its own)")
     r.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
     r.add_argument("--engine", choices=("auto", *ENGINES), default="auto",
                    help="inner loop of the gradient-based methods: func (tasks batched), loop or higher (task by task); "
@@ -797,6 +816,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: autocast forward passes; runs the benchmark's bf16 variant, recorded beside the fp32 cells")
     r.add_argument("--restart", action="store_true", help="discard checkpoints and records of these cells")
+    r.add_argument("--launcher", choices=("pool", "ray", "slurm", "local"), default="pool",
+                   help="where the training groups run: here in --jobs processes (pool), one Ray task each (ray), one Slurm "
+                        "job each through submitit (slurm), or submitit's local executor (local); records and checkpoints go "
+                        "to the roots this process names, which must be shared paths on a cluster (README: Run it on a cluster)")
+    r.add_argument("--slurm-partition", help="Slurm partition (--launcher slurm)")
+    r.add_argument("--slurm-time-min", type=int, default=24 * 60, help="Slurm time limit per group, minutes (default %(default)s)")
+    r.add_argument("--gpus-per-task", type=float, default=0, help="GPUs per task (--launcher ray / slurm)")
     r.add_argument("--pin", action="store_true",
                    help="write the records into the committed results (results/reproduced, what `dvc repro` and maintainers do); "
                         "default: your own git-ignored results/local/ ($METAREPRO_LOCAL_RESULTS), shown beside the pinned ones")
@@ -850,6 +876,8 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--variants", nargs="+", metavar="NAME", help="also these protocol variants ('all' for every one)")
     pl.add_argument("--scale", choices=R.SCALES, default="paper")
     pl.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    pl.add_argument("--machines", nargs="+", type=int, metavar="K",
+                    help="also the wall time left on K machines, one group each at a time (a cluster launcher's queue)")
     pl.set_defaults(fn=cmd_plan)
 
     pv = sub.add_parser("provenance", help="which code trained each record: its training segments (commit, host, iterations)")

@@ -56,9 +56,23 @@ def is_current(benchmark: Benchmark, cell: Cell, scale: str, root: Path | None =
 _SLOT: int | None = None
 
 
-def _init_worker(slots) -> None:
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` names them (else ``0..count-1``)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and not d.strip().startswith("-")]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _init_worker(slots, gpus: list[str] | None = None) -> None:
+    """A pool worker's start: its slot (progress line), and with ``gpus`` its own GPU, ``gpus[slot]`` made the only
+    visible one before CUDA starts in this (spawned) process, so ``--device cuda`` means that GPU."""
     global _SLOT
     _SLOT = slots.get()
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[_SLOT % len(gpus)]
     keep_freed_memory()
     stop_on_signals()  # Ctrl-C / SIGTERM: finish the iteration, checkpoint, and start nothing new in this worker
 
@@ -301,8 +315,13 @@ def relative_training(training: dict) -> dict:
 
 def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int = 1, threads: int = 1,
               engine: str = "auto", restart: bool = False, progress: bool = True, device: str = "cpu",
-              log=print, allow_protocol_change: bool = False, pin: bool = False) -> list[str]:
+              log=print, allow_protocol_change: bool = False, pin: bool = False, launcher: str = "pool",
+              launcher_options: dict | None = None) -> list[str]:
     """Train and evaluate ``cells``; skip those already current unless ``restart``.
+
+    ``launcher``: ``"pool"`` runs the groups here (``jobs`` worker processes); ``"ray"``, ``"slurm"`` or ``"local"``
+    (submitit's local executor) run each group as a remote task (:mod:`benchmarks.harness.launchers`;
+    ``launcher_options``: ``slurm`` parameters, ``gpus`` per task, ``retries``).
 
     ``pin``: write the records (and pinned checkpoints) into the committed results root (:func:`metarepro.results.results_dir`:
     what DVC stages and maintainers do); else into the user's own, git-ignored one (:func:`metarepro.results.local_results_dir`),
@@ -345,7 +364,13 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
                       device, allow_protocol_change, restart, None if root is None else str(root))
     written: list[str] = []
     started = time.perf_counter()
-    if jobs <= 1 or len(order) <= 1:
+    if launcher != "pool" and order:
+        from benchmarks.harness.launchers import launch
+
+        written = launch(launcher, [args(g) for g in order], git, threads, log=log, **(launcher_options or {}))
+        for p in written:
+            log(f"  wrote {p}")
+    elif jobs <= 1 or len(order) <= 1:
         for g in order:
             written += _run_group(*args(g))
     else:
@@ -353,7 +378,8 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
         slots = ctx.Manager().Queue()
         for i in range(jobs):
             slots.put(i)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots,)) as pool:
+        gpus = visible_gpus() if device == "cuda" else None  # one worker per GPU (the CLI caps jobs at their count)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots, gpus)) as pool:
 
             def stop_workers(signum, frame):  # SIGTERM to this process: pass it to the workers, then stop here too
                 for process in list((getattr(pool, "_processes", None) or {}).values()):
