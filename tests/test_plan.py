@@ -36,3 +36,23 @@ def test_plan_json_from_the_cli(capsys):
     assert main(["plan", "finn2017-table1", "--scale", "paper", "--format", "json"]) == 0
     groups = json.loads(capsys.readouterr().out)
     assert len(groups) == 4 and all(g["projected_hours"] > 0 and g["run_directories"] for g in groups)
+
+
+def test_cluster_hours_is_the_longest_first_queue_within_grahams_bound_of_the_best_schedule():
+    import itertools
+    import random
+
+    from benchmarks.harness.plan import cluster_hours
+
+    assert cluster_hours([5, 4, 3, 3, 3], 1) == 18
+    assert cluster_hours([5, 4, 3, 3, 3], 2) == 10  # 5 | 4, then 3s to the machine free soonest: 8 | 10 (the best is 9)
+    assert cluster_hours([5, 4, 3, 3, 3], 9) == 5
+    assert cluster_hours([], 4) == 0
+    rng = random.Random(0)
+    for _ in range(200):
+        hours = [rng.randint(1, 20) for _ in range(rng.randint(1, 7))]
+        machines = rng.randint(1, 4)
+        best = min(max(sum(h for h, m in zip(hours, assign) if m == k) for k in range(machines))
+                   for assign in itertools.product(range(machines), repeat=len(hours)))
+        got = cluster_hours(hours, machines)
+        assert best <= got <= (4 / 3 - 1 / (3 * machines)) * best + 1e-9, (hours, machines, got, best)

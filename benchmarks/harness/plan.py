@@ -9,6 +9,8 @@ is current.
 
 from __future__ import annotations
 
+import heapq
+
 from benchmarks.harness.base import Benchmark, Cell
 from benchmarks.harness.runner import group_seconds, is_current, timed_record
 
@@ -53,3 +55,14 @@ def plan(benchmark: Benchmark, cells: list[Cell], scale: str) -> list[dict]:
             "records": [f"reproduced/{benchmark.id}/{scale}/{c.slug}.json" for c in group],  # under the results root
         })
     return sorted(out, key=lambda g: -g["projected_hours"])
+
+
+def cluster_hours(group_hours: list[float], machines: int) -> float:
+    """Wall hours for ``machines`` that each run one group at a time, the longest groups first, each to the machine free
+    soonest (what a launcher's queue does): never below the longest group, nor below the total over ``machines``."""
+    if machines < 1:
+        raise ValueError(f"machines must be at least 1, got {machines}")
+    finish = [0.0] * min(machines, max(len(group_hours), 1))
+    for hours in sorted(group_hours, reverse=True):
+        heapq.heappush(finish, heapq.heappop(finish) + hours)
+    return max(finish)
