@@ -24,3 +24,21 @@ def isolated_results(tmp_path, monkeypatch):
     monkeypatch.setenv("METAREPRO_LOCAL_RESULTS", str(results))  # a user's runs land beside the published numbers here
     monkeypatch.setenv("METAREPRO_RUNS", str(tmp_path / "runs"))
     return results
+
+
+def assert_gradient_matches_central_differences(loss_fn, entries, step: float = 1e-6, rtol: float = 1e-6) -> None:
+    """Autograd's gradient of the scalar ``loss_fn()`` at ``entries`` ((float64 parameter, flat index) pairs) against
+    central differences ``(L(x + h) - L(x - h)) / 2h``, within ``rtol`` of ``max(1, |numeric|)``."""
+    grads = torch.autograd.grad(loss_fn(), [p for p, _ in entries])
+    for (param, index), grad in zip(entries, grads):
+        flat = param.data.view(-1)
+        original = flat[index].item()
+        values = []
+        for shifted in (original + step, original - step):
+            with torch.no_grad():
+                flat[index] = shifted
+            values.append(loss_fn().item())  # an inner loop needs autograd: no no_grad here
+        with torch.no_grad():
+            flat[index] = original
+        numeric = (values[0] - values[1]) / (2 * step)
+        assert abs(grad.view(-1)[index].item() - numeric) <= rtol * max(1.0, abs(numeric)), (index, grad.view(-1)[index].item(), numeric)

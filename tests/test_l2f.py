@@ -15,6 +15,7 @@ from metarepro.inner import cross_entropy_per_task, mse_per_task
 from methods.alfa import ALFA
 from methods.backbones import MLP, ConvNet
 from methods.l2f import L2F
+from tests.conftest import assert_gradient_matches_central_differences
 
 FROZEN_BN = tuple(f"norms.{i}.{k}" for i in range(4) for k in ("weight", "bias"))
 
@@ -118,22 +119,7 @@ def _outer(model, batch) -> torch.Tensor:
 
 def _check_meta_gradient(model, batch, entries):
     """Autograd's meta-gradient at ``entries`` ((parameter, flat index) pairs) against central differences."""
-    loss = _outer(model, batch)
-    grads = torch.autograd.grad(loss, [p for p, _ in entries])
-    step = 1e-6
-    for (param, index), grad in zip(entries, grads):
-        flat = param.data.view(-1)
-        original = flat[index].item()
-        values = []
-        for shifted in (original + step, original - step):
-            with torch.no_grad():
-                flat[index] = shifted
-            values.append(_outer(model, batch).item())  # the inner loop needs autograd
-        with torch.no_grad():
-            flat[index] = original
-        plus, minus = values
-        numeric = (plus - minus) / (2 * step)
-        assert abs(grad.view(-1)[index].item() - numeric) <= 1e-6 * max(1.0, abs(numeric)), (index, numeric)
+    assert_gradient_matches_central_differences(lambda: _outer(model, batch), entries)
 
 
 def test_l2f_meta_gradient_matches_finite_differences():

@@ -12,6 +12,7 @@ from metarepro.inner import cross_entropy_per_task
 from methods.backbones import ConvNet
 from methods.maml import MAML
 from methods.maml_plus_plus import MAMLPlusPlus, cosine_meta_lr, norm_parameter_names, step_loss_weights
+from tests.conftest import assert_gradient_matches_central_differences
 
 STEPS = 3
 
@@ -129,21 +130,7 @@ def test_meta_gradient_of_rates_norm_rows_and_weights_matches_finite_differences
     batch = _batch(seed=4)
     entries = [(model.step_rates["convs-1-weight"], 0), (model.step_rates["head-bias"], 2), (model.step_norms["norms-2-weight"], 1 * 4 + 3),
                (model.step_norms["norms-0-bias"], 2 * 4 + 1), (model.backbone.convs[0].weight, 5), (model.backbone.head.weight, 7)]
-    loss = model.outer_loss(batch)
-    grads = torch.autograd.grad(loss, [p for p, _ in entries])
-    step = 1e-6
-    for (param, index), grad in zip(entries, grads):
-        flat = param.data.view(-1)
-        original = flat[index].item()
-        values = []
-        for shifted in (original + step, original - step):
-            with torch.no_grad():
-                flat[index] = shifted
-            values.append(model.outer_loss(batch).item())
-        with torch.no_grad():
-            flat[index] = original
-        numeric = (values[0] - values[1]) / (2 * step)
-        assert abs(grad.view(-1)[index].item() - numeric) <= 1e-6 * max(1.0, abs(numeric)), (index, numeric)
+    assert_gradient_matches_central_differences(lambda: model.outer_loss(batch), entries)
     # the rate of the unused extra step (the code allocates steps + 1) gets no gradient
     assert torch.autograd.grad(model.outer_loss(batch), model.step_rates["head-bias"])[0][STEPS].item() == 0.0
 
