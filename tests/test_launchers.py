@@ -218,3 +218,18 @@ def test_a_task_gets_the_frozen_code_first_on_its_path_absolute_roots_and_the_lo
     env = task_environment(code)
     assert env["PYTHONPATH"] == str(code) and env["METAREPRO_RUNS"] == str((tmp_path / "runs").resolve())
     assert env["METAREPRO_LOCK"] == "lease" and env["METAREPRO_CHECKPOINT_EVERY"] == "50"
+
+
+def test_only_interruptions_are_resubmitted():
+    """A killed worker, a lost node or a trainer stopped by SIGTERM resumes; an error of the training itself would recur."""
+    from benchmarks.harness.launchers import ray_task_interrupted, submitit_job_interrupted
+
+    exceptions = _need("ray").exceptions
+    utils = _need("submitit").core.utils
+    assert ray_task_interrupted(exceptions.WorkerCrashedError())
+    assert ray_task_interrupted(exceptions.RayTaskError("entry", "Traceback ... KeyboardInterrupt", KeyboardInterrupt()))
+    assert not ray_task_interrupted(exceptions.RayTaskError("entry", "Traceback ... NonFiniteLossError", ValueError("loss is nan")))
+    assert not ray_task_interrupted(exceptions.TaskCancelledError())
+    assert submitit_job_interrupted(utils.UncompletedJobError("Job 123 has not produced any output (state: FAILED)"))
+    assert submitit_job_interrupted(utils.FailedJobError("Job (task=0) failed\nTraceback ...\nKeyboardInterrupt"))
+    assert not submitit_job_interrupted(utils.FailedJobError("Job (task=0) failed\nTraceback ...\nNonFiniteLossError: outer loss is nan"))

@@ -14,7 +14,7 @@ same code. Every training segment names its host (:func:`metarepro.trainer.new_s
 
 Signals, and which code owns them:
 
-* SIGTERM (Slurm's pre-emption and time limit, before its SIGKILL; Ray's cancel): the trainer's
+* SIGTERM (Slurm's pre-emption and time limit, before its SIGKILL; a Ray node shutting down): the trainer's
   (:class:`metarepro.trainer.StopRequest`): the iteration at hand finishes, the state is checkpointed, the task ends
   interrupted. The launcher resubmits an interrupted group (up to ``retries`` times), which resumes from that
   checkpoint; the record is written once, by the run that finishes.
@@ -23,6 +23,9 @@ Signals, and which code owns them:
   last periodic checkpoint (``$METAREPRO_CHECKPOINT_EVERY`` iterations at most are repeated, to the same numbers).
 * SIGKILL (a lost node, the OOM killer): nobody's; the task fails (Ray: the worker died; submitit: the job failed) and
   the launcher resubmits it; either resumes from the last periodic checkpoint.
+
+An error the training raises itself (a NaN loss, a bad configuration) or a user's ``ray.cancel`` is not resubmitted: it
+fails the submission, as it fails a local run.
 
 Locks: a group's lock is taken by the task that trains it (:func:`metarepro.atomic.file_lock`). By default that is
 :mod:`filelock`'s ``flock``, which holds between processes of one machine and across nodes only where the shared
@@ -139,13 +142,33 @@ class GroupJob:
         return submitit.helpers.DelayedSubmission(GroupJob(self.code), args)
 
 
+def ray_task_interrupted(err: BaseException) -> bool:
+    """Whether a Ray task's failure is an interruption to resume from (its worker or node died, the OOM killer, or the
+    trainer stopped on SIGTERM) rather than an error that a rerun would repeat (a NaN loss, a bad configuration)."""
+    from ray.exceptions import NodeDiedError, OutOfMemoryError, RayTaskError, WorkerCrashedError
+
+    if isinstance(err, (WorkerCrashedError, NodeDiedError, OutOfMemoryError)):
+        return True
+    return isinstance(err, RayTaskError) and isinstance(getattr(err, "cause", None), KeyboardInterrupt)
+
+
+def submitit_job_interrupted(err: BaseException) -> bool:
+    """Whether a submitit job's failure is an interruption to resume from: it ended without a result (killed, timed out)
+    or the trainer stopped on SIGTERM (``KeyboardInterrupt`` in its traceback); not an error raised by the training."""
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    if isinstance(err, FailedJobError):  # the job's function raised: its traceback is the message
+        return "KeyboardInterrupt" in str(err)
+    return isinstance(err, UncompletedJobError)
+
+
 def run_on_ray(task_args: list[tuple], env: dict[str, str], threads: int, gpus: float = 0, retries: int = 2, log=print) -> list[str]:
     """Every group a Ray task (``num_cpus=threads``), one fresh worker each (``max_calls=1``). Connects to the cluster
     ``ray.init()`` finds (``RAY_ADDRESS``), or starts a local one.
 
-    A task whose worker died (SIGKILL, a lost node) is resubmitted here, up to ``retries`` times, rather than by Ray's own
-    ``max_retries``: with Ray's retry the driver's ``ray.get`` raised ``SystemExit(0)`` (session 13/14, Ray 2.x, a
-    worker SIGKILLed mid-task); a resubmitted task resumes from the group's checkpoints like a retried one."""
+    A task interrupted (:func:`ray_task_interrupted`: its worker or node died, or the trainer stopped on SIGTERM) is
+    resubmitted here, up to ``retries`` times, and resumes from the group's checkpoints; any other failure is raised. Ray's
+    own ``max_retries`` would retry worker deaths only, not a trainer stopped by a node's SIGTERM."""
     import ray
     from ray.exceptions import RayError
 
@@ -167,8 +190,8 @@ def run_on_ray(task_args: list[tuple], env: dict[str, str], threads: int, gpus: 
         args, attempt = pending.pop(ref)
         try:
             written += ray.get(ref)
-        except RayError as err:  # the worker died or the task failed: resume from its checkpoints
-            if attempt >= retries:
+        except RayError as err:  # the worker died or the training was stopped: resume from its checkpoints
+            if attempt >= retries or not ray_task_interrupted(err):
                 raise
             log(f"launcher: Ray task for {args[0]} ended with {type(err).__name__}; resubmitting (attempt {attempt + 2} of "
                 f"{retries + 1}), it resumes from its checkpoints")
@@ -207,8 +230,8 @@ def run_on_submitit(task_args: list[tuple], env: dict[str, str], kind: str, thre
             args, job, attempt = pending.pop(0)
             try:
                 written += job.result()
-            except Exception as err:  # interrupted (SIGTERM), killed, or a failure: resume from its checkpoints
-                if attempt >= retries:
+            except Exception as err:  # interrupted (SIGTERM) or killed: resume from its checkpoints; an error is raised
+                if attempt >= retries or not submitit_job_interrupted(err):
                     raise
                 log(f"launcher: job {job.job_id} ({args[0]}) ended with {type(err).__name__}; resubmitting "
                     f"(attempt {attempt + 2} of {retries + 1}), it resumes from its checkpoints")
