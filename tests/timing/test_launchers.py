@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -45,9 +46,12 @@ def _seconds(launcher: str, benchmark_id: str, cells: list[Cell], scale: str, jo
 def ray_instance():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_worker_niceness", "0")
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+    for s, handler in handlers.items():  # ray.init replaces the driver's SIGTERM and SIGINT handlers; shutdown leaves them
+        signal.signal(s, handler)
 
 
 def test_overhead_per_task(benchmark, ray_instance, tmp_path, monkeypatch):
