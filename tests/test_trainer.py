@@ -123,8 +123,20 @@ def test_run_killed_with_sigkill_resumes_to_the_same_final_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.fixture
+def interactive_signals():
+    """SIGINT and SIGTERM as an interactive process has them: a run under ``nohup ... &`` (CI started so) inherits an
+    ignored SIGINT, which the trainer leaves ignored on purpose, and ``ray.init`` in an earlier test replaces both."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, handler in previous.items():
+        signal.signal(s, handler)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_or_ctrl_c_stops_after_the_iteration_and_loses_nothing(tmp_path, signum):
+def test_sigterm_or_ctrl_c_stops_after_the_iteration_and_loses_nothing(tmp_path, signum, interactive_signals):
     """The signal lands inside iteration 37 (checkpoints every 50, log every 20): the run finishes that iteration,
     checkpoints iteration 38 with its partial loss window, and the resumed run ends exactly as an uninterrupted one."""
     model, opt = make()
