@@ -160,6 +160,13 @@ class MAMLPlusPlus(MAML):
         return [torch.cat(step) for step in zip(*per_task)]
 
     # -- MAML's interface -------------------------------------------------------------------------------------------------
+    def inner_loop(self, training: bool):
+        raise NotImplementedError("MAML++ has no single inner loop: its rates and normalisation change per step (adapt_and_predict)")
+
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, training: bool = False):
+        # MAML's adapt would run plain MAML steps (one fixed rate, shared normalisation) under MAML++'s name
+        raise NotImplementedError("MAML++ adapts with per-step rates and normalisation tables: use adapt_and_predict")
+
     def outer_loss(self, batch: Episode) -> torch.Tensor:
         """The meta-loss at the model's current epoch: MSL's weighted sum over steps while ``epoch < msl_epochs``, else
         the last step's query loss; averaged over the tasks (scalar)."""

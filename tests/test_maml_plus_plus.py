@@ -145,3 +145,11 @@ def test_train_step_counts_meta_iterations_and_a_reloaded_model_resumes_the_coun
     other.load_state_dict(model.state_dict())
     assert int(other.meta_iterations) == 3
     assert not any(p.requires_grad for n, p in model.backbone.named_parameters() if n in model.norm_names)  # per-step rows replace them
+
+
+def test_maml_s_plain_adaptation_entry_points_refuse_rather_than_adapt_without_the_switches():
+    model, batch = _model(), _batch()
+    with pytest.raises(NotImplementedError, match="adapt_and_predict"):
+        model.adapt(batch.support_x, batch.support_y)
+    with pytest.raises(NotImplementedError, match="per step"):
+        model.inner_loop(training=False)
