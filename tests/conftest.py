@@ -1,4 +1,6 @@
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -42,3 +44,19 @@ def assert_gradient_matches_central_differences(loss_fn, entries, step: float = 
             flat[index] = original
         numeric = (values[0] - values[1]) / (2 * step)
         assert abs(grad.view(-1)[index].item() - numeric) <= rtol * max(1.0, abs(numeric)), (index, grad.view(-1)[index].item(), numeric)
+
+
+@contextlib.contextmanager
+def local_ray(ray, **init_options):
+    """A local Ray instance on 2 CPUs, its workers at niceness 0 as the launcher's own local instance (see
+    ``launchers.run_on_ray``); on exit it is shut down and the driver's SIGTERM and SIGINT handlers are put back (ray.init
+    replaces them and ray.shutdown leaves them, which broke the trainer's signal tests that ran after)."""
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, **init_options)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        for s, handler in handlers.items():
+            signal.signal(s, handler)

@@ -15,7 +15,7 @@ import torch
 
 from benchmarks import get_benchmark
 from benchmarks.harness.base import Cell
-from tests.conftest import ROOT
+from tests.conftest import ROOT, local_ray
 
 
 def _need(module: str):
@@ -49,14 +49,8 @@ def _record(results, benchmark_id: str, cell: str) -> dict:
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = _need("ray")
-    os.environ.setdefault("RAY_worker_niceness", "0")  # as the launcher's own local instance: see run_on_ray
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-    for s, handler in handlers.items():  # ray.init replaces the driver's SIGTERM and SIGINT handlers; shutdown leaves them
-        signal.signal(s, handler)
+    with local_ray(_need("ray"), object_store_memory=80 * 2**20) as ray:
+        yield ray
 
 
 @pytest.fixture

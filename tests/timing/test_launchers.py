@@ -12,9 +12,7 @@ the benchmark JSON's ``extra_info``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import pytest
 from benchmarks import get_benchmark
 from benchmarks.harness.base import Cell
 from benchmarks.harness.runner import reproduce
-from tests.conftest import ROOT
+from tests.conftest import ROOT, local_ray
 
 pytestmark = pytest.mark.timing
 
@@ -44,14 +42,8 @@ def _seconds(launcher: str, benchmark_id: str, cells: list[Cell], scale: str, jo
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_worker_niceness", "0")
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-    for s, handler in handlers.items():  # ray.init replaces the driver's SIGTERM and SIGINT handlers; shutdown leaves them
-        signal.signal(s, handler)
+    with local_ray(pytest.importorskip("ray")):
+        yield
 
 
 def test_overhead_per_task(benchmark, ray_instance, tmp_path, monkeypatch):
