@@ -131,7 +131,8 @@ def test_table6_readings_share_their_models_and_vary_one_hyperparameter():
     assert model.generator is not None and model.widths == (0, 1)  # one generated weight decay per step, shared by the layers
 
 
-def test_fig3_traces_the_hyperparameters_a_hand_written_alfa_loop_applies():
+@pytest.mark.parametrize("engine", ["func", "loop"])
+def test_fig3_traces_the_hyperparameters_a_hand_written_alfa_loop_applies(engine):
     """Oracle: ALFA's code-form update written out per task in float64 (layer-wise means of weights and gradients ->
     generator -> alpha = alpha0[j, l] alpha1_l, beta = beta0[j, l] beta1_l -> theta <- (1 - beta) theta - alpha g)."""
     from benchmarks.alfa.fig3 import generated_hyperparameters, quantile_table
@@ -140,7 +141,7 @@ def test_fig3_traces_the_hyperparameters_a_hand_written_alfa_loop_applies():
     from methods.backbones import MLP
 
     torch.manual_seed(0)
-    model = ALFA(MLP([1, 6, 1], init="torch"), mse_per_task, 0.05, 2, form="code", generator_layers=2).double()
+    model = ALFA(MLP([1, 6, 1], init="torch"), mse_per_task, 0.05, 2, form="code", generator_layers=2, engine=engine).double()
     with torch.no_grad():
         model.alpha0.uniform_(0.01, 0.1)
         model.beta0.uniform_(1e-3, 1e-2)

@@ -175,6 +175,63 @@ def test_omniglot_claims_share_the_heads_models_and_sweep_the_coefficients():
     assert [OMNIGLOT.column_higher_is_better(c) for c in ("R_FC", "SVM 1-shot", "5-shot", "distance 1-shot")] == [False, True, True, False]
 
 
+def test_head_accuracies_score_an_episode_with_non_finite_logits_as_nan_not_as_chance():
+    from benchmarks.families.unraveling_images import head_accuracies
+    from metarepro.episodes import Episode
+
+    query_y = torch.tensor([0, 1, 1, 0])
+    right = torch.nn.functional.one_hot(query_y, 2).float()
+    half = right.clone()
+    half[2:] = 1 - half[2:]  # 2 of 4 queries wrong
+    nan, inf = right.clone(), half.clone()
+    nan[1, 0], inf[3, 1] = float("nan"), float("inf")  # one non-finite logit, not on the argmax
+
+    class ScriptedHead(torch.nn.Module):  # the next scripted logits at each call, (1, queries, ways)
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = iter(logits)
+
+        def forward(self, support, support_y, query, ways):
+            return next(self.logits)[None]
+
+    episodes = [Episode(torch.rand(2, 1, 2, 2), torch.tensor([0, 1]), torch.rand(4, 1, 2, 2), query_y) for _ in range(4)]
+    scores = head_accuracies(torch.nn.Flatten(), ScriptedHead([nan, right, inf, half]), episodes, "cpu")
+    assert np.isnan(scores[0]) and np.isnan(scores[2]) and scores[1] == 100.0 and scores[3] == 50.0
+
+
+def test_the_maml_heads_grid_never_chooses_a_diverged_point_and_flags_an_edge_choice(monkeypatch):
+    """The grid is scored by a scripted stand-in for head_accuracies (per (lr, steps) a validation mean, NaN: diverged)."""
+    from benchmarks.unraveling import omniglot_heads as H
+
+    def scripted(table):
+        return lambda backbone, head, episodes, device: np.array([table.get((head.lr, head.steps), 10.0)])
+
+    monkeypatch.setattr(H.BENCHMARK, "fixed_episodes", lambda pool, cfg, split, n: [])
+    cfg = {**H.BENCHMARK.config(Cell("ProtoNet", "MAML"), "paper")}
+    inner = {(0.003, 5): 90.0, (0.1, 5): float("nan"), (0.4, 10): float("nan")}
+    monkeypatch.setattr(H, "head_accuracies", scripted(inner))
+    head, extra = H.BENCHMARK.test_head(None, "MAML", cfg, {"val": None}, "cpu")
+    chosen = extra["maml_head"]
+    assert (head.lr, head.steps, chosen["on_grid_edge"]) == (0.003, 5, False)
+    assert chosen["grid"]["lr=0.1 steps=5"] == "diverged" and chosen["grid"]["lr=0.003 steps=5"] == 90.0
+    monkeypatch.setattr(H, "head_accuracies", scripted({(0.001, 5): 90.0}))  # the smallest rate: more may lie below
+    assert H.BENCHMARK.test_head(None, "MAML", cfg, {"val": None}, "cpu")[1]["maml_head"]["on_grid_edge"]
+    monkeypatch.setattr(H, "head_accuracies", lambda *a: np.array([float("nan")]))
+    with pytest.raises(FloatingPointError, match="every grid point"):
+        H.BENCHMARK.test_head(None, "MAML", cfg, {"val": None}, "cpu")
+
+
+def test_the_maml_heads_grid_is_a_test_setting_and_leaves_the_training_key_alone(monkeypatch):
+    from benchmarks.unraveling import omniglot_heads as H
+
+    cell = Cell("Classical", "MAML", seed=1)
+    before = H.BENCHMARK.training_key(cell, "paper")
+    monkeypatch.setitem(H.PROTOCOL, "maml_grid", [(0.5, 3)])
+    assert H.BENCHMARK.training_key(cell, "paper") == before
+    monkeypatch.setitem(H.PROTOCOL, "iterations", 9_999)
+    assert H.BENCHMARK.training_key(cell, "paper") != before
+
+
 def test_a_lower_separation_metric_holds_the_claim(isolated_results):
     """Claims read each column's direction: ProtoNet's lower R_FC than classical training's supports the claim."""
     from benchmarks.harness.runner import claim_checks

@@ -23,6 +23,7 @@ import torch
 
 from benchmarks.alfa.images import ALFAImages
 from benchmarks.alfa.omniglot import BENCHMARK as OMNIGLOT
+from benchmarks.harness.base import Cell
 from metarepro import results as R
 from metarepro.episodes import Episode, task_rng
 from metarepro.inner import adapt_tasks
@@ -46,7 +47,8 @@ def generated_hyperparameters(model: ALFA, batch: Episode) -> tuple[np.ndarray, 
     def per_task(value) -> np.ndarray:  # a float, a shared 0-d / (1, 1, ...) value, or one per task (T, 1, ...)
         return np.broadcast_to(torch.as_tensor(value).detach().reshape(-1).cpu().numpy(), (tasks,))
 
-    loop = dataclasses.replace(model.inner_loop(training=False), hyper_fn=recording)
+    # the batched engine: the recorder reads one call per step holding every task (the "loop" engine calls it per task)
+    loop = dataclasses.replace(model.inner_loop(training=False), hyper_fn=recording, engine="func")
     with torch.enable_grad():
         adapt_tasks(model.backbone, model.meta_parameters(), batch.support_x, batch.support_y, model.task_loss, loop)
     alpha = np.array([[per_task(v) for v in lrs] for lrs, _ in trace])
@@ -63,7 +65,7 @@ def quantile_table(values: np.ndarray) -> list[list[list[float]]]:
 class ALFAFig3(ALFAImages):
     id = "alfa-fig3"
     title = ("ALFA Fig. 3: generated learning rate and weight decay per inner step and layer, on Omniglot ALFA + MAML "
-             "models (alfa-omniglot's), test-task accuracy %")
+             "models (alfa-omniglot's, claim budget of 5,000 meta-iterations), test-task accuracy %")
     rows = ("ALFA + MAML",)
     columns = ("Omniglot 5-way 1-shot",)
     requires_data = "omniglot"
@@ -92,9 +94,12 @@ class ALFAFig3(ALFAImages):
 
         def panel(key: str, layer: int) -> dict:
             series = {f"seed {r.get('seed', 0)}": [(j + 1, *q) for j, q in enumerate(r["generated"][key][layer])] for r in records}
-            return {"title": layers[layer], "ylabel": key, "series": series}
+            return {"title": layers[layer], "ylabel": ylabel[key], "series": series}
 
-        caption = f"ALFA + MAML, Omniglot 5-way 1-shot ({scale} scale): median, 25-75 % and 5-95 % over test tasks"
+        cfg = self.config(Cell(self.rows[0], self.columns[0]), scale)
+        budget = f"claim budget, {cfg['epochs'] * cfg['epoch']:,} meta-iterations per model" if scale == "paper" else f"{scale} scale"
+        caption = f"ALFA + MAML, Omniglot 5-way 1-shot ({budget}): median, 25-75 % and 5-95 % over test tasks"
+        ylabel = {"alpha": "alpha", "beta": "beta (code: theta <- (1 - beta) theta - alpha g)"}
         paths = [quantile_panels([panel(key, i) for i in range(len(layers))], self.figure_path(scale, key),
                                  f"generated {key} per inner step, {caption}", "inner step", ncols=5) for key in ("alpha", "beta")]
         conv4 = layers.index("convs.3.weight")

@@ -34,11 +34,11 @@ Fine Tune = Y              the backbone and a zero-initialised softmax layer fin
                            recoverable here]; "Cosine": nearest neighbour on the fine-tuned features;
                            "Softmax": the fine-tuned layer's prediction
 Matching Nets              ``methods.matchingnet`` without full context embeddings [choice], trained on
-                           episodes of the column's ways and shots (15 queries per class for 5-way, 5 for 20-way
-                           with 5 shots: an Omniglot class has 20 drawings), Adam 1e-3; one model per column
+                           episodes of the column's ways and shots, 15 queries per class (at 5 shots support and
+                           queries are all 20 drawings of a class), Adam 1e-3; one model per column
 Matching Nets, Fine Tune   the trained embedding fine-tuned as above, then matched
 budget                     ``paper``: 10,000 updates [choice], ``quick`` 1,000; selection on validation accuracy
-test                       1000 fixed episodes per column [choice], 15 queries per class (5 at 20-way 5-shot)
+test                       1000 fixed episodes per column [choice], 15 queries per class
 =========================  =====================================================================
 """
 

@@ -288,7 +288,8 @@ def labelled_images(pool, classes: np.ndarray, items: np.ndarray) -> torch.Tenso
 # -- measures of a trained model (the Omniglot claim checks use them too) -------------------------------------------
 @torch.no_grad()
 def head_accuracies(backbone: nn.Module, head: nn.Module, episodes: list[Episode], device: str) -> np.ndarray:
-    """Query accuracy % of each episode with ``head`` on the frozen ``backbone`` (eval mode)."""
+    """Query accuracy % of each episode with ``head`` on the frozen ``backbone`` (eval mode); NaN for an episode whose
+    logits are not all finite (a diverged fine-tuning: argmax would still name a class, and score it as chance)."""
     was = backbone.training
     backbone.eval()
     try:
@@ -300,7 +301,8 @@ def head_accuracies(backbone: nn.Module, head: nn.Module, episodes: list[Episode
                 logits = head(backbone, e.support_x[None], e.support_y[None], e.query_x[None], ways)
             else:
                 logits = head(backbone(e.support_x)[None], e.support_y[None], backbone(e.query_x)[None], ways)
-            out.append(100.0 * float((logits[0].argmax(-1) == e.query_y).float().mean()))
+            correct = (logits[0].argmax(-1) == e.query_y).float().mean()
+            out.append(100.0 * float(correct) if bool(torch.isfinite(logits).all()) else float("nan"))
         return np.array(out)
     finally:
         backbone.train(was)

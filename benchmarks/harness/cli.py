@@ -188,7 +188,8 @@ def render_readme(path: Path | None = None) -> Path:
         for header, table in claim_tables(b, PAIRED_HEADER_RENDERED):
             from tabulate import tabulate
 
-            out += [header, "", tabulate(table, headers="keys", tablefmt="github"), ""]
+            note = multiplicity_note(table)
+            out += [header, "", tabulate(table, headers="keys", tablefmt="github"), ""] + ([note, ""] if note else [])
         if b.variants:
             out += ["Protocol variants:", ""] + [f"- `{k}`: {v}" for k, v in b.variants.items()] + [""]
         paper = [r for r in R.load_records(b.id) if r["scale"] == "paper"]
@@ -280,6 +281,15 @@ PAIRED_HEADER = "The paper's claims on the same test episodes (paired difference
 PAIRED_HEADER_RENDERED = "The paper's claims, checked cell by cell on the same test episodes (paired differences, 95% CI):"
 LEVEL_HEADER = ("The paper's level claims: per training run, the mean of a probed measure over its epochs, method minus "
                 "baseline paired by seed (95% Student-t interval over seeds):")
+
+
+def multiplicity_note(rows: list[dict]) -> str | None:
+    """A line under a claim table of several decided verdicts: each is its own 95% interval, none corrected for the others."""
+    decided = sum(str(r.get("holds", "")).split(" (")[0] in ("yes", "reversed", "no difference") for r in rows)
+    if decided < 2:
+        return None
+    return (f"Each verdict is its own 95% interval, not corrected for multiplicity: if nothing differed, about {decided / 20:.1f} "
+            f"of these {decided} would still read yes or reversed.")
 
 
 def claim_tables(benchmark, paired_header: str) -> list[tuple[str, list[dict]]]:
@@ -592,6 +602,8 @@ def cmd_compare(args) -> int:
 
             print("\n" + header)
             print(tabulate(table, headers="keys", tablefmt="github"))
+            if multiplicity_note(table):
+                print(multiplicity_note(table))
     bad = failing(rows)
     if bad and args.format != "json":
         print(f"\n{len(bad)} paper-scale cell(s) outside tolerance and not among the known deviations.", file=sys.stderr)
