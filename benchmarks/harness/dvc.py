@@ -155,11 +155,13 @@ def out_of_sync() -> list[str]:
 
 def write_lock() -> Path:
     """``dvc.lock`` as the committed records were made: ``params.yaml`` from the records, ``dvc commit`` of every stage
-    (it hashes the outputs as they are), then ``params.yaml`` from the code again."""
+    (it hashes the outputs as they are) into a fresh lock, then ``params.yaml`` from the code again."""
     all_stages = stages()
     dvc_file, params_file = paths()
     atomic_write_text(dvc_file, dvc_yaml(all_stages))
     atomic_write_text(params_file, params_yaml(all_stages, "recorded"))
+    # from scratch: `dvc commit` keeps the lock entries of stages dvc.yaml no longer has (a record re-made under a new key)
+    (PROJECT_ROOT / "dvc.lock").unlink(missing_ok=True)
     try:
         subprocess.run(["dvc", "commit", "--force", "--quiet", "dvc.yaml"], cwd=PROJECT_ROOT, check=True)
     finally:
