@@ -92,7 +92,10 @@ def test_the_regularized_loss_is_cross_entropy_plus_the_regulariser():
 
     torch.manual_seed(0)
     batch = LabelledBatch(torch.rand(8, 1, 28, 28), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))
-    for name, reg in (("fc", feature_clustering), ("hv", hyperplane_variation_of_batch)):
+    def scatter_ratio(features, labels):  # the trained R_FC term: the paper's R_FC without its C/N (Table 8's coefficients hold it)
+        return feature_clustering(features, labels) * len(labels) / len(labels.unique())
+
+    for name, reg in (("fc", scatter_ratio), ("hv", hyperplane_variation_of_batch)):
         model = RegularizedClassifier(Conv4(1, 4, pool=True), 4, 5, regularizer=name, coefficient=0.7)
         features = model.backbone(batch.x)
         want = torch.nn.functional.cross_entropy(model.classifier(features), batch.y) + 0.7 * reg(features, batch.y)

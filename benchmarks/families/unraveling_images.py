@@ -36,8 +36,9 @@ classical (-C rows)        Appendix A.2: Nesterov SGD (momentum 0.9), wd 1e-4, b
 regularised classical      the same, plus ``coefficient x R_FC`` or ``R_HV`` (the paper's forms, sec. 4.4-4.5,
                            ``methods.feature_clustering``) of each batch, drawn in pairs: every training class,
                            batch / 64 images each (4 on mini-ImageNet, 2 on CIFAR-FS), R_HV on each class's first
-                           two [choice]; the coefficient multiplies R_FC as defined, C/N included (our reading of
-                           Table 8's "coefficients include the C/N factor"); variant ``code-regularisers``: the
+                           two [choice]; the coefficient multiplies R_FC's scatter ratio without its C/N (Table
+                           8's caption: "coefficients include the C/N factor"; the released script has none:
+                           ``methods.feature_clustering``); variant ``code-regularisers``: the
                            released script's arithmetic on its random class pairs
 MAML / FOMAML              Finn et al.'s mini-ImageNet protocol (``l2g-table1``'s MAML rows): 5 inner steps of
                            0.01 (10 at test), meta-batch 4 (1-shot) / 2 (5-shot), 15 queries, Adam 1e-3, 60,000

@@ -7,7 +7,7 @@
    strided Conv-4 (sec. 4.6 finds MAML *worse* than classical training; the claim rows say which way it comes out).
 2. **The regularisers improve classical training** (Table 3): classical training plus ``R_FC`` or ``R_HV``, the
    coefficient chosen per seed on validation episodes (SVM head, 5-way 1-shot) from {0.02, 0.05, 0.1} (Table 8's
-   values; our ``R_FC`` includes the C/N factor the caption says the coefficients include, ``R_HV`` has none), tested
+   values; they multiply ``R_FC``'s scatter ratio without its C/N, which the caption says they include), tested
    once with the SVM and linear (NN) heads at 1 and 5 shots against plain classical training.
 3. **Weight clustering improves Reptile and shortens fine-tuning** (Table 5, Fig. 3): Algorithm 2 in lock step
    (``methods.weight_clustering``) at alpha 0 (Reptile) and at the paper's best printed coefficient 5.0e-5 (alpha

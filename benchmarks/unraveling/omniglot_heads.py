@@ -27,8 +27,9 @@ heads in training          SVM: C 0.1, 15 QP iterations, + 1.0 I (the code's); r
 classical training         Appendix A.2: Nesterov SGD lr 0.1, wd 1e-4, batches of 128 images over every
                            training class; the rate x0.1 at 1/3 of training and every further 1/6 (A.2's
                            epochs 100, 150, 200, 250 of 300)
-regularised classical      the same, plus R_FC or R_HV (sec. 4.4-4.5, the paper's forms, coefficient 1: the
-                           released script's default for its feature-clustering term) on batches of 64 classes
+regularised classical      the same, plus R_FC or R_HV (sec. 4.4-4.5, the paper's forms, R_FC's without its C/N as
+                           ``methods.feature_clustering`` trains it; coefficient 1: the released script's default
+                           for its feature-clustering term) on batches of 64 classes
                            x 2 images (``methods.feature_clustering``); Goldblum et al.'s Table 3 question:
                            does it beat plain classical training?
 budget                     ``paper`` 10,000 updates per row [choice: each training at most 2 CPU-h here],
