@@ -335,3 +335,19 @@ def test_the_printed_separation_values_are_out_of_the_papers_formulas_reach():
     groups = [torch.randn(4 * 32, 256, generator=g, dtype=torch.float64) for _ in range(20)]
     assert np.mean([float(code_hyperplane_variation(x)) for x in groups]) == pytest.approx(uninformative_metric("R_FC", 64, 2, "code"), rel=0.05)
     assert np.mean([float(code_feature_clustering(x)) for x in groups]) == pytest.approx(uninformative_metric("R_HV", 64, 2, "code"), rel=0.05)
+
+
+def test_the_gbml_models_keys_ignore_the_heads_benchmarks_own_settings(monkeypatch):
+    from benchmarks.unraveling import omniglot_heads as H
+    from benchmarks.unraveling.omniglot import BENCHMARK as OMNIGLOT
+
+    rows = ("MAML", "First-order MAML", "Reptile", "W-Clustering")
+    before = {row: OMNIGLOT.model_keys(Cell(row, OMNIGLOT_COLUMN[row], seed=1), "paper") for row in rows}
+    for setting, value in (("svm_C", 0.2), ("classical_lr", 0.05), ("iterations", 9_999), ("meta_lr", 0.2)):
+        monkeypatch.setitem(H.PROTOCOL, setting, value)
+    assert {row: OMNIGLOT.model_keys(Cell(row, OMNIGLOT_COLUMN[row], seed=1), "paper") for row in rows} == before
+    monkeypatch.setitem(H.PROTOCOL, "filters", 32)  # the network's width is the model's
+    assert OMNIGLOT.model_keys(Cell("MAML", "R_FC", seed=1), "paper") != before["MAML"]
+
+
+OMNIGLOT_COLUMN = {"MAML": "R_FC", "First-order MAML": "R_FC", "Reptile": "1-shot", "W-Clustering": "1-shot"}

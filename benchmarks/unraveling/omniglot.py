@@ -65,6 +65,10 @@ WC_COEFFICIENT = 5.0e-5  # printed (2 alpha), Table 5's W-Clustering
 GBML = {"maml": {"meta_batch": 32, "inner_lr": 0.4, "inner_steps": 1, "test_steps": 3, "gbml_iterations": 60_000, "outer_lr": 1e-3},
         "reptile": {"train_shots": 10, "inner_batch": 10, "inner_steps": 5, "meta_batch": 5, "inner_lr": 0.1, "gbml_iterations": 100_000,
                     "eval_iters": 50, "eval_batch": 5}}
+#: what a MAML or Reptile model takes from the heads benchmark's configuration (the data, the episodes, the test): only
+#: these, so that an edit to a heads-only setting (a learning rate, a head's constant) never re-keys these trainings
+GBML_BASE_KEYS = ("benchmark", "column", "scale", "train_seed", "ways", "shots", "queries", "filters", "val_episodes",
+                  "test_episodes", "val_seed", "test_seed", "data", "maml_grid")
 GBML_SCALES = {"paper": {}, "quick": {"gbml_iterations": 2000}, "smoke": {"gbml_iterations": 20, "meta_batch": 2, "eval_iters": 3}}
 MEASURES = {"paper": {"metric_batches": 100, "metric_classes": 64, "linear_head_epochs": 100},
             "quick": {"metric_batches": 20, "metric_classes": 64, "linear_head_epochs": 100},
@@ -117,6 +121,7 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
         if row == "Classical (MAML's Conv-4)":
             return {**base, "row": row, "backbone": "strided"}
         gbml = "maml" if training in ("maml", "fomaml") else "reptile"
+        base = {k: v for k, v in base.items() if k in GBML_BASE_KEYS}
         return {**base, "row": row, "training": training, **GBML[gbml], **GBML_SCALES[scale],
                 **({"first_order": training == "fomaml"} if gbml == "maml" else {"alpha": WC_COEFFICIENT / 2 if row == "W-Clustering" else 0.0})}
 
