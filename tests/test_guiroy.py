@@ -192,6 +192,20 @@ def test_a_claim_after_a_peak_reads_the_curve_from_its_maximum_on():
         CorrelationClaim("bad", "MAML", "x", "y", over="epochs")
 
 
+def test_a_claim_can_leave_out_the_untrained_model_and_read_up_to_a_peak():
+    from benchmarks.harness.base import CorrelationClaim
+
+    curve = [{"iteration": 500 * i, "sharpness": s} for i, s in enumerate([9.0, 1.0, 4.0, 3.0, 3.5, 2.0])]  # 9: untrained, at 0
+    rise = CorrelationClaim("rises to its peak", "MAML", "iteration", "sharpness", until_peak_of="sharpness", skip_untrained=True)
+    fall = CorrelationClaim("falls after its peak", "MAML", "iteration", "sharpness", expected_sign=-1, after_peak_of="sharpness",
+                            skip_untrained=True)
+    assert [p["iteration"] for p in rise.points(curve)] == [500, 1000]
+    assert [p["iteration"] for p in fall.points(curve)] == [1000, 1500, 2000, 2500]
+    assert [p["iteration"] for p in CorrelationClaim("all", "MAML", "iteration", "sharpness").points(curve)][0] == 0
+    with pytest.raises(ValueError, match="not both"):
+        CorrelationClaim("bad", "MAML", "x", "y", after_peak_of="y", until_peak_of="y")
+
+
 def test_a_run_whose_peak_is_its_last_point_is_shown_undefined_not_counted(isolated_results):
     from benchmarks.guiroy.omniglot import FIG2
 

@@ -205,9 +205,9 @@ class GuiroyFig3(GuiroyMiniImageNet):
     def correlation_claims(self) -> list[CorrelationClaim]:
         return [claim for row in self.rows for claim in (
             CorrelationClaim(f"{row}: after meta-test accuracy peaks, the solutions keep getting flatter (sec. 5.1)", row, "iteration",
-                             "sharpness", expected_sign=-1, after_peak_of="target_accuracy_meta_test"),
+                             "sharpness", expected_sign=-1, after_peak_of="target_accuracy_meta_test", skip_untrained=True),
             CorrelationClaim(f"{row}: the meta-test support loss falls along meta-training (sec. 5.1)", row, "iteration",
-                             "support_loss", expected_sign=-1))]
+                             "support_loss", expected_sign=-1, skip_untrained=True))]
 
     def render_figures(self, scale: str) -> list[Path]:
         return (self.draw(scale, "target_accuracy_meta_test", "target accuracy on meta-test tasks %")
@@ -222,7 +222,7 @@ class GuiroyFig4(GuiroyMiniImageNet):
 
     def correlation_claims(self) -> list[CorrelationClaim]:
         return [CorrelationClaim("Finetune baseline: flatness of solutions follows the support loss (sec. 5.1)", "Finetune baseline",
-                                 "support_loss", "sharpness")]
+                                 "support_loss", "sharpness", skip_untrained=True)]
 
     render_figures = GuiroyFig3.render_figures
 
@@ -234,7 +234,7 @@ class GuiroyFig5(GuiroyMiniImageNet):
 
     def correlation_claims(self) -> list[CorrelationClaim]:
         return [CorrelationClaim(f"{row}: meta-test accuracy rises with the coherence of adaptation trajectories (sec. 5.2)", row,
-                                 "trajectory_coherence", "target_accuracy_meta_test") for row in self.rows]
+                                 "trajectory_coherence", "target_accuracy_meta_test", skip_untrained=True) for row in self.rows]
 
     def render_figures(self, scale: str) -> list[Path]:
         return self.draw(scale, "trajectory_coherence", "E[theta_i . theta_j] (unit directions)") + self.draw(
@@ -272,7 +272,7 @@ class GuiroyFig7(GuiroyMiniImageNet):
 
     def correlation_claims(self) -> list[CorrelationClaim]:
         return [CorrelationClaim(f"{row}: meta-test accuracy rises with E[g_i.g_j] at the meta-train solution (sec. 5.3)", row,
-                                 "gradient_coherence", "target_accuracy_meta_test") for row in self.rows]
+                                 "gradient_coherence", "target_accuracy_meta_test", skip_untrained=True) for row in self.rows]
 
     def render_figures(self, scale: str) -> list[Path]:
         return self.draw(scale, "gradient_coherence", "E[g_i . g_j] at theta_s") + self.draw(

@@ -66,7 +66,8 @@ class CorrelationClaim:
     their correlation (``-1``: ``y`` falls as ``x`` rises).
 
     ``over="training"``: per run, Pearson's R between ``x`` and ``y`` over that run's probe points (its epochs; with
-    ``after_peak_of``, only the points from the maximum of that key on), one check per column. ``over="columns"``: per
+    ``skip_untrained``, not the probe of the untrained model at iteration 0, which the paper's axes start after; with
+    ``after_peak_of`` / ``until_peak_of``, only the points from / up to the maximum of that key), one check per column. ``over="columns"``: per
     training seed, R between the final probe points of ``row``'s cells across ``columns`` (all the benchmark's when
     empty), one check. Either way the verdict rests on the interval over runs
     (:func:`benchmarks.harness.runner.correlation_checks`).
@@ -80,17 +81,25 @@ class CorrelationClaim:
     expected_sign: int = 1
     columns: tuple[str, ...] = ()
     after_peak_of: str | None = None
+    until_peak_of: str | None = None
+    skip_untrained: bool = False
 
     def points(self, curve: list[dict]) -> list[dict]:
-        """The probe points the claim reads: the whole curve, or from the peak of ``after_peak_of`` on."""
-        if self.after_peak_of is None:
+        """The probe points the claim reads: the whole curve (less iteration 0 with ``skip_untrained``), or from / up to
+        (both including) the peak of ``after_peak_of`` / ``until_peak_of``."""
+        if self.skip_untrained:
+            curve = [p for p in curve if p["iteration"] > 0]
+        if not curve or (self.after_peak_of is None and self.until_peak_of is None):
             return curve
-        peak = max(range(len(curve)), key=lambda i: curve[i][self.after_peak_of])
-        return curve[peak:]
+        key = self.after_peak_of or self.until_peak_of
+        peak = max(range(len(curve)), key=lambda i: curve[i][key])
+        return curve[peak:] if self.after_peak_of else curve[: peak + 1]
 
     def __post_init__(self):
         if self.over not in ("training", "columns") or self.expected_sign not in (1, -1):
             raise ValueError(f"a correlation claim is over 'training' or 'columns' with expected_sign +-1, got {self}")
+        if self.after_peak_of and self.until_peak_of:
+            raise ValueError(f"a correlation claim reads after a peak or up to it, not both: {self}")
 
 
 @dataclass(frozen=True)
