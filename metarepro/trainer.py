@@ -82,10 +82,14 @@ class Probes:
     the weights an unprobed one does; it must leave the model's weights as it found them, and the model is put back in
     training mode after it. Its cost is the run's (``seconds`` per point), not the training's:
     ``elapsed_s`` excludes it.
+
+    With ``snapshots`` (a folder), the weights each point measured are kept there as ``probe-<iteration>.pt``, so a
+    probe changed after training can be taken again from them instead of retraining the run.
     """
 
     every: int
     measure: Callable[[nn.Module, int], dict]
+    snapshots: Path | None = None
 
 
 def _probe(model: nn.Module, probes: Probes, state: TrainState) -> float:
@@ -93,6 +97,9 @@ def _probe(model: nn.Module, probes: Probes, state: TrainState) -> float:
     if state.probe_curve and state.probe_curve[-1]["iteration"] >= state.iteration:
         return 0.0
     started = time.perf_counter()
+    if probes.snapshots is not None:
+        save_checkpoint(Path(probes.snapshots) / f"probe-{state.iteration}.pt",
+                        {"format": CHECKPOINT_FORMAT, "config_hash": None, "model": model.state_dict(), "iteration": state.iteration})
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}  # BN statistics, call counters: training's own
     with torch.random.fork_rng(devices=devices):

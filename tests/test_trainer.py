@@ -407,3 +407,24 @@ def test_a_probe_that_moves_buffers_leaves_training_as_it_was(tmp_path):
           probes=Probes(10, measure))
     for (name, a), b in zip(plain.state_dict().items(), probed.state_dict().values()):
         assert torch.equal(a, b), name  # running_mean / running_var / num_batches_tracked included
+
+
+def test_probe_snapshots_keep_the_weights_each_point_measured(tmp_path):
+    """A probe re-taken on a snapshot gives the number the run recorded at that point (so a probe fixed after training
+    need not retrain it); one file per point, none written twice after a resume."""
+    from metarepro.trainer import Probes
+
+    probe_batch = batch(10_000)
+
+    def measure(model, iteration):
+        with torch.no_grad():
+            return {"probe_loss": float(model.score(probe_batch).mean())}
+
+    model, opt = make()
+    state = train(model, opt, batch, 60, tmp_path / "run.pt", "h", checkpoint_every=20, progress=False,
+                  probes=Probes(20, measure, snapshots=tmp_path / "probes"))
+    assert sorted(p.name for p in (tmp_path / "probes").iterdir()) == ["probe-0.pt", "probe-20.pt", "probe-40.pt", "probe-60.pt"]
+    for point in state.probe_curve:
+        fresh, _ = make()
+        fresh.load_state_dict(load_checkpoint(tmp_path / "probes" / f"probe-{point['iteration']}.pt")["model"])
+        assert measure(fresh, point["iteration"])["probe_loss"] == point["probe_loss"]

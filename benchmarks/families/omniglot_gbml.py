@@ -99,8 +99,8 @@ class OmniglotGBML(Benchmark):
         """``(checkpoint_every, log_every)`` in iterations."""
         return cfg["checkpoint_every"], cfg["log_every"]
 
-    def probes(self, model: torch.nn.Module, pools: dict[str, ClassPool], cfg: dict, device: str) -> Probes | None:
-        """Measurements along training (Guiroy et al.'s landscape analyses); none by default."""
+    def probes(self, model: torch.nn.Module, pools: dict[str, ClassPool], cfg: dict, device: str, folder: Path) -> Probes | None:
+        """Measurements along training (Guiroy et al.'s landscape analyses), ``folder`` the run's; none by default."""
         return None
 
     def runs_home(self, runs_dir: Path) -> Path:
@@ -162,7 +162,7 @@ class OmniglotGBML(Benchmark):
                       Path(runs_dir) / key / "checkpoint.pt", key, checkpoint_every=checkpoint_every, log_every=log_every,
                       progress=progress, desc=desc, meta={"benchmark": self.id, "cell": cell.__dict__, "scale": cfg["scale"]},
                       progress_position=progress_position, early_stopping=early, lr_schedule=self.lr_schedule(cfg),
-                      probes=self.probes(model, pools, cfg, device))
+                      probes=self.probes(model, pools, cfg, device, Path(runs_dir) / key))
         if early is not None and early.best_path.exists():  # test the checkpoint of best validation, not the last one
             model.load_state_dict(load_checkpoint(early.best_path, None)["model"])
         started = now(device)

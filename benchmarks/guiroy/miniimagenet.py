@@ -178,7 +178,7 @@ class GuiroyMiniImageNet(Benchmark):
                       lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"], home / key / "checkpoint.pt", key,
                       checkpoint_every=cfg["epoch"], log_every=cfg["epoch"], progress=progress, desc=f"{cell.label} [{scale}]",
                       meta={"benchmark": self.id, "cell": cell.__dict__, "scale": scale}, progress_position=progress_position,
-                      probes=Probes(cfg["epoch"], lambda m, i: measure(self.learner(m, cfg), i)))
+                      probes=Probes(cfg["epoch"], lambda m, i: measure(self.learner(m, cfg), i), snapshots=home / key / "probes"))
         started = now(device)
         scores = self.test_scores(model, pools["test"], cfg, device, progress)
         return CellResult(scores=scores, deviations=[], wall_time_s=state.elapsed_s + now(device) - started,

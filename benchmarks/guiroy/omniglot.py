@@ -203,8 +203,9 @@ class GuiroyOmniglot(OmniglotGBML):
         probe_tasks = cfg["coherence_tasks"] * 3 + cfg["train_tasks"] + cfg["sharpness_tasks"] * cfg["power_iterations"]
         return train + cfg["iterations"] // cfg["epoch"] * probe_tasks * cfg["ms_per_test_task_estimate"] / 1000, test
 
-    def probes(self, model: MAML, pools: dict[str, ClassPool], cfg: dict, device: str) -> Probes:
-        return Probes(cfg["epoch"], landscape_measure(probe_sets(self, pools, cfg), cfg, device))
+    def probes(self, model: MAML, pools: dict[str, ClassPool], cfg: dict, device: str, folder: Path) -> Probes:
+        # each epoch's weights kept (~0.45 MB each at paper scale): a probe fixed later is re-taken, not retrained
+        return Probes(cfg["epoch"], landscape_measure(probe_sets(self, pools, cfg), cfg, device), snapshots=folder / "probes")
 
     def curves(self, scale: str) -> list[dict]:
         return [r for r in R.load_records(self.id) if r["scale"] == scale and r["variant"] == "main" and r.get("probe_curve")]
