@@ -38,6 +38,7 @@ from benchmarks.unraveling import cross_heads as unraveling_cross_heads
 from benchmarks.unraveling import fig2 as unraveling_fig2
 from benchmarks.unraveling import omniglot as unraveling_omniglot
 from benchmarks.unraveling import omniglot_heads as unraveling_omniglot_heads
+from benchmarks.unraveling import reptile_rate as unraveling_reptile_rate
 from benchmarks.unraveling import reptile_tables as unraveling_reptile
 from benchmarks.unraveling import table2 as unraveling_table2
 from benchmarks.unraveling import table3 as unraveling_table3
@@ -59,7 +60,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                       unraveling_omniglot_heads.BENCHMARK, vinyals2016_table1.BENCHMARK,
                       unraveling_cross_heads.TABLE1, unraveling_table2.BENCHMARK, unraveling_table3.BENCHMARK, unraveling_table4.BENCHMARK,
                       unraveling_reptile.TABLE5, unraveling_cross_heads.TABLE6, unraveling_table7.BENCHMARK, unraveling_table8.BENCHMARK,
-                      unraveling_reptile.TABLE9, unraveling_fig2.BENCHMARK, unraveling_reptile.FIG3, unraveling_omniglot.BENCHMARK)
+                      unraveling_reptile.TABLE9, unraveling_fig2.BENCHMARK, unraveling_reptile.FIG3, unraveling_omniglot.BENCHMARK,
+                      unraveling_reptile_rate.BENCHMARK)
 }
 
 
