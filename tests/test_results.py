@@ -226,6 +226,10 @@ def test_projection_scales_the_timed_record_and_prefers_paper_timings(isolated_r
 
     save_timing(guiroy.id, maml, {"engines": {"func": 1.6, "loop": 1.0, "higher": 1.1}})
     assert projected_seconds(guiroy, maml, "paper") == pytest.approx(2.0 * 120 * 1000 * 2.5 / 1.6 + 8.0 * 6 * 2.5)
+    # probes along training (7 s over the record's points) are the run's time too, outside ms_per_iteration
+    record["probe_curve"] = [{"iteration": 0, "seconds": 3.0}, {"iteration": 60, "seconds": 4.0}]
+    R.write_record(record, maml.slug)
+    assert projected_seconds(guiroy, maml, "paper") == pytest.approx((2.0 * 120 + 7.0) * 1000 * 2.5 / 1.6 + 8.0 * 6 * 2.5)
 
     # a cell that trains nothing (ALFA's Random Init: 0 iterations) projects its test alone, scaled by the test tasks
     alfa = BENCHMARKS["alfa-table1"]

@@ -117,7 +117,10 @@ def projected_train_test(benchmark: Benchmark, cell: Cell, scale: str, remaining
     if not source["iterations"]:  # a cell that trains nothing (alfa-table1's Random Init): only its test was timed
         return 0.0, t["test_s"] * target[tests] / source[tests] * runs
     timed = t.get("iterations_timed", source["iterations"] * source.get("runs", 1))
-    train_s = t["ms_per_iteration"] * timed / 1000 * target["iterations"] / source["iterations"] * runs
+    # the probes along training (Guiroy's figures) are the run's time but not the trainer's ms_per_iteration: their points
+    # scale with the iterations too (a lower bound where the target scale probes more tasks per point than the record's)
+    probe_s = sum(p.get("seconds", 0.0) for p in record.get("probe_curve", []))
+    train_s = (t["ms_per_iteration"] * timed / 1000 + probe_s) * target["iterations"] / source["iterations"] * runs
     train_s *= engine_factor(benchmark.id, cell, record) * left
     return train_s, t["test_s"] * target[tests] / source[tests] * runs
 
