@@ -217,7 +217,7 @@ def test_the_maml_heads_grid_never_chooses_a_diverged_point_and_flags_an_edge_ch
     monkeypatch.setattr(H, "head_accuracies", scripted({(0.001, 5): 90.0}))  # the smallest rate: more may lie below
     assert H.BENCHMARK.test_head(None, "MAML", cfg, {"val": None}, "cpu")[1]["maml_head"]["on_grid_edge"]
     monkeypatch.setattr(H, "head_accuracies", lambda *a: np.array([float("nan")]))
-    with pytest.raises(FloatingPointError, match="every grid point"):
+    with pytest.raises(FloatingPointError, match="every choice diverged"):
         H.BENCHMARK.test_head(None, "MAML", cfg, {"val": None}, "cpu")
 
 
@@ -351,3 +351,14 @@ def test_the_gbml_models_keys_ignore_the_heads_benchmarks_own_settings(monkeypat
 
 
 OMNIGLOT_COLUMN = {"MAML": "R_FC", "First-order MAML": "R_FC", "Reptile": "1-shot", "W-Clustering": "1-shot"}
+
+
+def test_a_diverged_choice_is_never_the_best_whatever_its_position():
+    from benchmarks.families.unraveling_images import best_finite
+
+    nan = float("nan")
+    assert best_finite({"a": nan, "b": 60.0, "c": 70.0}, "x") == "c"
+    assert best_finite({"a": 70.0, "b": nan, "c": 60.0}, "x") == "a"
+    assert max({"a": nan, "b": 60.0}, key={"a": nan, "b": 60.0}.get) == "a"  # why: plain max keeps a leading NaN
+    with pytest.raises(FloatingPointError, match="x: every choice diverged"):
+        best_finite({"a": nan}, "x")

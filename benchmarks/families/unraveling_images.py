@@ -286,6 +286,15 @@ def labelled_images(pool, classes: np.ndarray, items: np.ndarray) -> torch.Tenso
     return as_float(np.ascontiguousarray(x[:, 0] if x.ndim == 5 else x))
 
 
+def best_finite(scores: dict, what: str):
+    """The key of the highest finite score (a diverged choice scores NaN: ``max`` would treat it by its position); raises
+    ``FloatingPointError`` naming ``what`` if none is finite."""
+    finite = {k: v for k, v in scores.items() if np.isfinite(v)}
+    if not finite:
+        raise FloatingPointError(f"{what}: every choice diverged ({list(scores)})")
+    return max(finite, key=finite.get)
+
+
 # -- measures of a trained model (the Omniglot claim checks use them too) -------------------------------------------
 @torch.no_grad()
 def head_accuracies(backbone: nn.Module, head: nn.Module, episodes: list[Episode], device: str) -> np.ndarray:
@@ -659,7 +668,7 @@ class UnravelingImages(Benchmark):
         val = self.fixed_episodes(pools["val"], cfg, "val", cfg["maml_head_val_episodes"], cfg["test_shots"])
         scores = {(lr, steps): float(head_accuracies(backbone, FineTuneHead(steps, lr), val, device).mean())
                   for lr, steps in cfg["maml_head_grid"]}
-        lr, steps = max(scores, key=scores.get)
+        lr, steps = best_finite(scores, f"{cfg['row']} seed {cfg['train_seed']}: the MAML head's grid")
         return FineTuneHead(steps, lr), {"maml_head": {"lr": lr, "steps": steps, "validation_accuracy": scores[(lr, steps)]}}
 
     def measure(self, model: nn.Module, cfg: dict, pools: dict, device: str) -> tuple[np.ndarray, dict]:

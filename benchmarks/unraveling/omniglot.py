@@ -35,6 +35,7 @@ from torch import nn
 
 from benchmarks.families.unraveling_images import (
     Conv4Trunk,
+    best_finite,
     distances_travelled,
     gbml_accuracies,
     head_accuracies,
@@ -255,7 +256,7 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
         if len(trained) > 1:  # the regulariser's coefficient, chosen on validation episodes (SVM, 5-way 1-shot)
             val = self.episodes(trained[0][2]["val"], cfg, "val", cfg["val_episodes"], 1)
             scores = [float(head_accuracies(m, make_head("SVM", cfg), val, device).mean()) for m, _, _ in trained]
-            chosen = int(np.argmax(scores))
+            chosen = best_finite(dict(enumerate(scores)), f"{cell.label}: the regulariser's coefficient")
             extra["selection"] = {"coefficients": list(COEFFICIENTS), "validation_accuracy": scores, "chosen": COEFFICIENTS[chosen]}
         model, state, pools = trained[chosen]
         scores = self.measure(model, cfg, pools, device)

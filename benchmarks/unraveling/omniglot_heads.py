@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 from benchmarks.families.fewshot_metric import omniglot_pools
-from benchmarks.families.unraveling_images import head_accuracies, make_head, meta_lr_factor, training_timing
+from benchmarks.families.unraveling_images import best_finite, head_accuracies, make_head, meta_lr_factor, training_timing
 from benchmarks.harness.base import Benchmark, Cell, CellResult
 from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
@@ -205,14 +205,11 @@ class UnravelingOmniglotHeads(Benchmark):
         val = self.fixed_episodes(pools["val"], cfg, "val", cfg["val_episodes"])
         grid = cfg["maml_grid"]
         scores = {(lr, steps): float(head_accuracies(backbone, FineTuneHead(steps, lr), val, device).mean()) for lr, steps in grid}
-        finite = {point: v for point, v in scores.items() if np.isfinite(v)}
-        if not finite:
-            raise FloatingPointError(f"{cfg['row']} seed {cfg['train_seed']}: the MAML head diverged at every grid point {grid}")
-        lr, steps = max(finite, key=finite.get)
+        lr, steps = best_finite(scores, f"{cfg['row']} seed {cfg['train_seed']}: the MAML head's grid")
         rates, step_counts = {a for a, _ in grid}, {b for _, b in grid}
         on_edge = (len(rates) > 1 and lr in (min(rates), max(rates))) or (len(step_counts) > 1 and steps == max(step_counts))
         return FineTuneHead(steps, lr), {"maml_head": {
-            "lr": lr, "steps": steps, "validation_accuracy": finite[(lr, steps)], "on_grid_edge": on_edge,
+            "lr": lr, "steps": steps, "validation_accuracy": scores[(lr, steps)], "on_grid_edge": on_edge,
             "grid": {f"lr={a} steps={b}": (v if np.isfinite(v) else "diverged") for (a, b), v in scores.items()}}}
 
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
