@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.families.fewshot_metric import omniglot_pools
+from benchmarks.families.unraveling_images import best_finite
 from benchmarks.harness.base import Benchmark, Cell, CellResult
 from benchmarks.unraveling.omniglot_heads import classical_lr_factor_compressed
 from metarepro.episodes import Episode, task_rng
@@ -97,6 +98,14 @@ def cosine_nearest_neighbour(support: torch.Tensor, labels: torch.Tensor, query:
     similarity = F.normalize(query, dim=1) @ F.normalize(support, dim=1).T  # (q, n)
     scores = torch.full((len(query), ways), -2.0, dtype=similarity.dtype, device=similarity.device)
     return scores.scatter_reduce(1, labels.expand(len(query), -1), similarity, reduce="amax")
+
+
+def query_accuracy(scores: torch.Tensor, query_y: torch.Tensor) -> float:
+    """Accuracy % of ``scores (q, ways)``; NaN where they are not all finite (a diverged fine-tuning, which argmax would
+    still score, near chance)."""
+    if not bool(torch.isfinite(scores).all()):
+        return float("nan")
+    return 100.0 * float((scores.argmax(1) == query_y).float().mean())
 
 
 class Vinyals2016Table1(Benchmark):
@@ -224,7 +233,7 @@ class Vinyals2016Table1(Benchmark):
             s, q = backbone(e.support_x), backbone(e.query_x)
             backbone.train(was)
         scores = cosine_nearest_neighbour(s, e.support_y, q, int(e.support_y.max()) + 1)
-        return 100.0 * float((scores.argmax(1) == e.query_y).float().mean())
+        return query_accuracy(scores, e.query_y)
 
     @torch.no_grad()
     def matching(self, model: MatchingNet, e: Episode, device: str, state=None) -> float:
@@ -238,7 +247,7 @@ class Vinyals2016Table1(Benchmark):
 
             s, q = finetuned_features(model.backbone, state, e.support_x), finetuned_features(model.backbone, state, e.query_x)
             probs = label_distribution(cosine_attention(q, s), e.support_y, int(e.support_y.max()) + 1)
-            return 100.0 * float((probs.argmax(1) == e.query_y).float().mean())
+            return query_accuracy(probs, e.query_y)
         finally:
             model.train(was)
 
@@ -257,16 +266,16 @@ class Vinyals2016Table1(Benchmark):
         if row == MATCHING_FT:
             return self.matching(model, e, device, state)
         logits = F.linear(finetuned_features(backbone, state, e.query_x), state[2], state[3])  # softmax, fine-tuned
-        return 100.0 * float((logits.argmax(1) == e.query_y).float().mean())
+        return query_accuracy(logits, e.query_y)
 
     def score(self, cell: Cell, cfg: dict, model, pools: dict, device: str) -> tuple[np.ndarray, dict]:
         extra, lr_steps = {}, None
         if "fine-tuned" in cell.row:
             val = self.episodes(pools["val"], cfg, "val", cfg["val_episodes"])
             grid = {tuple(g): float(np.mean([self.score_episode(cell.row, model, e, device, g) for e in val])) for g in cfg["finetune_grid"]}
-            lr_steps = max(grid, key=grid.get)
+            lr_steps = best_finite(grid, f"{cell.label} seed {cell.seed}: the fine-tuning grid")  # a diverged point is NaN
             extra["fine_tuning"] = {"lr": lr_steps[0], "steps": lr_steps[1], "validation_accuracy": grid[lr_steps],
-                                    "grid": {f"lr={a} steps={b}": v for (a, b), v in grid.items()}}
+                                    "grid": {f"lr={a} steps={b}": (v if np.isfinite(v) else "diverged") for (a, b), v in grid.items()}}
         test = self.episodes(pools["test"], cfg, "test", cfg["test_episodes"])
         invert = cfg.get("pixels") == "ink=1"  # main: the stored images (paper = 1)
         return np.array([self.score_episode(cell.row, model, e, device, lr_steps, invert) for e in test]), extra
