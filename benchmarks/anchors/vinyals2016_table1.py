@@ -74,6 +74,11 @@ PIXELS_FINDING = ("the printed pixel baseline depends on preprocessing the paper
                   "20w5s), inverted (variant ink = 1) 45.30 / 68.80 / 26.05 / 47.80, LANCZOS-resized (variant lanczos) 41.52 / "
                   "62.19 / 21.95 / 41.35, against 41.7 / 63.2 / 26.7 / 42.6 printed; no one preprocessing matches every column "
                   "(module docstring)")
+MATCHING_FINDING = ("not reproduced, under investigation: 66.38 +/- 0.41 against 93.8 (one seed, 10,000 updates); validation "
+                    "accuracy peaked at 68.2 % at update 3,000 and the training loss ended at 2.30 (ln 20 = 3.00). Suspected, not "
+                    "yet checked: methods.matchingnet's cosine attention normalises queries and support, so its logits stay in "
+                    "[-1, 1] and a 20-way softmax cannot sharpen; re-implementations of Vinyals et al. are said to normalise "
+                    "the support only, leaving the query's norm as a learned temperature (session 16's note)")
 CITED = ("MANN (no conv)", "Convolutional Siamese Net", "Convolutional Siamese Net (fine-tuned)")
 COLUMNS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
 #: (step size, steps) of the fine-tuning rows, chosen on validation episodes: a new softmax layer from zero needs more steps
@@ -118,7 +123,7 @@ class Vinyals2016Table1(Benchmark):
     cited_rows = CITED
     columns = COLUMNS
     requires_data = "omniglot"
-    known_deviations = {(PIXELS, column): PIXELS_FINDING for column in COLUMNS}
+    known_deviations = {**{(PIXELS, column): PIXELS_FINDING for column in COLUMNS}, (MATCHING, "20-way 1-shot"): MATCHING_FINDING}
     variants = {INK_ONE: "Pixels: the images inverted (ink = 1, paper = 0) before the cosine nearest neighbour",
                 LANCZOS: "Pixels: the 105 px originals resized to 28 px with LANCZOS on greyscale (metarepro.data.omniglot) "
                          "instead of nearest neighbour"}
