@@ -23,6 +23,22 @@ def test_attention_and_label_distribution_match_numpy_loops():
     np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-12)
 
 
+def test_support_normalised_attention_matches_a_numpy_loop_and_ranks_like_cosine():
+    rng = np.random.default_rng(1)
+    q, s = 3.0 * rng.normal(size=(4, 5)), rng.normal(size=(6, 5))
+    a = cosine_attention(torch.tensor(q), torch.tensor(s), similarity="support-normalised").numpy()
+    cosine = cosine_attention(torch.tensor(q), torch.tensor(s)).numpy()
+    for m in range(4):
+        logits = np.array([q[m] @ s[i] / np.linalg.norm(s[i]) for i in range(6)])  # Antoniou's DistanceNetwork
+        np.testing.assert_allclose(a[m], np.exp(logits) / np.exp(logits).sum(), rtol=1e-12)
+    np.testing.assert_array_equal(a.argmax(1), cosine.argmax(1))  # the query's norm only sharpens the softmax
+    assert (a.max(1) > cosine.max(1)).all()  # |q| ~ 6.7 > 1: sharper than cosine's logits in [-1, 1]
+    with pytest.raises(ValueError, match="similarity"):
+        cosine_attention(torch.tensor(q), torch.tensor(s), similarity="l3")
+    with pytest.raises(ValueError, match="similarity"):
+        MatchingNet(Flat(), similarity="dot")
+
+
 class Flat(nn.Module):
     def __init__(self, d=6):
         super().__init__()
@@ -55,10 +71,10 @@ def test_without_fce_the_prediction_ignores_the_support_order_and_with_fce_it_ma
         MatchingNet(Flat(), fce=True)
 
 
-@pytest.mark.parametrize("fce", [False, True])
-def test_training_lowers_the_loss(fce):
+@pytest.mark.parametrize("fce, similarity", [(False, "cosine"), (True, "cosine"), (False, "support-normalised")])
+def test_training_lowers_the_loss(fce, similarity):
     torch.manual_seed(0)
-    model = MatchingNet(Flat(), fce=fce, dim=6)
+    model = MatchingNet(Flat(), fce=fce, dim=6, similarity=similarity)
     batch = Episode.stack([_episode(s) for s in range(4)])
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = float(model.outer_loss(batch).detach())
