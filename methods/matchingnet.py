@@ -44,7 +44,6 @@ from torch import nn
 
 from metarepro.episodes import Episode
 
-
 SIMILARITIES = ("cosine", "support-normalised")
 
 
