@@ -393,7 +393,8 @@ def published_text(r: dict) -> str:
 
 
 def markdown_table(rows: list[dict], metric: str = "") -> str:
-    """Render comparison rows as a GitHub markdown table."""
+    """Render comparison rows as a GitHub markdown table; a ``seed`` column where any row is of a training seed but 0 (each
+    seed is its own row, so without it a multi-seed cell would read as the same row repeated)."""
     from tabulate import tabulate
 
     def fmt(mean, ci):
@@ -401,6 +402,7 @@ def markdown_table(rows: list[dict], metric: str = "") -> str:
             return "—"
         return f"{mean:.3f} ± {ci:.3f}" if ci is not None else f"{mean:.3f}"
 
+    seeded = any(r.get("seed", 0) for r in rows)
     body = []
     for r in rows:
         verdict = r["verdict"].replace("_", " ")
@@ -415,6 +417,7 @@ def markdown_table(rows: list[dict], metric: str = "") -> str:
                 r["row"],
                 r["column"],
                 r["variant"],
+                *([str(r.get("seed", 0))] if seeded else []),
                 published_text(r),
                 fmt(r["reproduced_mean"], r["reproduced_ci95"]),
                 "—" if r["difference"] is None else f"{r['difference']:+.3f}",
@@ -423,6 +426,6 @@ def markdown_table(rows: list[dict], metric: str = "") -> str:
                 verdict,
             ]
         )
-    headers = ["row", "column", "protocol", f"published {metric}".strip(), f"reproduced {metric}".strip(), "difference",
-               "difference test (95% CI)", "scale", "verdict (overlap)"]
+    headers = ["row", "column", "protocol", *(["seed"] if seeded else []), f"published {metric}".strip(),
+               f"reproduced {metric}".strip(), "difference", "difference test (95% CI)", "scale", "verdict (overlap)"]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)

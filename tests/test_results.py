@@ -69,6 +69,20 @@ def test_verdicts(isolated_results):
     assert row["scale"] == "paper" and row["difference"] == pytest.approx(np.mean([3.0, 3.1, 2.9, 3.0]) - 1.24)
 
 
+def test_each_training_seed_is_its_own_labelled_row_of_the_comparison():
+    from benchmarks.harness.runner import comparison
+
+    bench = BENCHMARKS["alfa-table1"]  # 3 training seeds a cell
+    rows = [r for r in comparison(bench, include_variants=False) if r["verdict"] != "cited"]
+    first = (rows[0]["row"], rows[0]["column"])
+    assert sorted(r["seed"] for r in rows if (r["row"], r["column"]) == first) == [0, 1, 2]
+    lines = R.markdown_table(rows[:3]).splitlines()
+    assert lines[0].split("|")[4].strip() == "seed"
+    assert [line.split("|")[4].strip() for line in lines[2:]] == ["0", "1", "2"]
+    single = R.markdown_table([{**rows[0], "seed": 0}])
+    assert "seed" not in single.splitlines()[0]
+
+
 def test_only_the_rough_time_estimates_may_change_without_staling_a_record():
     """By hand: the digest of the JSON config less the two estimate keys, whatever their values."""
     import hashlib

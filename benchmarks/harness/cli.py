@@ -239,13 +239,13 @@ def cell_index() -> list[dict]:
     for b in BENCHMARKS.values():
         rows = comparison(b)
         for r in rows:
-            out.append({"benchmark": b.id, "row": r["row"], "column": r["column"], "variant": r["variant"], "seed": 0,
+            out.append({"benchmark": b.id, "row": r["row"], "column": r["column"], "variant": r["variant"], "seed": r.get("seed", 0),
                         "published_mean": r["published_mean"], "published_half_width": r.get("published_half_width"),
                         "published_interval_kind": r["published_interval_kind"], "scale": r["scale"],
                         "reproduced_mean": r["reproduced_mean"], "reproduced_ci95": r["reproduced_ci95"], "n_scores": r["n_episodes"],
                         "verdict": r["verdict"], "difference_verdict": r.get("difference_verdict"),
                         "current": r["verdict"] != "stale" if r["scale"] else None,
-                        "record": (f"reproduced/{b.id}/{r['scale']}/{Cell(r['row'], r['column'], r['variant']).slug}.json"
+                        "record": (f"reproduced/{b.id}/{r['scale']}/{Cell(r['row'], r['column'], r['variant'], r.get('seed', 0)).slug}.json"
                                    if r["scale"] else None)})
         if rows:
             continue

@@ -422,7 +422,7 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
         known = benchmark.known_deviations.get((cell.row, cell.column)) if cell.variant == MAIN else None
         row = R.compare_cell(pub, recs, benchmark.result_hash(cell, "paper"), cell.variant, known,
                              benchmark.result_hash(cell, "quick"))
-        row["benchmark"] = benchmark.id
+        row.update(benchmark=benchmark.id, seed=cell.seed)
         if benchmark.not_comparable and row["reproduced_mean"] is not None:  # e.g. CPU seconds against the paper's GPU seconds
             row.update(verdict="not_comparable", not_comparable=benchmark.not_comparable, difference_verdict=None)
         row["protocol_deviations"] = benchmark.protocol_deviations(cell, "paper")
@@ -436,7 +436,7 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
     for pub in published.values():  # baselines the paper cites and the suite does not train
         if pub.row in benchmark.cited_rows:
             row = R.compare_cell(pub, [], "", MAIN)
-            row.update(benchmark=benchmark.id, verdict="cited")
+            row.update(benchmark=benchmark.id, seed=0, verdict="cited")
             rows.append(row)
     return rows
 
