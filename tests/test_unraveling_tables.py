@@ -159,12 +159,18 @@ def test_omniglot_claims_share_the_heads_models_and_sweep_the_coefficients():
     from benchmarks.unraveling.omniglot import COEFFICIENTS
     from benchmarks.unraveling.omniglot_heads import BENCHMARK as HEADS
 
-    assert len(OMNIGLOT.cells(scale="smoke")) == 34 and len(OMNIGLOT.cells(scale="paper")) == 3 * 34
+    assert len(OMNIGLOT.cells(scale="smoke")) == 38 and len(OMNIGLOT.cells(scale="paper")) == 3 * 38
     for row in ("ProtoNet", "R2-D2", "MetaOptNet-SVM", "Classical"):  # the same trained model as the heads benchmark's
         assert OMNIGLOT.run_directories(Cell(row, "R_FC", seed=2), "paper") == HEADS.run_directories(Cell(row, "MAML", seed=2), "paper")
     tuned = OMNIGLOT.config(Cell("Classical + R_HV (tuned)", "NN 5-shot"), "paper")
     assert [m["regularizer_coefficient"] for m in tuned["models"]] == list(COEFFICIENTS)
     assert len(OMNIGLOT.run_directories(Cell("Classical + R_HV (tuned)", "SVM 1-shot"), "paper")) == 3
+    # claim 2's control: one model, plain cross-entropy (coefficient 0) on the regularised rows' 64 x 2 batches
+    control = OMNIGLOT.config(Cell("Classical (64 x 2 batches)", "SVM 1-shot"), "paper")["models"]
+    assert len(control) == 1 and control[0]["regularizer_coefficient"] == 0.0 and control[0]["training"] == "classical-fc"
+    assert OMNIGLOT.build_model(control[0], 10).coefficient == 0.0
+    controls = [c for c in OMNIGLOT.paired_claims() if c[1] == "Classical (64 x 2 batches)"]
+    assert sorted(c[2] for c in controls) == ["Classical + R_FC (tuned)", "Classical + R_HV (tuned)"]
     # the sweep's models differ from the heads benchmark's coefficient-1 model only in the coefficient
     one = OMNIGLOT.model_key(OMNIGLOT.model_config("Classical + R_FC (tuned)", 0, "paper", 1.0))
     assert one == HEADS.training_key(Cell("Classical + R_FC", "SVM"), "paper")

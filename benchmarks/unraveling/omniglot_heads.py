@@ -87,6 +87,8 @@ SCALES = {"paper": {}, "quick": {"iterations": 1000, "test_episodes": 500, "val_
           "smoke": {"iterations": 40, "test_episodes": 10, "val_episodes": 4, "filters": 16, "episodes_per_batch": 2,
                     "classical_batch": 16, "data": "fixture", "maml_grid": [(0.01, 5)]}}
 #: keys that only change how a trained extractor is tested (cells differing in them share the training)
+#: rough seconds of one training update, one thread (:meth:`UnravelingOmniglotHeads.estimated_seconds` says where from)
+SECONDS_PER_UPDATE = {"meta": 0.6, "classical": 0.1}
 TEST_KEYS = ("benchmark", "column", "test_episodes", "test_seed", "maml_grid")
 
 
@@ -123,7 +125,7 @@ class UnravelingOmniglotHeads(Benchmark):
         earlier guess of 90 ms was 7x off), a classical one (128 images) scaled by images, ~0.1 s; test ~0.1 s per
         episode with the MAML head's fine-tuning."""
         cfg = self.config(cell, scale)
-        per_update = 0.1 if cfg["training"] in CLASSICAL else 0.6
+        per_update = SECONDS_PER_UPDATE["classical" if cfg["training"] in CLASSICAL else "meta"]
         return cfg["iterations"] * per_update + cfg["test_episodes"] * (0.1 if cell.column == "MAML" else 0.01)
 
     def trivial_score(self, cell: Cell, scale: str) -> float:
