@@ -84,12 +84,30 @@ class Probes:
     ``elapsed_s`` excludes it.
 
     With ``snapshots`` (a folder), the weights each point measured are kept there as ``probe-<iteration>.pt``, so a
-    probe changed after training can be taken again from them instead of retraining the run.
+    probe changed after training can be taken again from them instead of retraining the run. ``settings`` names what
+    ``measure`` measures (e.g. a hash of its task counts): each point carries it, and :func:`train`, on resuming a run
+    whose points were taken under other settings, takes those again from their snapshots (:func:`reprobe`).
     """
 
     every: int
     measure: Callable[[nn.Module, int], dict]
     snapshots: Path | None = None
+    settings: str | None = None
+
+
+def _measure_point(model: nn.Module, probes: Probes, iteration: int) -> dict:
+    """``{"iteration", "seconds", **measured[, "settings"]}`` of the model as it is; its buffers and the RNG as found."""
+    started = time.perf_counter()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}  # BN statistics, call counters: training's own
+    with torch.random.fork_rng(devices=devices):
+        values = probes.measure(model, iteration)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
+    model.train()
+    point = {"iteration": iteration, "seconds": round(time.perf_counter() - started, 3), **values}
+    return {**point, "settings": probes.settings} if probes.settings is not None else point
 
 
 def _probe(model: nn.Module, probes: Probes, state: TrainState) -> float:
@@ -100,17 +118,34 @@ def _probe(model: nn.Module, probes: Probes, state: TrainState) -> float:
     if probes.snapshots is not None:
         save_checkpoint(Path(probes.snapshots) / f"probe-{state.iteration}.pt",
                         {"format": CHECKPOINT_FORMAT, "config_hash": None, "model": model.state_dict(), "iteration": state.iteration})
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}  # BN statistics, call counters: training's own
-    with torch.random.fork_rng(devices=devices):
-        values = probes.measure(model, state.iteration)
-    with torch.no_grad():
-        for name, b in model.named_buffers():
-            b.copy_(buffers[name])
-    model.train()
-    seconds = time.perf_counter() - started
-    state.probe_curve.append({"iteration": state.iteration, "seconds": round(seconds, 3), **values})
-    return seconds
+    state.probe_curve.append(_measure_point(model, probes, state.iteration))
+    return time.perf_counter() - started
+
+
+def reprobe(model: nn.Module, probes: Probes, curve: list[dict]) -> list[dict]:
+    """``curve`` with every point taken under settings other than ``probes.settings`` measured again on its snapshot
+    (``probes.snapshots/probe-<iteration>.pt``); the model's own weights and buffers are restored after. Raises
+    :class:`CheckpointError` where a snapshot is missing (the run must then be retrained: ``--restart``)."""
+    if probes.settings is None or all(p.get("settings") == probes.settings for p in curve):
+        return curve
+    own = {name: value.detach().clone() for name, value in model.state_dict().items()}
+    out = []
+    try:
+        for point in curve:
+            if point.get("settings") == probes.settings:
+                out.append(point)
+                continue
+            path = None if probes.snapshots is None else Path(probes.snapshots) / f"probe-{point['iteration']}.pt"
+            if path is None or not path.exists():
+                raise CheckpointError(f"the probe at iteration {point['iteration']} was taken under other settings "
+                                      f"({point.get('settings')!r}, now {probes.settings!r}) and there is no snapshot to take it "
+                                      f"again ({path or 'the run keeps none'}); retrain the run with --restart")
+            model.load_state_dict(load_checkpoint(path, None)["model"])
+            out.append(_measure_point(model, probes, point["iteration"]))
+    finally:
+        model.load_state_dict(own)
+        model.train()
+    return out
 
 
 @dataclass(frozen=True)
@@ -387,6 +422,10 @@ def train(
             )
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
+    reprobed = False
+    if probes is not None and state.probe_curve:  # points taken under other probe settings: again, from their snapshots
+        curve = reprobe(model, probes, state.probe_curve)
+        reprobed, state.probe_curve = curve is not state.probe_curve, curve
     segment: dict | None = None
     if state.iteration < iterations and not state.stopped_early:
         segment = new_segment(state.iteration, device, versions)
@@ -476,7 +515,7 @@ def train(
         raise
     finally:
         bar.close()
-    if not checkpoint_path.exists():  # zero iterations asked for
+    if reprobed or not checkpoint_path.exists():  # the re-taken probes kept; or zero iterations asked for
         checkpoint()
     return state
 

@@ -181,6 +181,23 @@ def test_figures_2_10_11_share_one_run_per_cell_and_seed_and_follow_appendix_a3(
     assert (FIG12.config(cell, "paper")["inner_steps"], FIG12.config(cell, "paper")["test_steps"]) == (1, 1)
 
 
+def test_probe_settings_leave_the_training_key_alone_and_the_epoch_does_not(monkeypatch):
+    """A changed probe (task counts, power iterations) keeps the trained run and is re-taken from its snapshots
+    (metarepro.trainer.reprobe); the epoch decides which weights are snapshotted, so it is the training's."""
+    from benchmarks.guiroy import miniimagenet as M
+    from benchmarks.guiroy import omniglot as G
+
+    cells = {G.FIG2: Cell("MAML", "5-way 1-shot", seed=1), M.FIG3: Cell(M.FIG3.rows[0], M.FIG3.columns[0], seed=1)}
+    keys = {b: b.training_key(c, "paper") for b, c in cells.items()}
+    settings = {b: G.probe_settings(b.config(c, "paper")) for b, c in cells.items()}
+    monkeypatch.setitem(G.PROBES, "coherence_tasks", 400)
+    monkeypatch.setitem(M.PROTOCOL, "coherence_tasks", 400)
+    for b, c in cells.items():
+        assert b.training_key(c, "paper") == keys[b] and G.probe_settings(b.config(c, "paper")) != settings[b]
+    monkeypatch.setitem(G.PROBES, "epoch", 250)
+    assert G.FIG2.training_key(cells[G.FIG2], "paper") != keys[G.FIG2]
+
+
 def test_a_claim_after_a_peak_reads_the_curve_from_its_maximum_on():
     from benchmarks.harness.base import CorrelationClaim
 

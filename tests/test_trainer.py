@@ -428,3 +428,39 @@ def test_probe_snapshots_keep_the_weights_each_point_measured(tmp_path):
         fresh, _ = make()
         fresh.load_state_dict(load_checkpoint(tmp_path / "probes" / f"probe-{point['iteration']}.pt")["model"])
         assert measure(fresh, point["iteration"])["probe_loss"] == point["probe_loss"]
+
+
+def test_a_probe_whose_settings_changed_is_taken_again_from_its_snapshots_not_retrained(tmp_path):
+    """After training under probe settings "a", resuming the finished run under "b" re-measures each point on the weights
+    it was taken at (an independent oracle: a fresh model loaded from that point's snapshot) and keeps the final weights;
+    without snapshots it refuses with what to do."""
+    from metarepro.trainer import CheckpointError, Probes
+
+    batches = {"a": batch(10_000), "b": batch(20_000)}
+
+    def measure_on(which):
+        def measure(model, iteration):
+            with torch.no_grad():
+                return {"probe_loss": float(model.score(batches[which]).mean())}
+        return measure
+
+    model, opt = make()
+    train(model, opt, batch, 40, tmp_path / "run.pt", "h", checkpoint_every=20, progress=False,
+          probes=Probes(20, measure_on("a"), snapshots=tmp_path / "probes", settings="a"))
+    final = {k: v.clone() for k, v in model.state_dict().items()}
+    again, opt = make()
+    state = train(again, opt, batch, 40, tmp_path / "run.pt", "h", checkpoint_every=20, progress=False,
+                  probes=Probes(20, measure_on("b"), snapshots=tmp_path / "probes", settings="b"))
+    assert [p["settings"] for p in state.probe_curve] == ["b"] * 3 and len(state.segments) == 1  # nothing retrained
+    for point in state.probe_curve:
+        fresh, _ = make()
+        fresh.load_state_dict(load_checkpoint(tmp_path / "probes" / f"probe-{point['iteration']}.pt")["model"])
+        assert measure_on("b")(fresh, 0)["probe_loss"] == point["probe_loss"] != measure_on("a")(fresh, 0)["probe_loss"]
+    assert all(torch.equal(final[k], v) for k, v in again.state_dict().items())
+    stored = load_checkpoint(tmp_path / "run.pt")["state"]["probe_curve"]
+    assert [p["settings"] for p in stored] == ["b"] * 3  # kept: the next resume measures nothing
+    (tmp_path / "probes" / "probe-20.pt").unlink()
+    third, opt = make()
+    with pytest.raises(CheckpointError, match="iteration 20 .*--restart"):
+        train(third, opt, batch, 40, tmp_path / "run.pt", "h", checkpoint_every=20, progress=False,
+              probes=Probes(20, measure_on("a"), snapshots=tmp_path / "probes", settings="a"))

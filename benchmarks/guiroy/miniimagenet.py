@@ -31,7 +31,7 @@ import torch
 from benchmarks.anchors.finn2017_table1 import maml_task_loss
 from benchmarks.families.omniglot_gbml import chunked_scores
 from benchmarks.families.unraveling_images import image_pools, labelled_images
-from benchmarks.guiroy.omniglot import PROBES, draw_probe_curves, landscape_measure, probe_sets
+from benchmarks.guiroy.omniglot import PROBES, draw_probe_curves, landscape_measure, probe_sets, probe_settings
 from benchmarks.harness.base import Benchmark, Cell, CellResult, CorrelationClaim, LevelClaim
 from metarepro import results as R
 from metarepro.data.store import DataError
@@ -56,7 +56,7 @@ SCALES = {"paper": {}, "quick": {"epochs": 5, "test_tasks": 100, "sharpness_task
           "smoke": {"data": "fixture", "image_size": 28, "filters": 8, "queries": 3, "test_queries": 3, "epochs": 3, "test_tasks": 8,
                     "sharpness_tasks": 2, "coherence_tasks": 6, "train_tasks": 4, "power_iterations": 5}}
 TRAINING_KEYS = ("method", "shots", "image_size", "filters", "queries", "inner_lr", "inner_steps", "meta_batch", "meta_lr", "epoch",
-                 "epochs", "classical_batch", "data", "train_seed", *PROBES)
+                 "epochs", "classical_batch", "data", "train_seed")  # the probes' settings: omniglot.probe_settings
 #: rough ms per meta-iteration (5 steps, second order) on one CPU thread at paper scale, until a record times its own
 MS_PER_ITERATION = {1: 2500.0, 5: 6000.0}
 
@@ -178,7 +178,8 @@ class GuiroyMiniImageNet(Benchmark):
                       lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"], home / key / "checkpoint.pt", key,
                       checkpoint_every=cfg["epoch"], log_every=cfg["epoch"], progress=progress, desc=f"{cell.label} [{scale}]",
                       meta={"benchmark": self.id, "cell": cell.__dict__, "scale": scale}, progress_position=progress_position,
-                      probes=Probes(cfg["epoch"], lambda m, i: measure(self.learner(m, cfg), i), snapshots=home / key / "probes"))
+                      probes=Probes(cfg["epoch"], lambda m, i: measure(self.learner(m, cfg), i), snapshots=home / key / "probes",
+                                    settings=probe_settings(cfg)))
         started = now(device)
         scores = self.test_scores(model, pools["test"], cfg, device, progress)
         return CellResult(scores=scores, deviations=[], wall_time_s=state.elapsed_s + now(device) - started,

@@ -34,6 +34,10 @@ Each benchmark (``guiroy-fig2``, ``-fig10``, ``-fig11``, ``-fig12``) reads the s
 (:class:`benchmarks.harness.base.CorrelationClaim`); none prints numbers to compare. Paper scale of the 5-way 1-shot
 cells: several CPU hours per run here plus ~20 s of probes per epoch; ``metarepro plan`` projects every cell
 (from finn2017-table1's measured iterations, scaled by steps and meta-batch, until a record times its own).
+
+The probes' settings (task counts, power iterations, seed) are not part of the training key: the weights of every
+probed epoch are kept (``probes/probe-<iteration>.pt``, ~0.45 MB each), and a run whose probe settings changed re-takes
+its points from them on the next ``reproduce`` (:func:`metarepro.trainer.reprobe`) instead of training again.
 """
 
 from __future__ import annotations
@@ -62,6 +66,13 @@ PROBES = {"epoch": 500, "sharpness_tasks": 60, "coherence_tasks": 500, "train_ta
           "probe_seed": 2020, "probe_chunk": 50}
 SCALE_PROBES = {"paper": {}, "quick": {"sharpness_tasks": 10, "coherence_tasks": 100, "train_tasks": 50},
                 "smoke": {"epoch": 3, "sharpness_tasks": 2, "coherence_tasks": 6, "train_tasks": 4, "power_iterations": 5}}
+
+
+def probe_settings(cfg: dict) -> str:
+    """What a probe point measures (:class:`metarepro.trainer.Probes` ``settings``): a hash of :data:`PROBES` but the
+    epoch. Not part of the training key: a run whose probes change keeps its training and re-takes its points from the
+    snapshots; the epoch is (it decides which weights are snapshotted)."""
+    return config_hash({k: cfg[k] for k in PROBES if k != "epoch"})
 
 
 def probe_sets(benchmark: OmniglotGBML, pools: dict[str, ClassPool], cfg: dict) -> dict[str, Episode]:
@@ -173,7 +184,7 @@ class GuiroyOmniglot(OmniglotGBML):
 
     def training_key(self, cell: Cell, scale: str) -> str:
         cfg = self.config(cell, scale)
-        return f"{maml_training_key(cfg)}-seed{cell.seed}-probes-" + config_hash({k: cfg[k] for k in PROBES})
+        return f"{maml_training_key(cfg)}-seed{cell.seed}-epoch{cfg['epoch']}"  # the probes' other settings: probe_settings
 
     def run_directories(self, cell: Cell, scale: str) -> list[str]:
         return [f"{RUNS_HOME}/{scale}/{self.training_key(cell, scale)}"]
@@ -205,7 +216,8 @@ class GuiroyOmniglot(OmniglotGBML):
 
     def probes(self, model: MAML, pools: dict[str, ClassPool], cfg: dict, device: str, folder: Path) -> Probes:
         # each epoch's weights kept (~0.45 MB each at paper scale): a probe fixed later is re-taken, not retrained
-        return Probes(cfg["epoch"], landscape_measure(probe_sets(self, pools, cfg), cfg, device), snapshots=folder / "probes")
+        return Probes(cfg["epoch"], landscape_measure(probe_sets(self, pools, cfg), cfg, device), snapshots=folder / "probes",
+                      settings=probe_settings(cfg))
 
     def curves(self, scale: str) -> list[dict]:
         return [r for r in R.load_records(self.id) if r["scale"] == scale and r["variant"] == "main" and r.get("probe_curve")]
