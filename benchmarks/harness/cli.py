@@ -602,8 +602,9 @@ def cmd_compare(args) -> int:
 
             print("\n" + header)
             print(tabulate(table, headers="keys", tablefmt="github"))
-            if multiplicity_note(table):
-                print(multiplicity_note(table))
+            note = multiplicity_note(table)
+            if note:
+                print(note)
     bad = failing(rows)
     if bad and args.format != "json":
         print(f"\n{len(bad)} paper-scale cell(s) outside tolerance and not among the known deviations.", file=sys.stderr)
