@@ -792,6 +792,20 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_park(args) -> int:
+    from tabulate import tabulate
+
+    from benchmarks.harness.parking import park, parked_root
+
+    rows = park(tuple(args.scales))
+    print(tabulate(rows, headers="keys", tablefmt="github") if rows else "nothing to park: no unfinished training under runs/")
+    total = sum(f.stat().st_size for f in parked_root().rglob("*.pt")) / 2**20 if parked_root().is_dir() else 0.0
+    print(f"\n{parked_root()}: {total:.1f} MB parked in all; commit it (git add {parked_root().relative_to(R.PROJECT_ROOT)}) "
+          "so that a new checkout resumes these trainings" if R.results_dir().resolve() == (R.PROJECT_ROOT / "results").resolve()
+          else f"\n{parked_root()}: {total:.1f} MB parked in all")
+    return 0
+
+
 def cmd_render(args) -> int:
     for b in BENCHMARKS.values():  # figures from the records at every scale that has some
         for scale in sorted({r["scale"] for r in R.load_records(b.id)}):
@@ -874,6 +888,11 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_evaluate)
 
     sub.add_parser("render", help="rewrite results/README.md from the records").set_defaults(fn=cmd_render)
+
+    pk = sub.add_parser("park", help="copy unfinished trainings under runs/ to results/parked/ (committed), so that a new "
+                                     "checkout resumes them; prune copies no longer needed")
+    pk.add_argument("--scales", nargs="+", choices=R.SCALES, default=["quick", "paper"])
+    pk.set_defaults(fn=cmd_park)
 
     gn = sub.add_parser("generate", help="rewrite the files generated from the registry: tox.ini's reproduce environments; "
                                          "dvc.yaml and params.yaml (and with --lock dvc.lock) from the committed records")

@@ -148,6 +148,20 @@ def _checkpoint_iteration(path: Path) -> int | None:
         return None
 
 
+def served_folders() -> dict[str, list[tuple[Benchmark, Cell]]]:
+    """Run folder (``<benchmark>/<scale>/<name>`` under the runs root) -> the cells of every benchmark, any variant, whose
+    current configuration trains in it."""
+    from benchmarks import BENCHMARKS
+
+    served: dict[str, list[tuple[Benchmark, Cell]]] = {}
+    for benchmark in BENCHMARKS.values():
+        for scale in R.SCALES:
+            for cell in benchmark.cells(variants=["all"], scale=scale):
+                for folder in benchmark.run_directories(cell, scale):
+                    served.setdefault(folder, []).append((benchmark, cell))
+    return served
+
+
 def checkpointed_runs() -> list[dict]:
     """Every training checkpoint under :func:`runs_dir`: how far it trained, when it last wrote, the cells it serves.
 
@@ -157,12 +171,7 @@ def checkpointed_runs() -> list[dict]:
     """
     from benchmarks import BENCHMARKS
 
-    served: dict[str, list[tuple[Benchmark, Cell]]] = {}
-    for benchmark in BENCHMARKS.values():
-        for scale in R.SCALES:
-            for cell in benchmark.cells(variants=["all"], scale=scale):
-                for folder in benchmark.run_directories(cell, scale):
-                    served.setdefault(folder, []).append((benchmark, cell))
+    served = served_folders()
     rows = []
     for path in sorted(runs_dir().glob("*/*/*/*.pt")):
         if path.name.endswith("best.pt"):
@@ -239,8 +248,11 @@ def _run_group(benchmark_id: str, scale: str, cells: list[dict], engine: str, th
     group = [Cell(**c) for c in cells]
     with training_locks(benchmark, group, scale):
         if restart:  # under the lock: never delete a folder another process is training in
+            from benchmarks.harness.parking import discard_parked
+
             for folder in restart_folders(benchmark, group, scale):
                 shutil.rmtree(folder, ignore_errors=True)
+            discard_parked([f.relative_to(runs_dir()).as_posix() for f in restart_folders(benchmark, group, scale)])
         return _run_locked_group(benchmark, group, scale, engine, threads, progress, command, jobs, git, device, restart,
                                  None if root is None else Path(root))
 
@@ -279,6 +291,10 @@ def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engin
         if not restart and is_current(benchmark, cell, scale, root):  # written by another process while this one waited
             print(f"  up to date: {cell.label} [{scale}] (written by another process meanwhile)", flush=True)
             continue
+        from benchmarks.harness.parking import unpark
+
+        for folder in unpark(benchmark.run_directories(cell, scale)):  # a training parked by an earlier machine
+            print(f"  resuming runs/{folder} from its parked copy (results/parked)", flush=True)
         with collect_trainings() as trainings:
             result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress,
                                         device=device, progress_position=_SLOT)
