@@ -138,4 +138,6 @@ class RegularizedClassifier(nn.Module):
         """``batch.x (N, C, H, W)``, ``batch.y (N,)`` (a :class:`methods.classical.LabelledBatch`)."""
         features = self.backbone(batch.x)
         loss = F.cross_entropy(self.classifier(features), batch.y)
+        if self.coefficient == 0:  # plain cross-entropy (a control): no regulariser to pay for, nor a 0 * inf to NaN
+            return loss
         return loss + self.coefficient * REGULARIZERS[self.regularizer](features, batch.y)

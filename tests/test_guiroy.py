@@ -194,6 +194,9 @@ def test_probe_settings_leave_the_training_key_alone_and_the_epoch_does_not(monk
     monkeypatch.setitem(M.PROTOCOL, "coherence_tasks", 400)
     for b, c in cells.items():
         assert b.training_key(c, "paper") == keys[b] and G.probe_settings(b.config(c, "paper")) != settings[b]
+    for b, c in cells.items():  # the test adaptation the probes run is part of what they measure
+        cfg = b.config(c, "paper")
+        assert G.probe_settings({**cfg, "test_queries": cfg["test_queries"] + 1}) != G.probe_settings(cfg)
     monkeypatch.setitem(G.PROBES, "epoch", 250)
     assert G.FIG2.training_key(cells[G.FIG2], "paper") != keys[G.FIG2]
 

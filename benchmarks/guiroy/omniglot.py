@@ -64,15 +64,19 @@ RUNS_HOME = "guiroy-omniglot"
 ROWS = {"MAML": False, "First-Order MAML": True}  # row -> first order
 PROBES = {"epoch": 500, "sharpness_tasks": 60, "coherence_tasks": 500, "train_tasks": 100, "power_iterations": 20,
           "probe_seed": 2020, "probe_chunk": 50}
+#: settings outside :data:`PROBES` that a probe point depends on (:func:`probe_settings`)
+PROBE_TEST_SETTINGS = ("test_queries", "test_steps", "inner_lr", "invert", "head_seed")
 SCALE_PROBES = {"paper": {}, "quick": {"sharpness_tasks": 10, "coherence_tasks": 100, "train_tasks": 50},
                 "smoke": {"epoch": 3, "sharpness_tasks": 2, "coherence_tasks": 6, "train_tasks": 4, "power_iterations": 5}}
 
 
 def probe_settings(cfg: dict) -> str:
-    """What a probe point measures (:class:`metarepro.trainer.Probes` ``settings``): a hash of :data:`PROBES` but the
-    epoch. Not part of the training key: a run whose probes change keeps its training and re-takes its points from the
-    snapshots; the epoch is (it decides which weights are snapshotted)."""
-    return config_hash({k: cfg[k] for k in PROBES if k != "epoch"})
+    """What a probe point measures (:class:`metarepro.trainer.Probes` ``settings``): a hash of every setting the probe
+    reads, :data:`PROBES` but the epoch and those of the test adaptation it runs (queries, steps, the finetuning
+    baseline's head seed). Not part of the training key: a run whose probes change keeps its training and re-takes its
+    points from the snapshots; the epoch is (it decides which weights are snapshotted)."""
+    read = [k for k in PROBES if k != "epoch"] + [k for k in PROBE_TEST_SETTINGS if k in cfg]
+    return config_hash({k: cfg[k] for k in read})
 
 
 def probe_sets(benchmark: OmniglotGBML, pools: dict[str, ClassPool], cfg: dict) -> dict[str, Episode]:

@@ -319,7 +319,8 @@ def summary_table() -> str:
         if b.not_runnable:
             data = f"{b.requires_data}: not runnable (no reader in this suite)"
         verdicts = Counter(c["holds"].split(" (")[0] for c in claims)  # "too few seeds (1 of 3)" -> "too few seeds"
-        body.append([f"`{b.id}`", len(rows) if rows else "none (figure or claim check)", len(paper),
+        cells = len({(r["row"], r["column"]) for r in rows})  # a cell trained from several seeds is one published cell
+        body.append([f"`{b.id}`", cells if rows else "none (figure or claim check)", len(paper),
                      sum(r["verdict"] == "within" for r in paper), sum(r["verdict"] == "outside" and bool(r["known_deviation"]) for r in paper),
                      ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) or "-", data])
     return tabulate(body, headers=["benchmark", "published cells", "reproduced (paper)", "within", "known deviations", "claims",
@@ -347,7 +348,8 @@ def interval_plot(benchmark: Benchmark, rows: list[dict]) -> Path | None:
     plotted = [r for r in rows if r["scale"] == "paper" and r["reproduced_mean"] is not None]
     if not plotted:
         return None
-    entries = [{"label": f"{r['row']} / {r['column']}" + ("" if r["variant"] == MAIN else f" [{r['variant']}]"),
+    entries = [{"label": f"{r['row']} / {r['column']}" + ("" if r["variant"] == MAIN else f" [{r['variant']}]")
+                         + (f" seed {r['seed']}" if r.get("seed") else ""),
                 "published": (r["published_mean"], r["published_half_width"]),
                 "reproduced": (r["reproduced_mean"], r["reproduced_ci95"]),
                 "verdict": "known deviation" if r["verdict"] == "outside" and r["known_deviation"] else r["verdict"].replace("_", " ")}
@@ -534,7 +536,8 @@ def reproduce_one(args) -> int:
     if args.scale == "smoke":
         return 1 if missing else 0
     print("\nAgainst the paper (only paper-scale records count as reproductions; the pinned records):")
-    rows = [r for r in comparison(benchmark) if any((r["row"], r["column"], r["variant"]) == (c.row, c.column, c.variant) for c in cells)]
+    asked = {(c.row, c.column, c.variant, c.seed) for c in cells}
+    rows = [r for r in comparison(benchmark) if (r["row"], r["column"], r["variant"], r.get("seed", 0)) in asked]
     if rows:
         print(R.markdown_table(rows, benchmark.metric))
     _print_extra_rows(benchmark)

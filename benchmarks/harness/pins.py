@@ -122,7 +122,8 @@ def cell_problems(benchmark, cell) -> list[str]:
         R.check_record(record)
     except ValueError as err:
         return [str(err)]
-    rows = [r for r in comparison(benchmark, include_variants=False) if (r["row"], r["column"]) == (cell.row, cell.column)]
+    rows = [r for r in comparison(benchmark, include_variants=False)
+            if (r["row"], r["column"], r.get("seed", 0)) == (cell.row, cell.column, cell.seed)]
     if not rows:  # a claim check or a figure: the paper prints no number for this cell
         return [] if R.result_hash(record["config"]) == benchmark.result_hash(cell, "paper") else [f"{path} is stale"]
     (row,) = rows

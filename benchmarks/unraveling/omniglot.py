@@ -156,8 +156,9 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
         measure = ("separation" if cell.column in SEPARATION else "distance" if cell.column.startswith("distance")
                    else "head" if cell.column in ACCURACY else "adapted")
         shots = 5 if "5-shot" in cell.column else 1
+        selection = {"selection": "SVM 5-way 1-shot validation accuracy"} if self.tuned(cell.row) else {}
         return {**models[0], "benchmark": self.id, "row": cell.row, "column": cell.column, "scale": scale, "models": models,
-                "measure": measure, "test_shots": shots, "selection": "SVM 5-way 1-shot validation accuracy", **MEASURES[scale]}
+                "measure": measure, "test_shots": shots, **selection, **MEASURES[scale]}
 
     def training_key(self, cell: Cell, scale: str) -> str:
         return "+".join(self.model_keys(cell, scale))

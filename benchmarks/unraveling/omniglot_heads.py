@@ -86,9 +86,9 @@ PROTOCOL = {"ways": 5, "shots": 1, "queries": 15, "episodes_per_batch": 8, "clas
 SCALES = {"paper": {}, "quick": {"iterations": 1000, "test_episodes": 500, "val_episodes": 100},
           "smoke": {"iterations": 40, "test_episodes": 10, "val_episodes": 4, "filters": 16, "episodes_per_batch": 2,
                     "classical_batch": 16, "data": "fixture", "maml_grid": [(0.01, 5)]}}
-#: keys that only change how a trained extractor is tested (cells differing in them share the training)
 #: rough seconds of one training update, one thread (:meth:`UnravelingOmniglotHeads.estimated_seconds` says where from)
 SECONDS_PER_UPDATE = {"meta": 0.6, "classical": 0.1}
+#: keys that only change how a trained extractor is tested (cells differing in them share the training)
 TEST_KEYS = ("benchmark", "column", "test_episodes", "test_seed", "maml_grid")
 
 
