@@ -44,6 +44,12 @@ def test_park_copies_unfinished_trainings_and_unpark_restores_only_what_is_ahead
     assert {r["run"]: r["action"] for r in park()}[folder] == "unchanged"
 
     shutil.rmtree(runs_dir())  # a new machine: no runs/
+    from benchmarks.harness.runner import checkpointed_fraction, checkpointed_runs
+
+    proto = Cell("Prototypical Network", "5-way 1-shot")  # plan and run order count the parked progress
+    assert checkpointed_fraction(l2g, proto, "paper") == 5000 / l2g.config(proto, "paper")["iterations"]
+    listed = {r["run"]: r for r in checkpointed_runs() if r["run"].endswith("(parked)")}
+    assert sorted(r["iteration"] for r in listed.values()) == [100, 5000]  # the summed-losses run and the ProtoNet one
     assert unpark([folder, "l2g-omniglot/paper/not-parked"]) == [folder]
     assert file_digest(runs_dir() / folder / "best.pt") == file_digest(parked_root() / folder / "best.pt")
     _checkpoint_at(runs_dir() / folder / "checkpoint.pt", 6000)  # trained on since: the parked copy is behind

@@ -128,12 +128,20 @@ def projected_train_test(benchmark: Benchmark, cell: Cell, scale: str, remaining
 def checkpointed_fraction(benchmark: Benchmark, cell: Cell, scale: str) -> float:
     """Fraction of the cell's training already checkpointed: the mean over its run folders
     (:meth:`~benchmarks.harness.base.Benchmark.run_directories`) of ``iteration / iterations`` (0 for a folder with no
-    readable ``checkpoint.pt``; 0 where the config counts no iterations, e.g. snell2017-table1's epochs)."""
+    readable ``checkpoint.pt``; 0 where the config counts no iterations, e.g. snell2017-table1's epochs). A folder
+    ``runs/`` lacks counts its parked copy (:mod:`benchmarks.harness.parking`), which ``reproduce`` resumes from."""
+    from benchmarks.harness.parking import parked_root
+
     iterations = benchmark.config(cell, scale).get("iterations")
     folders = benchmark.run_directories(cell, scale)
     if not iterations or not folders:
         return 0.0
-    return sum(min(1.0, (_checkpoint_iteration(runs_dir() / f / "checkpoint.pt") or 0) / iterations) for f in folders) / len(folders)
+
+    def reached(folder: str) -> int:
+        here = _checkpoint_iteration(runs_dir() / folder / "checkpoint.pt")
+        return here if here is not None else _checkpoint_iteration(parked_root() / folder / "checkpoint.pt") or 0
+
+    return sum(min(1.0, reached(f) / iterations) for f in folders) / len(folders)
 
 
 def _checkpoint_iteration(path: Path) -> int | None:
@@ -167,16 +175,22 @@ def checkpointed_runs() -> list[dict]:
 
     Folders are matched to cells through :meth:`~benchmarks.harness.base.Benchmark.run_directories` (a folder can serve
     cells of several benchmarks: finn2017-table1's MAML models also serve nichol2018-table1's MAML rows).
-    Early-stopping snapshots (``*best.pt``) are not training progress and are left out.
+    Early-stopping snapshots (``*best.pt``, ``top-<i>.pt``) are not training progress and are left out. A parked copy
+    (:mod:`benchmarks.harness.parking`) of a folder ``runs/`` lacks is listed with ``(parked)`` after its file name.
     """
     from benchmarks import BENCHMARKS
+    from benchmarks.harness.parking import parked_root
 
     served = served_folders()
     rows = []
-    for path in sorted(runs_dir().glob("*/*/*/*.pt")):
-        if path.name.endswith("best.pt"):
+    here = sorted(runs_dir().glob("*/*/*/*.pt"))
+    folders_here = {p.parent.relative_to(runs_dir()) for p in here}
+    parked = [p for p in sorted(parked_root().glob("*/*/*/*.pt")) if p.parent.relative_to(parked_root()) not in folders_here]
+    for path in here + parked:
+        if path.name.endswith("best.pt") or path.name.startswith("top-"):
             continue
-        benchmark_id, scale, name = path.parent.relative_to(runs_dir()).parts
+        root = runs_dir() if path in here else parked_root()
+        benchmark_id, scale, name = path.parent.relative_to(root).parts
         cells = served.get(f"{benchmark_id}/{scale}/{name}", [])
         try:
             written = time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime))
@@ -191,7 +205,7 @@ def checkpointed_runs() -> list[dict]:
         else:
             labels = "(no cell's current configuration: an older one)"
         rows.append({
-            "benchmark": benchmark_id, "scale": scale, "run": f"{name}/{path.name}",
+            "benchmark": benchmark_id, "scale": scale, "run": f"{name}/{path.name}" + ("" if root == runs_dir() else " (parked)"),
             "iteration": "-" if iteration is None else iteration, "of": target or "-", "written (UTC)": written,
             "records current": f"{sum(is_current(b, c, scale) for b, c in cells)}/{len(cells)}" if cells else "-",
             "cells": labels,
