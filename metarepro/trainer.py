@@ -122,29 +122,31 @@ def _probe(model: nn.Module, probes: Probes, state: TrainState) -> float:
     return time.perf_counter() - started
 
 
-def reprobe(model: nn.Module, probes: Probes, curve: list[dict]) -> list[dict]:
+def reprobe(model: nn.Module, probes: Probes, curve: list[dict], keep: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """``curve`` with every point taken under settings other than ``probes.settings`` measured again on its snapshot
-    (``probes.snapshots/probe-<iteration>.pt``); the model's own weights and buffers are restored after. Raises
+    (``probes.snapshots/probe-<iteration>.pt``), on a copy of ``model`` (the model itself is not touched). ``keep(curve)``
+    is called after each point re-taken, so a stop (SIGTERM, Ctrl-C: asked between points) loses none of them. Raises
     :class:`CheckpointError` where a snapshot is missing (the run must then be retrained: ``--restart``)."""
     if probes.settings is None or all(p.get("settings") == probes.settings for p in curve):
         return curve
-    own = {name: value.detach().clone() for name, value in model.state_dict().items()}
-    out = []
-    try:
-        for point in curve:
-            if point.get("settings") == probes.settings:
-                out.append(point)
-                continue
-            path = None if probes.snapshots is None else Path(probes.snapshots) / f"probe-{point['iteration']}.pt"
-            if path is None or not path.exists():
-                raise CheckpointError(f"the probe at iteration {point['iteration']} was taken under other settings "
-                                      f"({point.get('settings')!r}, now {probes.settings!r}) and there is no snapshot to take it "
-                                      f"again ({path or 'the run keeps none'}); retrain the run with --restart")
-            model.load_state_dict(load_checkpoint(path, None)["model"])
-            out.append(_measure_point(model, probes, point["iteration"]))
-    finally:
-        model.load_state_dict(own)
-        model.train()
+    import copy
+
+    measured = copy.deepcopy(model)
+    out = list(curve)
+    for index, point in enumerate(curve):
+        if point.get("settings") == probes.settings:
+            continue
+        if stop_requested():
+            raise KeyboardInterrupt
+        path = None if probes.snapshots is None else Path(probes.snapshots) / f"probe-{point['iteration']}.pt"
+        if path is None or not path.exists():
+            raise CheckpointError(f"the probe at iteration {point['iteration']} was taken under other settings "
+                                  f"({point.get('settings')!r}, now {probes.settings!r}) and there is no snapshot to take it "
+                                  f"again ({path or 'the run keeps none'}; a parked copy keeps none); retrain the run with --restart")
+        measured.load_state_dict(load_checkpoint(path, None)["model"])
+        out[index] = _measure_point(measured, probes, point["iteration"])
+        if keep is not None:
+            keep(list(out))
     return out
 
 
@@ -422,10 +424,6 @@ def train(
             )
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
-    reprobed = False
-    if probes is not None and state.probe_curve:  # points taken under other probe settings: again, from their snapshots
-        curve = reprobe(model, probes, state.probe_curve)
-        reprobed, state.probe_curve = curve is not state.probe_curve, curve
     segment: dict | None = None
     if state.iteration < iterations and not state.stopped_early:
         segment = new_segment(state.iteration, device, versions)
@@ -473,6 +471,13 @@ def train(
     stop = StopRequest()
     try:
         with stop:
+            if probes is not None and state.probe_curve:  # points taken under other probe settings: again, from snapshots
+
+                def keep(curve: list[dict]) -> None:
+                    state.probe_curve = curve
+                    checkpoint()
+
+                state.probe_curve = reprobe(model, probes, state.probe_curve, keep)
             if probes is not None and state.iteration == 0:
                 started += _probe(model, probes, state)
             while state.iteration < iterations and not state.stopped_early:
@@ -515,7 +520,7 @@ def train(
         raise
     finally:
         bar.close()
-    if reprobed or not checkpoint_path.exists():  # the re-taken probes kept; or zero iterations asked for
+    if not checkpoint_path.exists():  # zero iterations asked for
         checkpoint()
     return state
 

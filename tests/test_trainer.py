@@ -448,6 +448,19 @@ def test_a_probe_whose_settings_changed_is_taken_again_from_its_snapshots_not_re
     train(model, opt, batch, 40, tmp_path / "run.pt", "h", checkpoint_every=20, progress=False,
           probes=Probes(20, measure_on("a"), snapshots=tmp_path / "probes", settings="a"))
     final = {k: v.clone() for k, v in model.state_dict().items()}
+    from metarepro.trainer import request_stop
+
+    def stopping(model, iteration):  # a SIGTERM arrives while the first point is re-taken
+        request_stop()
+        return measure_on("b")(model, iteration)
+
+    stopped, opt = make()
+    with pytest.raises(KeyboardInterrupt):
+        train(stopped, opt, batch, 40, tmp_path / "run.pt", "h", checkpoint_every=20, progress=False,
+              probes=Probes(20, stopping, snapshots=tmp_path / "probes", settings="b"))
+    kept = load_checkpoint(tmp_path / "run.pt")["state"]["probe_curve"]
+    assert [p["settings"] for p in kept] == ["b", "a", "a"]  # the point re-taken before the stop is not lost
+    assert all(torch.equal(final[k], v) for k, v in load_checkpoint(tmp_path / "run.pt")["model"].items())
     again, opt = make()
     state = train(again, opt, batch, 40, tmp_path / "run.pt", "h", checkpoint_every=20, progress=False,
                   probes=Probes(20, measure_on("b"), snapshots=tmp_path / "probes", settings="b"))
