@@ -29,6 +29,7 @@ def test_park_copies_unfinished_trainings_and_unpark_restores_only_what_is_ahead
     folder = l2g.run_directories(Cell("Prototypical Network", "5-way 1-shot"), "paper")[0]
     _checkpoint_at(runs_dir() / folder / "checkpoint.pt", 5000)
     _checkpoint_at(runs_dir() / folder / "best.pt", 4000)
+    (runs_dir() / folder / "evaluation-a-cell.json").write_text('{"series": {"test": [50.0]}}')  # a stopped evaluation's journal
     _checkpoint_at(runs_dir() / "l2g-omniglot" / "smoke" / "anything" / "checkpoint.pt", 3)  # smoke: never parked
     summed = l2g.run_directories(Cell("L2G + Prototypical Network", "5-way 1-shot", "summed losses"), "paper")[0]
     _checkpoint_at(runs_dir() / summed / "checkpoint.pt", 100)  # a variant's training under way, no record of it yet
@@ -38,7 +39,7 @@ def test_park_copies_unfinished_trainings_and_unpark_restores_only_what_is_ahead
     rows = {r["run"]: r for r in park()}
     assert rows[folder]["action"] == "parked" and rows[folder]["iteration"] == 5000 and rows[summed]["action"] == "parked"
     assert rows[obsolete.relative_to(parked_root()).as_posix()]["action"].startswith("removed") and not obsolete.exists()
-    for name in ("checkpoint.pt", "best.pt"):
+    for name in ("checkpoint.pt", "best.pt", "evaluation-a-cell.json"):
         assert file_digest(parked_root() / folder / name) == file_digest(runs_dir() / folder / name)
     assert not list(parked_root().glob("*/smoke/*"))
     assert {r["run"]: r["action"] for r in park()}[folder] == "unchanged"
@@ -51,7 +52,8 @@ def test_park_copies_unfinished_trainings_and_unpark_restores_only_what_is_ahead
     listed = {r["run"]: r for r in checkpointed_runs() if r["run"].endswith("(parked)")}
     assert sorted(r["iteration"] for r in listed.values()) == [100, 5000]  # the summed-losses run and the ProtoNet one
     assert unpark([folder, "l2g-omniglot/paper/not-parked"]) == [folder]
-    assert file_digest(runs_dir() / folder / "best.pt") == file_digest(parked_root() / folder / "best.pt")
+    for name in ("best.pt", "evaluation-a-cell.json"):
+        assert file_digest(runs_dir() / folder / name) == file_digest(parked_root() / folder / name)
     _checkpoint_at(runs_dir() / folder / "checkpoint.pt", 6000)  # trained on since: the parked copy is behind
     assert unpark([folder]) == [] and file_digest(runs_dir() / folder / "checkpoint.pt") != file_digest(parked_root() / folder / "checkpoint.pt")
     _checkpoint_at(runs_dir() / folder / "checkpoint.pt", 3000)  # the same training, behind its parked copy: restored

@@ -22,6 +22,7 @@ def test_cells_sharing_a_model_form_one_group():
     cells = [Cell.parse(c) for c in g["cells"]]
     assert g["projected_hours"] * 3600 == pytest.approx(group_seconds(nichol, cells, "paper"), rel=1e-3)
     assert g["data"] == "omniglot" and g["current"] is True and g["projection"].startswith("measured")
+    assert g["remaining_hours"] == 0.0  # every cell pinned: reproduce runs nothing, whatever runs/ holds
     assert [g["projected_hours"] for g in groups] == sorted((g["projected_hours"] for g in groups), reverse=True)
 
 

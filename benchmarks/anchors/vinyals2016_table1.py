@@ -59,8 +59,8 @@ from benchmarks.families.unraveling_images import best_finite
 from benchmarks.harness.base import Benchmark, Cell, CellResult
 from benchmarks.unraveling.omniglot_heads import classical_lr_factor_compressed
 from metarepro.episodes import Episode, task_rng
+from metarepro.journal import ScoreJournal, state_digest
 from metarepro.results import config_hash
-from metarepro.timing import now
 from metarepro.trainer import EarlyStopping, load_checkpoint, train
 from methods.backbones import Conv4
 from methods.classical import ClassicalClassifier, LabelledBatch, nesterov_sgd
@@ -182,12 +182,24 @@ class Vinyals2016Table1(Benchmark):
         return f"{cfg['training']}-{config_hash(training)}"
 
     def estimated_seconds(self, cell: Cell, scale: str) -> float:
+        return sum(self.estimated_train_test(cell, scale))
+
+    def estimated_train_test(self, cell: Cell, scale: str) -> tuple[float, float]:
         cfg = self.config(cell, scale)
         # ~1.6 ms per 28 px image forward and backward through Conv-4 at 64 filters on one thread: the Matching Nets 20-way
         # 1-shot record trained 320 images an update at 0.516 s (5,159 s for 10,000 updates, session 16)
+        image_s = 0.0016 * cfg["filters"] / 64
         images = {"none": 0, "classical": cfg["classical_batch"], "matching": cfg["ways"] * (cfg["shots"] + cfg["queries"])}
-        per_update = 0.0016 * images[cfg["training"]] * (cfg["filters"] / 64)
-        return cfg["iterations"] * per_update + cfg["test_episodes"] * (0.1 if "fine-tuned" in cell.row else 0.005)
+        test_s = cfg["test_episodes"] * 0.005
+        if "fine-tuned" in cell.row:
+            # fine-tuning dominates: every support image, every step, of each grid point's validation episodes and then of
+            # the test episodes, at the grid's mean steps (the choice is unknown before the run). Measured (session 17):
+            # 416 s at 5-way 1-shot and 1,931 s at 5-way 5-shot, where the grid chose 10 steps and this formula at 10 steps
+            # gives 391 s and 1,955 s (~1.7 ms an image-step); at the mean 30 steps it projects 566 s and 2,810 s
+            steps = [s for _, s in cfg["finetune_grid"]]
+            image_steps = cfg["ways"] * cfg["shots"] * (cfg["val_episodes"] * sum(steps) + cfg["test_episodes"] * np.mean(steps))
+            test_s += 0.0017 * (cfg["filters"] / 64) * image_steps
+        return cfg["iterations"] * image_s * images[cfg["training"]], float(test_s)
 
     def trivial_score(self, cell: Cell, scale: str) -> float:
         return 100.0 / parse_column(cell.column)[0]
@@ -302,17 +314,30 @@ class Vinyals2016Table1(Benchmark):
         logits = F.linear(finetuned_features(backbone, state, e.query_x), state[2], state[3])  # softmax, fine-tuned
         return query_accuracy(logits, e.query_y)
 
-    def score(self, cell: Cell, cfg: dict, model, pools: dict, device: str) -> tuple[np.ndarray, dict]:
+    def score(self, cell: Cell, cfg: dict, model, pools: dict, device: str, journal: ScoreJournal | None = None,
+              progress: bool = False) -> tuple[np.ndarray, dict]:
+        """Per-episode test accuracies % ``(test_episodes,)`` and the record's extra fields. ``journal`` keeps the scores
+        as they are taken, so a stopped fine-tuning cell (~2 h at 20-way 5-shot) resumes where it stopped."""
+        from tqdm import tqdm
+
+        journal = journal or ScoreJournal(None, {})
+
+        def series(name: str, episodes: list[Episode], score) -> np.ndarray:
+            with tqdm(total=len(episodes), desc=f"{cell.label} {name}", disable=not progress, mininterval=30.0, leave=False) as bar:
+                return journal.scores(name, episodes, score, progress=lambda done, _: bar.update(done - bar.n))
+
         extra, lr_steps = {}, None
         if "fine-tuned" in cell.row:
             val = self.episodes(pools["val"], cfg, "val", cfg["val_episodes"])
-            grid = {tuple(g): float(np.mean([self.score_episode(cell.row, model, e, device, g) for e in val])) for g in cfg["finetune_grid"]}
+            grid = {tuple(g): float(np.mean(series(f"validation lr={g[0]} steps={g[1]}", val,
+                                                   lambda e, g=g: self.score_episode(cell.row, model, e, device, g))))
+                    for g in cfg["finetune_grid"]}
             lr_steps = best_finite(grid, f"{cell.label} seed {cell.seed}: the fine-tuning grid")  # a diverged point is NaN
             extra["fine_tuning"] = {"lr": lr_steps[0], "steps": lr_steps[1], "validation_accuracy": grid[lr_steps],
                                     "grid": {f"lr={a} steps={b}": (v if np.isfinite(v) else "diverged") for (a, b), v in grid.items()}}
         test = self.episodes(pools["test"], cfg, "test", cfg["test_episodes"])
         invert = cfg.get("pixels") == "ink=1"  # main: the stored images (paper = 1)
-        return np.array([self.score_episode(cell.row, model, e, device, lr_steps, invert) for e in test]), extra
+        return series("test", test, lambda e: self.score_episode(cell.row, model, e, device, lr_steps, invert)), extra
 
     def pools(self, cfg: dict, runs_dir: Path) -> dict:
         """Vinyals' split (``omniglot_pools``); the ``lanczos`` variant's test pool from the LANCZOS cache."""
@@ -338,9 +363,13 @@ class Vinyals2016Table1(Benchmark):
             extra = {"checkpoint_key": key, "loss_curve": state.loss_curve,
                      "selection": {"selected_iteration": state.best_iteration, "validation_error": state.best_value},
                      "timing_iterations": state.iteration}
-        started = now(device)
-        scores, more = self.score(cell, cfg, model, pools, device)
-        test_s = now(device) - started
+        # the run folder's journal only where a model was trained (pixels test in seconds and train nothing)
+        journal = ScoreJournal(None if model is None else runs_dir / key / f"evaluation-{cell.slug}.json",
+                               {"config": cfg, "model": state_digest(model)})
+        scores, more = self.score(cell, cfg, model, pools, device, journal, progress)
+        test_s = journal.elapsed_s  # every segment's, where a stopped evaluation resumed
+        if journal.resumed:
+            more["evaluation_resumed_scores"] = journal.resumed
         timing = {"ms_per_iteration": 1000 * train_s / max(extra.pop("timing_iterations", 0), 1), "iterations_timed": cfg["iterations"],
                   "test_s": test_s, "threads": torch.get_num_threads(), "device": device, "load_average_1min": os.getloadavg()[0]}
         return CellResult(scores=scores, deviations=[], wall_time_s=train_s + test_s, train_wall_time_s=train_s,

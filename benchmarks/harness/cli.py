@@ -802,7 +802,7 @@ def cmd_park(args) -> int:
 
     rows = park(tuple(args.scales))
     print(tabulate(rows, headers="keys", tablefmt="github") if rows else "nothing to park: no unfinished training under runs/")
-    total = sum(f.stat().st_size for f in parked_root().rglob("*.pt")) / 2**20 if parked_root().is_dir() else 0.0
+    total = sum(f.stat().st_size for f in parked_root().rglob("*") if f.is_file()) / 2**20 if parked_root().is_dir() else 0.0
     print(f"\n{parked_root()}: {total:.1f} MB parked in all; commit it (git add {parked_root().relative_to(R.PROJECT_ROOT)}) "
           "so that a new checkout resumes these trainings" if R.results_dir().resolve() == (R.PROJECT_ROOT / "results").resolve()
           else f"\n{parked_root()}: {total:.1f} MB parked in all")

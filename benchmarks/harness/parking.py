@@ -1,18 +1,19 @@
 """Parked trainings: unfinished training checkpoints kept with the results, so that a new checkout resumes them.
 
-``runs/`` is git-ignored, so a training that outlives the machine it started on (Guiroy et al.'s ~10 CPU-h Omniglot runs,
-the cross-head matrix's 2-3 h ones, on machines that may be replaced between sessions) is lost with it. ``metarepro
-park`` copies every unfinished training of a parked scale (:data:`PARKED_SCALES`) to
+``runs/`` is git-ignored, so a training that outlives the machine it started on (Guiroy et al.'s ~10 CPU-h Omniglot
+runs, the cross-head matrix's 2-3 h ones, on machines that may be replaced between sessions) is lost with it.
+``metarepro park`` copies every unfinished training of a parked scale (:data:`PARKED_SCALES`) to
 ``results/parked/<benchmark>/<scale>/<run>/``, to be committed: the ``*.pt`` files of its run folder (``checkpoint.pt``
 with weights, optimizer and the training's segments; early stopping's ``best.pt`` and ``top-<i>.pt``; snell2017-table1's
-``train.pt`` / ``trainval.pt``), copied as one consistent set (copied again if a file changed meanwhile). Guiroy's
-per-epoch probe snapshots (``probes/``, ~45 MB a run) are not parked: a run resumed from a parked copy trains and probes
-on, but a later change of its probe settings cannot be re-taken from snapshots and needs ``--restart``. A training counts
-as unfinished while a cell it serves, of any benchmark, has no current record, pinned or local (the cells of the main
-protocol, and a variant's cell once that cell has a record at the scale; a training that only unrun variant cells
-serve is one of them under way): ``unraveling-omniglot``'s claims, say, keep the cross-head matrix's models parked
-until they have measured them. A parked copy no longer unfinished, or that no current configuration trains in, is
-removed by the next ``park``.
+``train.pt`` / ``trainval.pt``) and the score journals of its cells' evaluations (``evaluation-<cell>.json``, e.g.
+vinyals2016-table1's ~2 h fine-tuning cells, :mod:`metarepro.journal`), copied as one consistent set (copied again if a
+file changed meanwhile). Guiroy's per-epoch probe snapshots (``probes/``, ~45 MB a run) are not parked: a run resumed
+from a parked copy trains and probes on, but a later change of its probe settings cannot be re-taken from snapshots and
+needs ``--restart``. A training counts as unfinished while a cell it serves, of any benchmark, has no current record,
+pinned or local (the cells of the main protocol, and a variant's cell once that cell has a record at the scale; a
+training that only unrun variant cells serve is one of them under way): ``unraveling-omniglot``'s claims, say, keep the
+cross-head matrix's models parked until they have measured them. A parked copy no longer unfinished, or that no current
+configuration trains in, is removed by the next ``park``.
 
 Which copy wins: a training is identified by when and where its first segment started. ``park`` never replaces a
 parked copy that is further on, or that is another training (a machine still holding checkpoints from before a
@@ -46,13 +47,15 @@ def parked_root() -> Path:
 
 
 def _run_files(folder: Path) -> list[Path]:
-    """The ``*.pt`` files of a run folder (not its subfolders), ``checkpoint.pt`` first."""
-    return sorted(folder.glob("*.pt"), key=lambda p: (p.name != "checkpoint.pt", p.name))
+    """The ``*.pt`` files of a run folder (not its subfolders), ``checkpoint.pt`` first, and its score journals
+    (``evaluation-<cell>.json``, :mod:`metarepro.journal`): a long evaluation stopped part-way resumes from them too."""
+    files = [*folder.glob("*.pt"), *folder.glob("evaluation-*.json")]
+    return sorted(files, key=lambda p: (p.name != "checkpoint.pt", p.name))
 
 
 def _training_files(folder: Path) -> list[Path]:
-    """The files that hold training progress: all but early stopping's ``*best.pt`` and ``top-<i>.pt``."""
-    return [p for p in _run_files(folder) if not (p.name.endswith("best.pt") or p.name.startswith("top-"))]
+    """The files that hold training progress: the ``*.pt`` files but early stopping's ``*best.pt`` and ``top-<i>.pt``."""
+    return [p for p in _run_files(folder) if p.suffix == ".pt" and not (p.name.endswith("best.pt") or p.name.startswith("top-"))]
 
 
 def progress(folder: Path) -> tuple[str | None, int]:

@@ -2,7 +2,8 @@
 
 A *group* is the cells that share one trained model (:meth:`~benchmarks.harness.base.Benchmark.training_key`): it trains once
 and tests each cell. Per group: its cells, its run folders, the projected hours (from the cells' timed records, on the
-machine and threads those name, or the benchmark's rough estimate, labelled as such), the peak memory measured by the
+machine and threads those name, or the benchmark's rough estimate, labelled as such), the hours left (the cells without a
+current record, less the training already checkpointed), the peak memory measured by the
 run that made its record (where one did), the data it needs and whether that is present, and whether every cell's record
 is current.
 """
@@ -42,16 +43,17 @@ def plan(benchmark: Benchmark, cells: list[Cell], scale: str) -> list[dict]:
             basis = "rough estimate (no timed record of these cells)"
         peaks = [r["provenance"]["peak_rss_mb"] for r in timed if "peak_rss_mb" in r.get("provenance", {})]
         folders = sorted({f for c in group for f in benchmark.run_directories(c, scale)})
+        todo = [c for c in group if not is_current(benchmark, c, scale)]  # what `reproduce --pin` would still run
         out.append({
             "benchmark": benchmark.id, "scale": scale, "group": key, "cells": [cell_id(c) for c in group],
             "run_directories": folders,
             "projected_hours": round(group_seconds(benchmark, group, scale) / 3600, 3),
-            "remaining_hours": round(group_seconds(benchmark, group, scale, remaining=True) / 3600, 3),
+            "remaining_hours": round(group_seconds(benchmark, todo, scale, remaining=True) / 3600, 3) if todo else 0.0,
             "projection": basis,
             "peak_memory_mb": max(peaks) if peaks else None,
             "data": benchmark.requires_data or "generated",
             "data_present": scale == "smoke" or benchmark.data_available(),
-            "current": all(is_current(benchmark, c, scale) for c in group),
+            "current": not todo,
             "records": [f"reproduced/{benchmark.id}/{scale}/{c.slug}.json" for c in group],  # under the results root
         })
     return sorted(out, key=lambda g: -g["projected_hours"])
