@@ -90,17 +90,25 @@ class ScoreJournal:
 
         ``episodes`` may be a lazy iterable (its first ``len(done)`` items are drawn and skipped, so their random draws
         still happen in order); ``total`` its length where it has none. ``progress(done, total)`` is called after each
-        episode. Returns the series' scores, ``(len(episodes),)``."""
+        episode. A SIGINT or SIGTERM stops after the episode at hand: the journal is saved and ``KeyboardInterrupt`` raised
+        (a second signal stops at once, losing at most ``save_every_s`` of scores). Returns the series' scores,
+        ``(len(episodes),)``."""
+        from metarepro.trainer import StopRequest
+
         done = self.series.setdefault(name, [])
         total = total if total is not None else len(episodes)  # type: ignore[arg-type]
-        for i, episode in enumerate(episodes):
-            if i < len(done):
-                continue
-            done.append(float(score(episode)))
-            if progress is not None:
-                progress(len(done), total)
-            if time.perf_counter() - self._saved_at >= self.save_every_s:
-                self.save()
+        with StopRequest() as stop:  # SIGINT / SIGTERM: stop after the episode at hand, its score kept (as training does)
+            for i, episode in enumerate(episodes):
+                if i < len(done):
+                    continue
+                done.append(float(score(episode)))
+                if progress is not None:
+                    progress(len(done), total)
+                if stop.requested:
+                    self.save()
+                    raise KeyboardInterrupt
+                if time.perf_counter() - self._saved_at >= self.save_every_s:
+                    self.save()
         if len(done) != total:
             raise ValueError(f"series {name!r}: {len(done)} scores for {total} episodes (the episodes changed under a journal "
                              "of the same identity?)")

@@ -104,3 +104,23 @@ def test_vinyals_fine_tuning_cell_resumes_from_its_journal(isolated_results):
     second = json.loads(record_path.read_text())
     assert second["evaluation_resumed_scores"] == kept + sum(len(journal["series"][k]) for k in grid)
     assert second["scores"][0] == 12.345 and second["scores"][1:] == pytest.approx(first["scores"][1:])
+
+
+def test_a_stop_request_ends_the_series_after_the_episode_at_hand_with_its_score_saved(tmp_path):
+    """What SIGTERM does in a worker (trainer.request_stop): the journal holds every finished episode, saved at once even
+    though its periodic save is far off, and the run stops with KeyboardInterrupt."""
+    from metarepro import trainer
+
+    path = tmp_path / "evaluation-cell.json"
+
+    def score(episode):
+        if episode == 4:
+            trainer.request_stop()  # arrives while episode 4 is scored
+        return float(episode)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ScoreJournal(path, {}, save_every_s=3600.0).scores("test", range(10), score, total=10)
+    finally:
+        trainer._stop_requested = False
+    assert json.loads(path.read_text())["series"]["test"] == [0.0, 1.0, 2.0, 3.0, 4.0]
