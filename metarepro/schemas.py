@@ -64,7 +64,9 @@ RECORD = {
         # the commits their training may span (never reconstructed segments)
         "trainings": {"oneOf": [
             {"type": "array", "items": {"type": "object", "required": ["checkpoint", "segments"],
-                                        "properties": {"segments": {"type": "array", "items": _SEGMENT}}}},
+                                        "properties": {"segments": {"type": "array", "items": _SEGMENT},
+                                                       # a training restored from pinned weights: that file
+                                                       "weights_from": _TEXT}}},
             {"type": "object", "required": ["unknown", "may_span_commits"], "properties": {"unknown": {"const": True}}},
         ]},
         # the weights the scores came from, pinned beside the records (benchmarks/harness/checkpoints.py)

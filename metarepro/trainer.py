@@ -268,6 +268,13 @@ def collect_trainings():
         _COLLECTED = previous
 
 
+def note_training(entry: dict) -> None:
+    """Add a training that was not run here to the :func:`collect_trainings` list (a finished training restored from the
+    weights a record pinned: ``{"checkpoint", "segments", "weights_from"}``), so the record still names its segments."""
+    if _COLLECTED is not None:
+        _COLLECTED.append(entry)
+
+
 def _default_step(model: nn.Module, batch: Episode, optimizer: torch.optim.Optimizer, forward_context=contextlib.nullcontext) -> torch.Tensor:
     optimizer.zero_grad(set_to_none=True)
     with forward_context():

@@ -127,6 +127,68 @@ def test_weights_that_do_not_rescore_are_not_pinned(pinning_smoke, monkeypatch):
     assert not C.pinned_path(benchmark, cell, "smoke").exists()
 
 
+def test_pinning_a_fine_tuning_cell_rescores_its_test_at_the_chosen_setting_without_the_grid(pinning_smoke, monkeypatch):
+    from benchmarks.anchors.vinyals2016_table1 import Vinyals2016Table1
+    from benchmarks.harness.runner import reproduce
+
+    benchmark, cell = get_benchmark("vinyals2016-table1"), Cell.parse("Baseline classifier (fine-tuned)/5-way 1-shot")
+    scored = []
+    original = Vinyals2016Table1.score_episode
+    monkeypatch.setattr(Vinyals2016Table1, "score_episode", lambda self, row, model, e, device, lr_steps=None, invert=False:
+                        scored.append(lr_steps) or original(self, row, model, e, device, lr_steps, invert))
+    [written] = reproduce(benchmark, "smoke", [cell], progress=False, log=lambda *_: None)
+    record = json.loads(Path(written).read_text())
+    cfg = benchmark.config(cell, "smoke")
+    chosen = (record["fine_tuning"]["lr"], record["fine_tuning"]["steps"])
+    assert "sha256" in record["checkpoint"]  # the test-only re-score gave the record's scores exactly
+    run = len(cfg["finetune_grid"]) * cfg["val_episodes"] + cfg["test_episodes"]
+    assert len(scored) == run + cfg["test_episodes"] and set(scored[run:]) == {chosen}  # the pin: the test only
+
+
+def test_a_lost_training_is_restored_from_its_pinned_weights_not_trained_again(pinning_smoke, monkeypatch):
+    """unraveling-omniglot measures the cross-head matrix's extractors; on a machine without their run folders it loads the
+    weights a current heads record pinned: its record equals the one made from the run folder (scores and the segments
+    that trained the model), and nothing is trained. A pinned file whose digest is not its record's is not used."""
+    import shutil
+
+    import benchmarks.unraveling.omniglot_heads as heads_module
+    from benchmarks.harness.checkpoints import pinned_training
+    from benchmarks.harness.paths import runs_dir
+    from benchmarks.harness.runner import checkpointed_fraction, reproduce
+
+    heads, claims = get_benchmark("unraveling-omniglot-heads"), get_benchmark("unraveling-omniglot")
+    quiet = {"progress": False, "log": lambda *_: None}
+    [pinned_record] = reproduce(heads, "smoke", [Cell.parse("ProtoNet/ProtoNet/main")], **quiet)
+    measured = Cell.parse("ProtoNet/R_FC/main")
+    [written] = reproduce(claims, "smoke", [measured], **quiet)
+    from_run = json.loads(Path(written).read_text())
+
+    Path(written).unlink()
+    shutil.rmtree(runs_dir())  # a new machine: no runs/, nothing parked
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(heads_module, "train", no_training)
+    assert checkpointed_fraction(claims, measured, "smoke") == 1.0  # plan counts it as done
+    [written] = reproduce(claims, "smoke", [measured], **quiet)
+    restored = json.loads(Path(written).read_text())
+    assert restored["scores"] == from_run["scores"]
+    assert [t["segments"] for t in restored["trainings"]] == [t["segments"] for t in from_run["trainings"]]
+    weights = json.loads(Path(pinned_record).read_text())["checkpoint"]
+    assert restored["trainings"][0]["weights_from"] == weights["path"]
+    assert restored["checkpoint"] == from_run["checkpoint"]  # it pins the same weights, as the same file
+
+    key = heads.training_key(Cell.parse("ProtoNet/ProtoNet/main"), "smoke")
+    assert pinned_training(key, "smoke") is not None
+    copies = sorted(pinning_smoke.glob(f"checkpoints/*/smoke/{key}.pt"))
+    assert [p.parent.parent.name for p in copies] == ["unraveling-omniglot", "unraveling-omniglot-heads"]  # each pins one
+    for path in copies:
+        data = path.read_bytes()
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # not the weights the records pinned
+    assert pinned_training(key, "smoke") is None
+
+
 def test_a_record_without_a_pinned_checkpoint_says_so(isolated_results, capsys):
     from benchmarks.harness.runner import reproduce
 

@@ -315,9 +315,10 @@ class Vinyals2016Table1(Benchmark):
         return query_accuracy(logits, e.query_y)
 
     def score(self, cell: Cell, cfg: dict, model, pools: dict, device: str, journal: ScoreJournal | None = None,
-              progress: bool = False) -> tuple[np.ndarray, dict]:
+              progress: bool = False, lr_steps: tuple[float, int] | None = None) -> tuple[np.ndarray, dict]:
         """Per-episode test accuracies % ``(test_episodes,)`` and the record's extra fields. ``journal`` keeps the scores
-        as they are taken, so a stopped fine-tuning cell (~2 h at 20-way 5-shot) resumes where it stopped."""
+        as they are taken, so a stopped fine-tuning cell (~2 h at 20-way 5-shot) resumes where it stopped. A fine-tuning
+        row chooses its (step size, steps) on the validation episodes, unless ``lr_steps`` is given (re-scoring)."""
         from tqdm import tqdm
 
         journal = journal or ScoreJournal(None, {})
@@ -326,8 +327,8 @@ class Vinyals2016Table1(Benchmark):
             with tqdm(total=len(episodes), desc=f"{cell.label} {name}", disable=not progress, mininterval=30.0, leave=False) as bar:
                 return journal.scores(name, episodes, score, progress=lambda done, _: bar.update(done - bar.n))
 
-        extra, lr_steps = {}, None
-        if "fine-tuned" in cell.row:
+        extra = {}
+        if "fine-tuned" in cell.row and lr_steps is None:
             val = self.episodes(pools["val"], cfg, "val", cfg["val_episodes"])
             grid = {tuple(g): float(np.mean(series(f"validation lr={g[0]} steps={g[1]}", val,
                                                    lambda e, g=g: self.score_episode(cell.row, model, e, device, g))))
@@ -375,7 +376,8 @@ class Vinyals2016Table1(Benchmark):
         return CellResult(scores=scores, deviations=[], wall_time_s=train_s + test_s, train_wall_time_s=train_s,
                           extra={**extra, **more, **({"timing": timing} if model is not None else {})})
 
-    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
+    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu",
+                            lr_steps: tuple[float, int] | None = None) -> np.ndarray:
         from benchmarks.harness.paths import runs_dir
 
         self.check_cell(cell)
@@ -386,7 +388,15 @@ class Vinyals2016Table1(Benchmark):
             model = self.build_model(cfg, len(pools["train"]))
             model.load_state_dict(load_checkpoint(checkpoint, None)["model"])
             model.to(device)
-        return self.score(cell, cfg, model, pools, device)[0]
+        return self.score(cell, cfg, model, pools, device, lr_steps=lr_steps)[0]
+
+    def rescore_for_pinning(self, checkpoint: Path, cell: Cell, scale: str, extra: dict, device: str = "cpu") -> np.ndarray:
+        """A fine-tuning cell's test only, at the (step size, steps) its run chose: the grid on the validation episodes
+        costs several times the test (3.6x where 10 steps are chosen: hours at 20-way 5-shot); ``metarepro evaluate``
+        re-runs it."""
+        chosen = extra.get("fine_tuning")
+        lr_steps = (chosen["lr"], chosen["steps"]) if chosen else None
+        return self.evaluate_checkpoint(checkpoint, cell, scale, device=device, lr_steps=lr_steps)
 
 
 BENCHMARK = Vinyals2016Table1()

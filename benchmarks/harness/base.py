@@ -169,6 +169,9 @@ class Benchmark:
     #: independent trainings of every cell (seeds ``0..n-1``, one record each) at quick and paper scale; claim checks need
     #: at least 3 (:func:`benchmarks.harness.runner.claim_checks`); smoke scale trains seed 0 only, to keep CI short
     training_seeds: int = 1
+    #: whether a finished training whose run folder is gone is restored from the weights a current record pinned
+    #: (:func:`benchmarks.harness.checkpoints.restore_pinned`) instead of trained again; ``plan`` then counts it as done
+    restores_pinned_trainings: bool = False
     #: why reproduced numbers cannot be held to the published ones (e.g. "CPU vs the paper's GPU"): ``compare`` shows them
     #: with the verdict "not comparable" and this reason, and :meth:`comparison_notes` says what can be compared
     not_comparable: str | None = None
@@ -305,6 +308,13 @@ class Benchmark:
 
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
         raise NotImplementedError
+
+    def rescore_for_pinning(self, checkpoint: Path, cell: Cell, scale: str, extra: dict, device: str = "cpu") -> np.ndarray:
+        """What pinning re-scores to check copied weights against the record's per-episode scores (``extra``: the run's
+        record fields): the whole evaluation (:meth:`evaluate_checkpoint`) unless a benchmark whose evaluation first
+        chooses test-time settings on validation episodes re-scores only the test, with the settings the run chose (hours
+        of fine-tuning saved; ``metarepro evaluate`` still re-runs the choice)."""
+        return self.evaluate_checkpoint(checkpoint, cell, scale, device=device)
 
     def scored_checkpoint(self, cell: Cell, scale: str) -> Path | None:
         """The one file (under the runs root) whose model gave the cell's scores, i.e. what :meth:`evaluate_checkpoint`

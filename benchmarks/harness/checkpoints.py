@@ -13,10 +13,17 @@ Identical on the machine and torch build that wrote it (CPU float32, fixed episo
 reductions' order may differ, so accuracy can move by one query image in rare episodes and MSE in its last digits.
 Small files (a Conv-4 is ~0.45 MB) are DVC outputs kept in git; files above :data:`GIT_LIMIT_BYTES` are DVC-cached
 outputs that go to the DVC remote the user configures (``dvc remote add``, ``dvc push``: README).
+
+A pinned file also stands in for a finished training whose run folder is gone (``runs/`` is not committed; a new machine
+has none): :func:`pinned_training` finds the weights a current record pinned for a training key, with that record's
+segments, so a benchmark that needs the trained model again (``unraveling-omniglot`` measuring the cross-head matrix's
+extractors) loads them instead of training it anew.
 """
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +33,7 @@ from benchmarks.harness.base import Benchmark, Cell
 from metarepro import results as R
 from metarepro.atomic import atomic_path
 from metarepro.data.store import file_digest
-from metarepro.trainer import load_checkpoint
+from metarepro.trainer import TrainState, load_checkpoint
 
 #: scales whose records pin their checkpoint (quick and smoke runs are cheap to repeat)
 PINNED_SCALES = ("paper",)
@@ -43,9 +50,10 @@ def _same_weights(a: dict, b: dict) -> bool:
 
 
 def pin_checkpoint(benchmark: Benchmark, cell: Cell, scale: str, scores: np.ndarray, device: str = "cpu",
-                   root: Path | None = None) -> dict:
+                   root: Path | None = None, extra: dict | None = None) -> dict:
     """Copy the weights that gave ``scores`` next to the records (under ``root``, default the pinned results) and check
-    they re-score to ``scores`` (module docstring); the record's ``checkpoint`` entry."""
+    they re-score to ``scores`` (module docstring; ``extra``, the run's record fields, for
+    :meth:`~benchmarks.harness.base.Benchmark.rescore_for_pinning`); the record's ``checkpoint`` entry."""
     source = benchmark.scored_checkpoint(cell, scale)
     if source is None:
         return {"pinned": False, "why": "no single trained model gave the cell's scores (several runs, a grid, or no training)"}
@@ -59,7 +67,7 @@ def pin_checkpoint(benchmark: Benchmark, cell: Cell, scale: str, scores: np.ndar
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as tmp:
             torch.save(weights, tmp)
-    rescored = np.asarray(benchmark.evaluate_checkpoint(target, cell, scale, device=device), dtype=np.float64)
+    rescored = np.asarray(benchmark.rescore_for_pinning(target, cell, scale, extra or {}, device=device), dtype=np.float64)
     if rescored.shape != np.shape(scores) or not np.array_equal(rescored, np.asarray(scores, dtype=np.float64)):
         target.unlink(missing_ok=True)
         gap = float(np.max(np.abs(rescored - scores))) if rescored.shape == np.shape(scores) else float("nan")
@@ -82,3 +90,68 @@ def rescore_pinned(benchmark: Benchmark, record: dict, device: str = "cpu", root
     if found != entry["sha256"]:
         raise ValueError(f"{path}: sha256 {found}, but the record pins {entry['sha256']}")
     return np.asarray(benchmark.evaluate_checkpoint(path, Cell.of(record), record["scale"], device=device)), str(path)
+
+
+@dataclass(frozen=True)
+class PinnedTraining:
+    """A finished training known by the weights a current record pinned (:func:`pinned_training`)."""
+
+    path: Path  # the pinned weights file, under the results root
+    record: dict  # the record that pinned them
+
+    def weights(self) -> dict:
+        return load_checkpoint(self.path)["model"]
+
+    def state(self) -> TrainState:
+        """The training's progress as its record gives it: iterations, seconds, loss curve, the selected iteration and the
+        segments that trained it (weights, optimizer and RNG states are not pinned: it cannot be trained further)."""
+        selection = self.record.get("selection") or {}
+        trainings = self.record.get("trainings") or [{}]
+        return TrainState(iteration=int(self.record["timing"]["iterations_timed"]),
+                          elapsed_s=float(self.record["provenance"].get("train_wall_time_s", 0.0)),
+                          loss_curve=self.record.get("loss_curve", []), best_value=selection.get("validation_error"),
+                          best_iteration=selection.get("selected_iteration"), segments=trainings[0].get("segments", []))
+
+    def trainings(self) -> list[dict]:
+        """The record's ``trainings``, each naming the pinned file the weights now come from."""
+        source = self.path.relative_to(R.results_dir()).as_posix()
+        return [{**t, "weights_from": source} for t in self.record.get("trainings", [])]
+
+
+def pinned_training(key: str, scale: str) -> PinnedTraining | None:
+    """The pinned weights of the training ``key`` at ``scale``: a file ``checkpoints/<benchmark>/<scale>/<key>.pt`` that a
+    current record of that benchmark pins, with the record's sha256, and the record (module docstring); None if none."""
+    from benchmarks import BENCHMARKS
+    from benchmarks.harness.runner import record_is_current
+
+    for path in sorted(R.results_dir().glob(f"checkpoints/*/{scale}/{key}.pt")):
+        benchmark = BENCHMARKS.get(path.parent.parent.name)
+        if benchmark is None:
+            continue
+        relative, digest = path.relative_to(R.results_dir()).as_posix(), file_digest(path)
+        for record in R.load_records(benchmark.id):
+            entry = record.get("checkpoint") or {}
+            if (record["scale"] == scale and record.get("checkpoint_key") == key and entry.get("path") == relative
+                    and entry.get("sha256") == digest and record.get("trainings") and record_is_current(benchmark, record)):
+                return PinnedTraining(path, record)
+    return None
+
+
+def restore_pinned(model: torch.nn.Module, key: str, scale: str, folder: Path) -> TrainState | None:
+    """Where ``folder`` (the training's run folder) has no ``checkpoint.pt`` and a current record pinned the weights of
+    training ``key`` (:func:`pinned_training`): load them into ``model``, copy them to ``folder/best.pt`` (the file a
+    record made from them pins in turn), add the training's segments to the record being made
+    (:func:`metarepro.trainer.note_training`) and return its state; else None (train as usual)."""
+    from metarepro.trainer import note_training
+
+    if (folder / "checkpoint.pt").is_file():
+        return None
+    pinned = pinned_training(key, scale)
+    if pinned is None:
+        return None
+    model.load_state_dict(pinned.weights())
+    with atomic_path(folder / "best.pt") as tmp:
+        shutil.copyfile(pinned.path, tmp)
+    for training in pinned.trainings():
+        note_training(training)
+    return pinned.state()

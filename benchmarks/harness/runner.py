@@ -129,7 +129,8 @@ def checkpointed_fraction(benchmark: Benchmark, cell: Cell, scale: str) -> float
     """Fraction of the cell's training already checkpointed: the mean over its run folders
     (:meth:`~benchmarks.harness.base.Benchmark.run_directories`) of ``iteration / iterations`` (0 for a folder with no
     readable ``checkpoint.pt``; 0 where the config counts no iterations, e.g. snell2017-table1's epochs). A folder
-    ``runs/`` lacks counts its parked copy (:mod:`benchmarks.harness.parking`), which ``reproduce`` resumes from."""
+    ``runs/`` lacks counts its parked copy (:mod:`benchmarks.harness.parking`), which ``reproduce`` resumes from, or as
+    finished where the benchmark restores it from the weights a current record pinned (``restores_pinned_trainings``)."""
     from benchmarks.harness.parking import parked_root
 
     iterations = benchmark.config(cell, scale).get("iterations")
@@ -139,7 +140,13 @@ def checkpointed_fraction(benchmark: Benchmark, cell: Cell, scale: str) -> float
 
     def reached(folder: str) -> int:
         here = _checkpoint_iteration(runs_dir() / folder / "checkpoint.pt")
-        return here if here is not None else _checkpoint_iteration(parked_root() / folder / "checkpoint.pt") or 0
+        if here is None:
+            here = _checkpoint_iteration(parked_root() / folder / "checkpoint.pt")
+        if here is None and benchmark.restores_pinned_trainings:
+            from benchmarks.harness.checkpoints import pinned_training
+
+            here = iterations if pinned_training(folder.rsplit("/", 1)[1], scale) is not None else None
+        return here or 0
 
     return sum(min(1.0, reached(f) / iterations) for f in folders) / len(folders)
 
@@ -318,7 +325,8 @@ def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engin
                   "or diverged score (the adaptation diverged); no record written", file=sys.stderr)
             continue
         cfg = benchmark.config(cell, scale)
-        pinned = {"checkpoint": pin_checkpoint(benchmark, cell, scale, result.scores, device, root)} if scale in PINNED_SCALES else {}
+        pinned = ({"checkpoint": pin_checkpoint(benchmark, cell, scale, result.scores, device, root, result.extra)}
+                  if scale in PINNED_SCALES else {})
         record = R.make_record(
             benchmark=benchmark_id, row=cell.row, column=cell.column, variant=cell.variant, scale=scale,
             metric=benchmark.metric, scores=result.scores, config=cfg, deviations=result.deviations,
@@ -343,7 +351,7 @@ def relative_training(training: dict) -> dict:
         path = path.resolve().relative_to(runs_dir().resolve())
     except ValueError:
         pass
-    return {"checkpoint": str(path), "segments": [dict(s) for s in training["segments"]]}
+    return {**training, "checkpoint": str(path), "segments": [dict(s) for s in training["segments"]]}
 
 
 def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int = 1, threads: int = 1,

@@ -47,6 +47,7 @@ from benchmarks.families.unraveling_images import (
     uninformative_metric,
 )
 from benchmarks.harness.base import Cell, CellResult
+from benchmarks.harness.checkpoints import restore_pinned
 from benchmarks.unraveling.omniglot_heads import BENCHMARK as HEADS
 from benchmarks.unraveling.omniglot_heads import SECONDS_PER_UPDATE, TEST_KEYS, UnravelingOmniglotHeads
 from metarepro.episodes import Episode, task_rng
@@ -228,6 +229,9 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
         pools = self.pools(mcfg, home)
         torch.manual_seed(mcfg["train_seed"])
         model = self.build_model(mcfg).to(device)
+        restored = restore_pinned(model, key, mcfg["scale"], Path(home) / key)  # finished elsewhere, its weights pinned
+        if restored is not None:
+            return model, restored, pools
         iterations = mcfg["gbml_iterations"]
         if mcfg["training"] == "reptile":
             optimizer, schedule = torch.optim.SGD(model.parameters(), lr=1.0), lr_schedule_linear(iterations, 0.0)

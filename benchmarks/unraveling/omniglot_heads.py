@@ -59,6 +59,7 @@ from torch import nn
 from benchmarks.families.fewshot_metric import omniglot_pools
 from benchmarks.families.unraveling_images import best_finite, head_accuracies, make_head, meta_lr_factor, training_timing
 from benchmarks.harness.base import Benchmark, Cell, CellResult
+from benchmarks.harness.checkpoints import restore_pinned
 from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
 from metarepro.timing import now
@@ -109,6 +110,7 @@ class UnravelingOmniglotHeads(Benchmark):
     columns = COLUMNS
     requires_data = "omniglot"
     training_seeds = 3
+    restores_pinned_trainings = True  # unraveling-omniglot measures these models again, often on another machine
 
     # -- configuration ---------------------------------------------------------------------------------------------
     def config(self, cell: Cell, scale: str) -> dict:
@@ -177,10 +179,16 @@ class UnravelingOmniglotHeads(Benchmark):
         return [pool.sample(task_rng(seed, split, i), cfg["ways"], cfg["shots"], cfg["queries"]) for i in range(count)]
 
     def trained_extractor(self, cfg: dict, runs_dir: Path, key: str, progress: bool, device: str, position: int | None):
-        """Train (resumably) the row's model; returns ``(backbone at its best validation checkpoint, TrainState, pools)``."""
+        """Train (resumably) the row's model; returns ``(backbone at its best validation checkpoint, TrainState, pools)``.
+
+        A finished training whose run folder is gone (a new machine) is not trained again when a current record pinned
+        its weights: :func:`~benchmarks.harness.checkpoints.restore_pinned` loads them."""
         pools = self.pools(cfg, runs_dir)
         torch.manual_seed(cfg["train_seed"])
         model = self.build_model(cfg, len(pools["train"])).to(device)
+        restored = restore_pinned(model, key, cfg["scale"], Path(runs_dir) / key)
+        if restored is not None:
+            return model.backbone, restored, pools
         classical = cfg["training"] in CLASSICAL
         lr, wd = (cfg["classical_lr"], cfg["classical_weight_decay"]) if classical else (cfg["meta_lr"], cfg["meta_weight_decay"])
         optimizer = nesterov_sgd(model.parameters(), lr=lr, weight_decay=wd)
