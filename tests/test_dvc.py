@@ -189,6 +189,21 @@ def test_a_lost_training_is_restored_from_its_pinned_weights_not_trained_again(p
     assert pinned_training(key, "smoke") is None
 
 
+def test_a_finished_training_whose_weights_are_pinned_is_not_parked(pinning_smoke):
+    """The cross-head matrix's other heads and unraveling-omniglot's cells still need the model, but restore it from the
+    pinned weights: parking its ~4 MB checkpoint would add nothing to git."""
+    from benchmarks.harness.parking import park
+    from benchmarks.harness.runner import reproduce
+
+    heads = get_benchmark("unraveling-omniglot-heads")
+    cell = Cell.parse("ProtoNet/ProtoNet/main")
+    reproduce(heads, "smoke", [cell], progress=False, log=lambda *_: None)
+    folder = heads.run_directories(cell, "smoke")[0]
+    assert folder not in {r["run"] for r in park(("smoke",)) if r["action"] == "parked"}
+    (pinning_smoke / "checkpoints" / "unraveling-omniglot-heads" / "smoke" / f"{folder.rsplit('/', 1)[1]}.pt").unlink()
+    assert {r["run"]: r["action"] for r in park(("smoke",))}[folder] == "parked"  # no pinned weights: parked
+
+
 def test_a_record_without_a_pinned_checkpoint_says_so(isolated_results, capsys):
     from benchmarks.harness.runner import reproduce
 

@@ -114,9 +114,17 @@ def park(scales: tuple[str, ...] = PARKED_SCALES) -> list[dict]:
     rows = []
 
     def finished(folder: str) -> bool:
+        """No cell needs this training's checkpoint: every cell it serves is recorded, or the rest restore the finished
+        training from the weights a current record pinned (``restores_pinned_trainings``), so parking it adds nothing."""
+        from benchmarks.harness.checkpoints import pinned_training
+
         scale = folder.split("/")[1]
         wanted = [(b, c) for b, c in served[folder] if c.variant == MAIN or (b.id, c, scale) in recorded]
-        return bool(wanted) and all(is_current(b, c, scale) or is_current(b, c, scale, R.local_results_dir()) for b, c in wanted)
+        pending = [(b, c) for b, c in wanted if not (is_current(b, c, scale) or is_current(b, c, scale, R.local_results_dir()))]
+        if not wanted:
+            return False
+        return not pending or (all(b.restores_pinned_trainings for b, _ in pending)
+                               and pinned_training(folder.rsplit("/", 1)[1], scale) is not None)
 
     for folder in sorted(f for f in served if f.split("/")[1] in scales and _training_files(runs_dir() / f)):
         if finished(folder):
@@ -137,7 +145,8 @@ def park(scales: tuple[str, ...] = PARKED_SCALES) -> list[dict]:
     for folder in sorted({p.parent.relative_to(parked_root()).as_posix() for p in parked_root().glob("*/*/*/*.pt")}):
         if folder not in served or finished(folder):
             shutil.rmtree(parked_root() / folder)
-            why = "removed (its cells' records are current)" if folder in served else "removed (no current configuration trains in it)"
+            why = ("removed (its cells' records are current, or it restores from pinned weights)" if folder in served
+                   else "removed (no current configuration trains in it)")
             rows.append({"run": folder, "action": why, "iteration": None, "MB": 0.0})
     return rows
 
