@@ -11,9 +11,10 @@ file changed meanwhile). Guiroy's per-epoch probe snapshots (``probes/``, ~45 MB
 from a parked copy trains and probes on, but a later change of its probe settings cannot be re-taken from snapshots and
 needs ``--restart``. A training counts as unfinished while a cell it serves, of any benchmark, has no current record,
 pinned or local (the cells of the main protocol, and a variant's cell once that cell has a record at the scale; a
-training that only unrun variant cells serve is one of them under way): ``unraveling-omniglot``'s claims, say, keep the
-cross-head matrix's models parked until they have measured them. A parked copy no longer unfinished, or that no current
-configuration trains in, is removed by the next ``park``.
+training that only unrun variant cells serve is one of them under way), unless every cell still waiting on it restores
+the finished training from the weights a current record pinned (``restores_pinned_trainings``:
+``unraveling-omniglot``'s claims measure the cross-head matrix's models that way). A parked copy no longer unfinished,
+or that no current configuration trains in, is removed by the next ``park``.
 
 Which copy wins: a training is identified by when and where its first segment started. ``park`` never replaces a
 parked copy that is further on, or that is another training (a machine still holding checkpoints from before a
