@@ -146,8 +146,7 @@ def park(scales: tuple[str, ...] = PARKED_SCALES) -> list[dict]:
     for folder in sorted({p.parent.relative_to(parked_root()).as_posix() for p in parked_root().glob("*/*/*/*.pt")}):
         if folder not in served or finished(folder):
             shutil.rmtree(parked_root() / folder)
-            why = ("removed (its cells' records are current, or it restores from pinned weights)" if folder in served
-                   else "removed (no current configuration trains in it)")
+            why = "removed (its cells' records are current)" if folder in served else "removed (no current configuration trains in it)"
             rows.append({"run": folder, "action": why, "iteration": None, "MB": 0.0})
     return rows
 

@@ -109,7 +109,8 @@ def projected_train_test(benchmark: Benchmark, cell: Cell, scale: str, remaining
     source = record["config"] if record else {}
     target = benchmark.config(cell, scale)
     tests = next((k for k in ("test_tasks", "test_episodes") if k in source and k in target), None)
-    if record is None or "iterations" not in source or "iterations" not in target or tests is None:
+    if record is None or "iterations" not in source or "iterations" not in target or tests is None or (
+            source["iterations"] and "ms_per_iteration" not in record["timing"]):  # a record that timed no training
         train_s, test_s = benchmark.estimated_train_test(cell, scale)
         return train_s * left, test_s
     t = record["timing"]
