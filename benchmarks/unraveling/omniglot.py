@@ -281,10 +281,11 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
         model, state, pools = trained[chosen]
         scores = self.measure(model, cfg, pools, device)
         test_s = now(device) - started
-        train_s = sum(s.elapsed_s for _, s, _ in trained)
+        train_s, iterations = sum(s.elapsed_s for _, s, _ in trained), sum(s.iteration for _, s, _ in trained)
         return CellResult(scores=scores, deviations=[], wall_time_s=train_s + test_s, train_wall_time_s=train_s,
                           extra={**extra, "checkpoint_key": self.model_key(cfg["models"][chosen]),
-                                 "timing": {"iterations_timed": sum(s.iteration for _, s, _ in trained), "test_s": test_s,
+                                 "timing": {"ms_per_iteration": 1000 * train_s / max(iterations, 1),
+                                            "iterations_timed": iterations, "test_s": test_s,
                                             "threads": torch.get_num_threads(), "device": device,
                                             "load_average_1min": os.getloadavg()[0]}})
 
