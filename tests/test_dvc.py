@@ -274,3 +274,26 @@ def test_a_large_pinned_checkpoint_travels_through_a_dvc_remote(pinning_smoke, t
     shutil.rmtree(tmp_path / ".dvc" / "cache")
     run("pull", "-q")
     assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == entry["sha256"]
+
+
+def test_pinning_a_maml_head_cell_rescores_its_test_at_the_chosen_setting_without_the_grid(pinning_smoke, monkeypatch):
+    """The cross-head matrix's MAML column chooses (step size, steps) on validation episodes; pinning re-scores the test
+    alone at the run's choice (the count of scored episodes says so) and still reproduces the record exactly."""
+    import benchmarks.unraveling.omniglot_heads as heads_module
+    from benchmarks.harness.runner import reproduce
+
+    heads, cell = get_benchmark("unraveling-omniglot-heads"), Cell.parse("Classical/MAML/main")
+    cfg = heads.config(cell, "smoke")
+    monkeypatch.setitem(heads_module.SCALES["smoke"], "maml_grid", [(0.01, 1), (0.03, 2)])
+    scored = []
+    original = heads_module.head_accuracies
+    monkeypatch.setattr(heads_module, "head_accuracies", lambda backbone, head, episodes, device:
+                        scored.append((getattr(head, "lr", None), getattr(head, "steps", None), len(episodes)))
+                        or original(backbone, head, episodes, device))
+    [written] = reproduce(heads, "smoke", [cell], progress=False, log=lambda *_: None)
+    record = json.loads(Path(written).read_text())
+    chosen = (record["maml_head"]["lr"], record["maml_head"]["steps"])
+    assert "sha256" in record["checkpoint"]  # the test-only re-score gave the record's scores exactly
+    validation = [(lr, steps, cfg["val_episodes"]) for lr, steps in [(0.01, 1), (0.03, 2)]]
+    test = (*chosen, cfg["test_episodes"])
+    assert scored[-len(validation) - 2:] == [*validation, test, test]  # the run's grid and test, then the pin's test alone

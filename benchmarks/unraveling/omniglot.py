@@ -77,6 +77,8 @@ GBML = {"maml": {"meta_batch": 32, "inner_lr": 0.4, "inner_steps": 1, "test_step
 #: these, so that an edit to a heads-only setting (a learning rate, a head's constant) never re-keys these trainings
 GBML_BASE_KEYS = ("benchmark", "column", "scale", "train_seed", "ways", "shots", "queries", "filters", "val_episodes",
                   "test_episodes", "val_seed", "test_seed", "data", "maml_grid")
+#: rough seconds of one meta-iteration, one thread (:meth:`UnravelingOmniglot.estimated_seconds`)
+GBML_SECONDS_PER_ITERATION = {"maml": 0.25, "fomaml": 0.08, "reptile": 0.12}
 GBML_SCALES = {"paper": {}, "quick": {"gbml_iterations": 2000}, "smoke": {"gbml_iterations": 20, "meta_batch": 2, "eval_iters": 3}}
 MEASURES = {"paper": {"metric_batches": 100, "metric_classes": 64, "linear_head_epochs": 100},
             "quick": {"metric_batches": 20, "metric_classes": 64, "linear_head_epochs": 100},
@@ -169,13 +171,14 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
 
     def estimated_seconds(self, cell: Cell, scale: str) -> float:
         """Rough, one thread: classical and meta updates as ``unraveling-omniglot-heads`` (its ``SECONDS_PER_UPDATE``; this
-        benchmark's own 0.025 / 0.09 s had fallen 4-7x behind those measurements); MAML ~0.22 s and Reptile ~0.12 s
-        per iteration (``finn2017-table1`` / ``nichol2018-table1``'s records); Reptile tests ~0.2 s a task."""
+        benchmark's own 0.025 / 0.09 s had fallen 4-7x behind those measurements); per iteration MAML ~0.25 s, first-order
+        MAML ~0.08 s and Reptile ~0.12 s (the paper records of ``finn2017-table1`` and ``nichol2018-table1``: 254, 82 and
+        118 ms); Reptile tests ~0.2 s a task."""
         cfg = self.config(cell, scale)
         total = 0.0
         for mcfg in cfg["models"]:
             if mcfg["training"] in ("maml", "fomaml", "reptile"):
-                total += mcfg["gbml_iterations"] * (0.22 if mcfg["training"] != "reptile" else 0.12)
+                total += mcfg["gbml_iterations"] * GBML_SECONDS_PER_ITERATION[mcfg["training"]]
             else:
                 total += mcfg["iterations"] * SECONDS_PER_UPDATE["classical" if mcfg["training"].startswith("classical") else "meta"]
         return total + cfg["test_episodes"] * (0.2 if cfg["measure"] in ("adapted", "distance") else 0.02)

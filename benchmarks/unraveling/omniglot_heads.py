@@ -88,7 +88,7 @@ SCALES = {"paper": {}, "quick": {"iterations": 1000, "test_episodes": 500, "val_
           "smoke": {"iterations": 40, "test_episodes": 10, "val_episodes": 4, "filters": 16, "episodes_per_batch": 2,
                     "classical_batch": 16, "data": "fixture", "maml_grid": [(0.01, 5)]}}
 #: rough seconds of one training update, one thread (:meth:`UnravelingOmniglotHeads.estimated_seconds` says where from)
-SECONDS_PER_UPDATE = {"meta": 0.6, "classical": 0.1}
+SECONDS_PER_UPDATE = {"meta": 0.8, "classical": 0.18}
 #: keys that only change how a trained extractor is tested (cells differing in them share the training)
 TEST_KEYS = ("benchmark", "column", "test_episodes", "test_seed", "maml_grid")
 
@@ -123,9 +123,10 @@ class UnravelingOmniglotHeads(Benchmark):
 
     def estimated_seconds(self, cell: Cell, scale: str) -> float:
         """Rough, for ``plan`` before a timed record exists: a meta update (8 episodes of 80 images, 28 px, one thread)
-        measured ~0.6 s with two jobs on this 2-core machine (the ProtoNet rows' first 3,000 updates, session 13; the
-        earlier guess of 90 ms was 7x off), a classical one (128 images) scaled by images, ~0.1 s; test ~0.1 s per
-        episode with the MAML head's fine-tuning."""
+        measured 0.77 s with two jobs on this 2-core machine (the ridge row's first 500 updates, session 19; the
+        ProtoNet rows' records took 0.98 s, the first guess of 90 ms was 9x off), a classical one (128 images) 0.18 s
+        (the classical rows' records: 1790-2007 s for 10,000 updates); test ~0.1 s per episode with the MAML head's
+        fine-tuning."""
         cfg = self.config(cell, scale)
         per_update = SECONDS_PER_UPDATE["classical" if cfg["training"] in CLASSICAL else "meta"]
         return cfg["iterations"] * per_update + cfg["test_episodes"] * (0.1 if cell.column == "MAML" else 0.01)
@@ -237,7 +238,10 @@ class UnravelingOmniglotHeads(Benchmark):
                                  "selection": {"selected_iteration": state.best_iteration, "validation_error": state.best_value},
                                  "timing": training_timing(state, test_s, device)})
 
-    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
+    def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu",
+                            maml_setting: tuple[float, int] | None = None) -> np.ndarray:
+        """Per-episode test accuracies of the saved model; the MAML head at ``maml_setting`` (step size, steps) where
+        given, else at the setting its validation grid chooses."""
         from benchmarks.harness.paths import runs_dir
 
         self.check_cell(cell)
@@ -246,8 +250,20 @@ class UnravelingOmniglotHeads(Benchmark):
         model = self.build_model(cfg, len(pools["train"]))
         model.load_state_dict(load_checkpoint(checkpoint, None)["model"])
         backbone = model.backbone.to(device)
-        head, _ = self.test_head(backbone, cell.column, cfg, pools, device)
+        if maml_setting is not None and cell.column == "MAML":
+            head = FineTuneHead(maml_setting[1], maml_setting[0])
+        else:
+            head, _ = self.test_head(backbone, cell.column, cfg, pools, device)
         return head_accuracies(backbone, head, self.fixed_episodes(pools["test"], cfg, "test", cfg["test_episodes"]), device)
+
+    def rescore_for_pinning(self, checkpoint: Path, cell: Cell, scale: str, extra: dict, device: str = "cpu") -> np.ndarray:
+        """A MAML-head cell's test only, at the (step size, steps) its run chose: the 18-point validation grid took ~5 min a
+        cell at paper scale; ``metarepro evaluate`` re-runs it."""
+        chosen = extra.get("maml_head")
+        if cell.column != "MAML" or not chosen:
+            return super().rescore_for_pinning(checkpoint, cell, scale, extra, device=device)
+        return UnravelingOmniglotHeads.evaluate_checkpoint(self, checkpoint, cell, scale, device=device,
+                                                          maml_setting=(chosen["lr"], chosen["steps"]))
 
 
 BENCHMARK = UnravelingOmniglotHeads()
