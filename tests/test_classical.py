@@ -46,13 +46,15 @@ def _numpy_fit(support, labels, ways, seed):
     return w, b
 
 
-def test_the_linear_head_is_chens_fine_tuning():
+def test_the_linear_head_is_chens_fine_tuning_of_each_episode_alone():
+    """Three episodes fitted at once: each episode's logits are those of its own numpy fit (float64)."""
     g = np.random.default_rng(0)
-    support, query = g.normal(size=(10, 6)), g.normal(size=(4, 6))
-    labels = np.arange(5).repeat(2)
-    w, b = _numpy_fit(support, labels, 5, seed=3)
-    ours = LinearHead(seed=3).double()(torch.from_numpy(support)[None], torch.from_numpy(labels)[None], torch.from_numpy(query)[None], 5)
-    assert np.abs(ours[0].numpy() - (query @ w.T + b)).max() < 1e-10
+    support, query = g.normal(size=(3, 10, 6)), g.normal(size=(3, 4, 6))
+    labels = np.stack([np.arange(5).repeat(2), np.arange(5).repeat(2)[::-1], np.tile(np.arange(5), 2)])
+    ours = LinearHead(seed=3).double()(torch.from_numpy(support), torch.from_numpy(labels), torch.from_numpy(query), 5)
+    for episode in range(3):
+        w, b = _numpy_fit(support[episode], labels[episode], 5, seed=3)
+        assert np.abs(ours[episode].numpy() - (query[episode] @ w.T + b)).max() < 1e-10
 
 
 def test_fine_tuning_a_foreign_backbone_is_sgd_on_a_copy():

@@ -302,17 +302,24 @@ def head_accuracies(backbone: nn.Module, head: nn.Module, episodes: list[Episode
     logits are not all finite (a diverged fine-tuning: argmax would still name a class, and score it as chance)."""
     was = backbone.training
     backbone.eval()
+    at_once = 1 if isinstance(head, FineTuneHead) else getattr(head, "episodes_per_call", 1)
     try:
         out = []
-        for e in episodes:
-            e = e.to(device)
-            ways = int(e.support_y.max()) + 1
+        for start in range(0, len(episodes), at_once):
+            chunk = [e.to(device) for e in episodes[start:start + at_once]]
+            ways = int(chunk[0].support_y.max()) + 1
+            if any(int(e.support_y.max()) + 1 != ways for e in chunk):
+                raise ValueError("head_accuracies: episodes scored together must have the same number of ways")
             if isinstance(head, FineTuneHead):
+                [e] = chunk
                 logits = head(backbone, e.support_x[None], e.support_y[None], e.query_x[None], ways)
-            else:
-                logits = head(backbone(e.support_x)[None], e.support_y[None], backbone(e.query_x)[None], ways)
-            correct = (logits[0].argmax(-1) == e.query_y).float().mean()
-            out.append(100.0 * float(correct) if bool(torch.isfinite(logits).all()) else float("nan"))
+            else:  # a batching head (the linear one) takes several episodes of one shape; the rest one at a time
+                with torch.no_grad():
+                    support, query = [torch.stack([backbone(getattr(e, part)) for e in chunk]) for part in ("support_x", "query_x")]
+                logits = head(support, torch.stack([e.support_y for e in chunk]), query, ways)
+            for e, episode_logits in zip(chunk, logits):
+                correct = (episode_logits.argmax(-1) == e.query_y).float().mean()
+                out.append(100.0 * float(correct) if bool(torch.isfinite(episode_logits).all()) else float("nan"))
         return np.array(out)
     finally:
         backbone.train(was)
