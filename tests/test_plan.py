@@ -57,3 +57,26 @@ def test_cluster_hours_is_the_longest_first_queue_within_grahams_bound_of_the_be
                    for assign in itertools.product(range(machines), repeat=len(hours)))
         got = cluster_hours(hours, machines)
         assert best <= got <= (4 / 3 - 1 / (3 * machines)) * best + 1e-9, (hours, machines, got, best)
+
+
+def test_a_cell_without_a_record_is_projected_from_its_timed_meta_iteration(isolated_results):
+    """``metarepro time``'s measurement of a cell's meta-iteration (fastest engine) times its iterations, plus the
+    benchmark's rough overhead (Guiroy's probes) and test; every seed of the cell trains alike; a measurement of another
+    meta-batch is not used."""
+    from benchmarks.harness.cell_timing import save_timing
+
+    fig2 = BENCHMARKS["guiroy-fig2"]
+    cells = [Cell("First-Order MAML", "5-way 1-shot", seed=s) for s in (0, 1)]
+    cfg = fig2.config(cells[0], "paper")
+    rough = [plan(fig2, [c], "paper")[0] for c in cells]
+    assert all(g["projection"].startswith("rough") for g in rough)
+    entry = {"engines": {"func": 0.25, "loop": 0.5}, "meta_batch": cfg["meta_batch"], "inner_steps": cfg["inner_steps"],
+             "load_average_1min": 1.0, "threads": 1, "device": "cpu"}
+    save_timing(fig2.id, cells[0], entry, git={"commit": "0" * 40, "dirty": False})
+    overhead, test = fig2.estimated_training_overhead(cells[0], "paper"), fig2.estimated_train_test(cells[0], "paper")[1]
+    for cell in cells:
+        [group] = plan(fig2, [cell], "paper")
+        assert group["projection"].startswith("metarepro time")
+        assert group["projected_hours"] == pytest.approx((0.25 * cfg["iterations"] + overhead + test) / 3600, abs=1e-3)
+    save_timing(fig2.id, cells[0], {**entry, "meta_batch": cfg["meta_batch"] * 2}, git={"commit": "0" * 40, "dirty": False})
+    assert plan(fig2, [cells[0]], "paper")[0]["projected_hours"] == rough[0]["projected_hours"]

@@ -214,9 +214,13 @@ class GuiroyOmniglot(OmniglotGBML):
 
     def estimated_train_test(self, cell: Cell, scale: str) -> tuple[float, float]:
         train, test = super().estimated_train_test(cell, scale)
+        return train + self.estimated_training_overhead(cell, scale), test
+
+    def estimated_training_overhead(self, cell: Cell, scale: str) -> float:
+        """The probes after every epoch, rough: each probed task costs about a test task."""
         cfg = self.config(cell, scale)
         probe_tasks = cfg["coherence_tasks"] * 3 + cfg["train_tasks"] + cfg["sharpness_tasks"] * cfg["power_iterations"]
-        return train + cfg["iterations"] // cfg["epoch"] * probe_tasks * cfg["ms_per_test_task_estimate"] / 1000, test
+        return cfg["iterations"] // cfg["epoch"] * probe_tasks * cfg["ms_per_test_task_estimate"] / 1000
 
     def probes(self, model: MAML, pools: dict[str, ClassPool], cfg: dict, device: str, folder: Path) -> Probes:
         # each epoch's weights kept (~0.45 MB each at paper scale): a probe fixed later is re-taken, not retrained

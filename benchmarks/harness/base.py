@@ -241,6 +241,11 @@ class Benchmark:
         """:meth:`estimated_seconds` as ``(training, test)`` where the benchmark knows the split; else all training."""
         return self.estimated_seconds(cell, scale), 0.0
 
+    def estimated_training_overhead(self, cell: Cell, scale: str) -> float:
+        """Rough seconds a training spends beyond its iterations (probes along training), added to a projection from a
+        measured time per iteration (:func:`benchmarks.harness.runner.timed_iteration`)."""
+        return 0.0
+
     # -- running -----------------------------------------------------------
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
                  device: str = "cpu", progress_position: int | None = None) -> CellResult:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 
 from benchmarks.harness.base import Benchmark, Cell
-from benchmarks.harness.runner import group_seconds, is_current, timed_record
+from benchmarks.harness.runner import group_seconds, is_current, timed_iteration, timed_record
 
 
 def cell_id(cell: Cell) -> str:
@@ -39,6 +39,9 @@ def plan(benchmark: Benchmark, cells: list[Cell], scale: str) -> list[dict]:
             t = timed[0]["timing"]
             basis = (f"measured: {timed[0]['scale']} record, {t.get('threads', '?')} thread(s), {t.get('device', '?')}, "
                      f"{timed[0]['provenance'].get('processor', '?')}")
+        elif any(timed_iteration(benchmark, c, scale) for c in group):
+            loads = [timed_iteration(benchmark, c, scale)["load_average_1min"] for c in group if timed_iteration(benchmark, c, scale)]
+            basis = f"metarepro time: a meta-iteration measured (load {loads[0]:.1f}); overhead and test rough"
         else:
             basis = "rough estimate (no timed record of these cells)"
         peaks = [r["provenance"]["peak_rss_mb"] for r in timed if "peak_rss_mb" in r.get("provenance", {})]

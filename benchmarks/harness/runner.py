@@ -101,13 +101,32 @@ def projected_seconds(benchmark: Benchmark, cell: Cell, scale: str, remaining: b
     return sum(projected_train_test(benchmark, cell, scale, remaining))
 
 
+def timed_iteration(benchmark: Benchmark, cell: Cell, scale: str) -> dict | None:
+    """The ``metarepro time`` entry of a cell (:mod:`benchmarks.harness.cell_timing`; its seed 0's where the seed has
+    none, the seeds training alike) when it timed the configuration ``cell`` has at ``scale`` (same meta-batch and inner
+    steps), else None."""
+    timings = load_timings("cpu").get(benchmark.id, {})
+    entry = timings.get(cell.label) or timings.get(Cell(cell.row, cell.column, cell.variant).label)
+    target = benchmark.config(cell, scale)
+    if entry is None or "iterations" not in target or any(entry.get(k) != target.get(k) for k in ("meta_batch", "inner_steps")):
+        return None
+    return entry
+
+
 def projected_train_test(benchmark: Benchmark, cell: Cell, scale: str, remaining: bool = False) -> tuple[float, float]:
     """:func:`projected_seconds` as (training, test) seconds; a rough estimate is split where the benchmark splits it
-    (:meth:`~benchmarks.harness.base.Benchmark.estimated_train_test`), else counts as training alone."""
+    (:meth:`~benchmarks.harness.base.Benchmark.estimated_train_test`), else counts as training alone. A cell with no
+    timed record but a ``metarepro time`` measurement of its meta-iteration (:func:`timed_iteration`) is projected as
+    that (its fastest engine) times its iterations, plus the benchmark's rough overhead (probes) and test estimate."""
     left = 1 - checkpointed_fraction(benchmark, cell, scale) if remaining else 1.0
     record = timed_record(benchmark, cell)
     source = record["config"] if record else {}
     target = benchmark.config(cell, scale)
+    timed = timed_iteration(benchmark, cell, scale) if record is None else None
+    if timed is not None:
+        train_s = timed["engines"][fastest_of(timed["engines"])] * target["iterations"] * target.get("runs", 1)
+        train_s += benchmark.estimated_training_overhead(cell, scale)
+        return train_s * left, benchmark.estimated_train_test(cell, scale)[1]
     tests = next((k for k in ("test_tasks", "test_episodes") if k in source and k in target), None)
     if record is None or "iterations" not in source or "iterations" not in target or tests is None or (
             source["iterations"] and "ms_per_iteration" not in record["timing"]):  # a record that timed no training
