@@ -8,6 +8,13 @@ Few-shot Classification", ICLR 2019; wyharveychen/CloserLookFewShot ``methods/ba
 with PyTorch's default initialisation, SGD (lr 0.01, momentum 0.9, dampening 0.9, weight decay 1e-3), 100 epochs over
 the support set in shuffled minibatches of 4, cross-entropy. The initialisation and shuffles come from ``seed``, so an
 episode's logits are reproducible.
+
+What the default initialisation costs at 1 shot (measured 2026-12-06 on ``unraveling-omniglot``'s classical extractor,
+seed 0, its first 200 test episodes, 5-way 1-shot; features of norm ~37): 88.4 % with this head, 90.4 % after 1000
+epochs, 95.1 % with the layer started at zero, 97.8 % with the SVM head. Gradient steps move the weights only within the
+span of the support features, so the random initial weights' other components, multiplied by the query's large norm,
+stay as noise on the logits; five supports span little of 64 dimensions, 25 span more (5-shot: 98.5 % against the SVM's
+99.4 %). The head stays Chen et al.'s as written; this is why its 1-shot column trails the SVM's here.
 """
 
 from __future__ import annotations
