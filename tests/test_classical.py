@@ -80,3 +80,28 @@ def test_fine_tuning_a_foreign_backbone_is_sgd_on_a_copy():
         torch.nn.functional.cross_entropy(head(net(sx)), sy).backward()
         optimizer.step()
     assert torch.allclose(ours, head(net(qx)).detach(), atol=1e-12)
+
+
+def test_episodes_scored_together_by_the_linear_head_score_as_each_alone():
+    """``head_accuracies`` hands the linear head 100 episodes a call: each episode's accuracy is what scoring it alone
+    gives (float64), and episodes of different way counts in one call are refused."""
+    from benchmarks.families.unraveling_images import head_accuracies
+    from metarepro.episodes import Episode
+
+    backbone = torch.nn.Flatten()  # features: the 16 "pixels" themselves
+    g = torch.Generator().manual_seed(1)
+
+    def episode(ways):  # queries: their class's support plus noise, so that episodes score differently
+        support, labels = 3 * torch.randn(ways, 1, 4, 4, generator=g, dtype=torch.float64), torch.arange(ways).repeat(3)
+        return Episode(support, torch.arange(ways), support[labels] + 3 * torch.randn(3 * ways, 1, 4, 4, generator=g, dtype=torch.float64), labels)
+
+    episodes, head = [episode(3) for _ in range(7)], LinearHead(seed=2)
+    together = head_accuracies(backbone, head, episodes, "cpu")
+    alone = np.array([head_accuracies(backbone, head, [e], "cpu")[0] for e in episodes])
+    assert np.array_equal(together, alone) and len(set(together)) > 1
+    try:
+        head_accuracies(backbone, head, [episode(3), episode(4)], "cpu")
+    except ValueError as error:
+        assert "same number of ways" in str(error)
+    else:
+        raise AssertionError("mixed way counts were scored together")
