@@ -93,7 +93,8 @@ def test_episodes_scored_together_by_the_linear_head_score_as_each_alone():
 
     def episode(ways):  # queries: their class's support plus noise, so that episodes score differently
         support, labels = 3 * torch.randn(ways, 1, 4, 4, generator=g, dtype=torch.float64), torch.arange(ways).repeat(3)
-        return Episode(support, torch.arange(ways), support[labels] + 3 * torch.randn(3 * ways, 1, 4, 4, generator=g, dtype=torch.float64), labels)
+        noise = 3 * torch.randn(3 * ways, 1, 4, 4, generator=g, dtype=torch.float64)
+        return Episode(support, torch.arange(ways), support[labels] + noise, labels)
 
     episodes, head = [episode(3) for _ in range(7)], LinearHead(seed=2)
     together = head_accuracies(backbone, head, episodes, "cpu")
