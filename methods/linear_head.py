@@ -48,7 +48,8 @@ def fit_linear(support: torch.Tensor, labels: torch.Tensor, ways: int, seed: int
     Each episode's layer starts from the same initialisation and sees the same minibatch orders (both from ``seed``, as
     one episode alone would); its loss, the minibatch mean of its cross-entropy, is summed over the episodes, so each
     layer's gradient and SGD update are exactly its own: a batch of B episodes costs one small batched step where one
-    episode at a time cost B (~10 min for 1000 5-shot episodes)."""
+    episode at a time cost B (a 1000-episode 5-shot cell of ``unraveling-omniglot`` tested in 230 s one episode at a
+    time, in 56-77 s batched)."""
     layer = initial_layer(support.shape[2], ways, seed)
     batch = len(support)
     weight = layer.weight.detach().to(support.device, support.dtype).expand(batch, -1, -1).clone().requires_grad_()
