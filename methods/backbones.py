@@ -95,6 +95,13 @@ class Conv4(nn.Module):
         self.blocks = nn.Sequential(*(conv_block(in_channels if i == 0 else filters, filters, pool) for i in range(4)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            # NHWC: oneDNN's convolutions and max-pooling are faster in it on CPU (measured 2026-12-06, one thread, a
+            # MetaOptNet-style Omniglot update of 8 episodes x 80 images: 1.11-1.17 s against 1.63-1.78 s; a classical
+            # batch of 128: 0.15-0.21 s against 0.20-0.27 s). ``.to`` and not ``.contiguous``: a one-channel NCHW image
+            # already counts as channels-last contiguous and would keep its strides, and with them the slow path.
+            # Unmeasured on CUDA, so left as it comes there. The features are the same up to float rounding.
+            x = x.to(memory_format=torch.channels_last)
         h = self.blocks(x)
         return h.flatten(1) if self.pool else h.mean(dim=(2, 3))
 

@@ -1,6 +1,7 @@
 """Prototypical Networks: maths against numpy loops, Conv-4 sizes by hand, learning on a fixture."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -84,7 +85,9 @@ def test_embedding_once_gives_the_per_episode_accuracies(tmp_path):
 
 
 def _relu_then_pool_reference(model: Conv4, x: torch.Tensor) -> torch.Tensor:
-    """The textbook block order, conv -> BN -> ReLU -> max-pool, with the module's own parameters."""
+    """The textbook block order, conv -> BN -> ReLU -> max-pool, with the module's own parameters, in the memory layout
+    Conv4 computes in on CPU (channels-last), so that the convolutions sum in the same order and equality can be exact."""
+    x = x.to(memory_format=torch.channels_last)
     for block in model.blocks:
         conv, bn = block[0], block[1]
         x = F.max_pool2d(F.relu(F.batch_norm(conv(x), None, None, bn.weight, bn.bias, training=True, eps=bn.eps)), 2)
@@ -104,6 +107,23 @@ def test_pool_before_relu_is_exactly_the_textbook_block_order():
     g = torch.randn_like(ours)
     for a, b in zip(torch.autograd.grad(ours, params, g), torch.autograd.grad(reference, params, g)):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 84)])
+def test_channels_last_features_equal_the_nchw_computation_in_order(channels, size):
+    """Conv4 runs channels-last on CPU for speed; its features must be the NCHW network's, flattened in (c, h, w) order
+    (at 84 px the last block is 5x5, where a wrong flatten of the NHWC tensor would permute them)."""
+    torch.manual_seed(5)
+    model = Conv4(channels, 8).double().train()
+    x = torch.rand(4, channels, size, size, dtype=torch.float64)
+    reference = x.contiguous()
+    for block in model.blocks:
+        reference = block(reference).contiguous()
+    strides = []
+    model.blocks[1].register_forward_pre_hook(lambda module, args: strides.append(args[0].stride()))
+    features = model(x)
+    assert strides[0][1] == 1  # the second block's input is NHWC: the fast path really ran
+    torch.testing.assert_close(features, reference.flatten(1), rtol=1e-12, atol=1e-12)
 
 
 def test_training_episode_embeds_support_and_query_in_one_batch():
