@@ -5,6 +5,8 @@ The sinusoid MLPs and the Conv-4 of the image tables.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -75,6 +77,32 @@ def conv_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
+#: the memory layouts :class:`Conv4` can compute in on CPU: "channels_last" (NHWC, the default since 2026-12-06: faster,
+#: see :meth:`Conv4.forward`) and "nchw" (PyTorch's default layout, in which every earlier record was made). The two give
+#: the same features up to float rounding, which can still flip a near-tie: a record names its layout in its provenance
+#: (``conv4_cpu_layout``; a record without it was made in "nchw"), and ``metarepro evaluate`` re-scores it in that one
+CONV4_CPU_LAYOUTS = ("channels_last", "nchw")
+_conv4_cpu_layout = "channels_last"
+
+
+def conv4_cpu_layout() -> str:
+    """The layout :class:`Conv4` computes in on CPU now (one of :data:`CONV4_CPU_LAYOUTS`)."""
+    return _conv4_cpu_layout
+
+
+@contextlib.contextmanager
+def conv4_layout(layout: str):
+    """Within the block, :class:`Conv4` computes in ``layout`` on CPU (re-scoring a record in the arithmetic that made it)."""
+    global _conv4_cpu_layout
+    if layout not in CONV4_CPU_LAYOUTS:
+        raise ValueError(f"unknown Conv4 layout {layout!r}; one of {CONV4_CPU_LAYOUTS}")
+    previous, _conv4_cpu_layout = _conv4_cpu_layout, layout
+    try:
+        yield
+    finally:
+        _conv4_cpu_layout = previous
+
+
 class Conv4(nn.Module):
     """The four-block convolutional embedding of few-shot learning.
 
@@ -100,8 +128,9 @@ class Conv4(nn.Module):
             # MetaOptNet-style Omniglot update of 8 episodes x 80 images: 1.11-1.17 s against 1.63-1.78 s; a classical
             # batch of 128: 0.15-0.21 s against 0.20-0.27 s). ``.to`` and not ``.contiguous``: a one-channel NCHW image
             # already counts as channels-last contiguous and would keep its strides, and with them the slow path.
-            # Unmeasured on CUDA, so left as it comes there. The features are the same up to float rounding.
-            x = x.to(memory_format=torch.channels_last)
+            # Unmeasured on CUDA, so left as it comes there. See :data:`CONV4_CPU_LAYOUTS` for records.
+            layout = torch.channels_last if _conv4_cpu_layout == "channels_last" else torch.contiguous_format
+            x = x.to(memory_format=layout)
         h = self.blocks(x)
         return h.flatten(1) if self.pool else h.mean(dim=(2, 3))
 

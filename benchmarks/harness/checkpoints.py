@@ -34,6 +34,7 @@ from metarepro import results as R
 from metarepro.atomic import atomic_path
 from metarepro.data.store import file_digest
 from metarepro.trainer import TrainState, load_checkpoint
+from methods.backbones import conv4_layout
 
 #: scales whose records pin their checkpoint (quick and smoke runs are cheap to repeat)
 PINNED_SCALES = ("paper",)
@@ -89,7 +90,8 @@ def rescore_pinned(benchmark: Benchmark, record: dict, device: str = "cpu", root
     found = file_digest(path)
     if found != entry["sha256"]:
         raise ValueError(f"{path}: sha256 {found}, but the record pins {entry['sha256']}")
-    return np.asarray(benchmark.evaluate_checkpoint(path, Cell.of(record), record["scale"], device=device)), str(path)
+    with conv4_layout(record["provenance"].get("conv4_cpu_layout", "nchw")):  # the arithmetic that made the record
+        return np.asarray(benchmark.evaluate_checkpoint(path, Cell.of(record), record["scale"], device=device)), str(path)
 
 
 @dataclass(frozen=True)

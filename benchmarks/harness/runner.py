@@ -29,6 +29,7 @@ from metarepro.atomic import file_lock, lock_timeouts
 from metarepro.evaluate import mean_ci95
 from metarepro.runtime import keep_freed_memory
 from metarepro.trainer import collect_trainings, set_run_context, stop_on_signals, stop_requested
+from methods.backbones import conv4_cpu_layout
 
 
 def peak_rss_mb() -> float:
@@ -355,6 +356,7 @@ def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engin
                 device=describe_device(device), wall_time_s=round(result.wall_time_s, 2), peak_rss_mb=peak_rss_mb(),
                 train_wall_time_s=round(result.train_wall_time_s, 2),
                 seeds={k: v for k, v in cfg.items() if k.endswith("seed")}, dataset_digest=benchmark.dataset_digest(),
+                conv4_cpu_layout=conv4_cpu_layout(),
             ),
             extra={**result.extra, "trainings": [relative_training(t) for t in trainings]}, score_unit=result.score_unit,
             seed=cell.seed,
