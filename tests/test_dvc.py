@@ -106,6 +106,7 @@ def test_a_pinned_checkpoint_rescores_to_its_record(pinning_smoke, benchmark_id,
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert set(torch.load(pinned, weights_only=True)) == {"format", "config_hash", "model"}  # no optimizer state
 
+    assert record["provenance"]["conv4_cpu_layout"] == "channels_last"  # the arithmetic it was scored in, for evaluate
     args = ["evaluate", "--benchmark", benchmark_id, "--cell", cell, "--scale", "smoke"]
     assert main(args) == 0
     assert "identical" in capsys.readouterr().out
@@ -113,6 +114,23 @@ def test_a_pinned_checkpoint_rescores_to_its_record(pinning_smoke, benchmark_id,
     pinned.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # one byte changed
     assert main(args) == 1
     assert "sha256" in capsys.readouterr().err
+
+
+def test_a_pinned_record_is_rescored_in_the_conv4_layout_it_names(pinning_smoke, monkeypatch):
+    """A record made before the layout was recorded was made in NCHW and is re-scored so; a newer one in its own."""
+    from benchmarks.harness.runner import reproduce
+    from methods import backbones
+
+    benchmark, cell = get_benchmark("alfa-table8"), Cell.parse("MAML/2x40 5-shot")
+    [written] = reproduce(benchmark, "smoke", [cell], progress=False, log=lambda *_: None)
+    record = json.loads(Path(written).read_text())
+    seen = []
+    monkeypatch.setattr(type(benchmark), "evaluate_checkpoint", lambda self, *a, **k: seen.append(backbones.conv4_cpu_layout()) or [0.0])
+    for layout in ("nchw", "channels_last", None):
+        provenance = {k: v for k, v in record["provenance"].items() if k != "conv4_cpu_layout"}
+        C.rescore_pinned(benchmark, {**record, "provenance": provenance if layout is None else {**provenance, "conv4_cpu_layout": layout}})
+    assert seen == ["nchw", "channels_last", "nchw"]
+    assert backbones.conv4_cpu_layout() == "channels_last"  # restored after each
 
 
 def test_weights_that_do_not_rescore_are_not_pinned(pinning_smoke, monkeypatch):

@@ -126,6 +126,25 @@ def test_channels_last_features_equal_the_nchw_computation_in_order(channels, si
     torch.testing.assert_close(features, reference.flatten(1), rtol=1e-12, atol=1e-12)
 
 
+def test_the_nchw_layout_computes_exactly_as_before_channels_last():
+    """Records made before 2026-12-06 were scored in NCHW: under ``conv4_layout("nchw")`` Conv4 is bit for bit the plain
+    NCHW network (so they re-score identically); an unknown layout is refused."""
+    from methods.backbones import conv4_layout
+
+    torch.manual_seed(6)
+    model = Conv4(1, 16).train()
+    x = torch.rand(10, 1, 28, 28)
+    reference = model.blocks(x).flatten(1)
+    strides = []
+    model.blocks[1].register_forward_pre_hook(lambda module, args: strides.append(args[0].stride()))
+    with conv4_layout("nchw"):
+        old = model(x)
+    model(x)  # the default, channels-last
+    assert torch.equal(old, reference) and strides[0][1] != 1 and strides[1][1] == 1
+    with pytest.raises(ValueError, match="unknown Conv4 layout"), conv4_layout("nhwc"):
+        pass
+
+
 def test_training_episode_embeds_support_and_query_in_one_batch():
     """Snell et al.'s code: BatchNorm statistics over support and query together (training mode)."""
     torch.manual_seed(4)
