@@ -3,7 +3,8 @@
 The two sides are timed interleaved in one process (best of several repetitions each), one thread, same weights and
 batch; their losses must agree to float32 rounding. No speed is asserted: the ratios go to the JSON (``extra_info``).
 Workloads: a MetaOptNet-style meta-update of ``unraveling-omniglot-heads`` (8 episodes of 5-way 1-shot with 15
-queries, the prototype head, Nesterov SGD) and a classical batch of 128 images over 4,112 classes. CPU only: on CUDA
+queries, the prototype head, Nesterov SGD) and a classical batch of 128 images (over the timing pool's 1,200 classes where
+real Omniglot is here; the heads benchmark trains over 4,112). CPU only: on CUDA
 Conv-4 keeps the layout it is given.
 """
 
