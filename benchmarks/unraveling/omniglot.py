@@ -70,6 +70,9 @@ ROWS = {"ProtoNet": ("proto", SEPARATION), "R2-D2": ("ridge", SEPARATION), "Meta
         "Reptile": ("reptile", REPTILE_COLUMNS), "W-Clustering": ("reptile", REPTILE_COLUMNS)}
 COEFFICIENTS = (0.02, 0.05, 0.1)
 WC_COEFFICIENT = 5.0e-5  # printed (2 alpha), Table 5's W-Clustering
+#: Reptile's plain-SGD inner rate 0.1 [choice, on validation episodes: ``unraveling-omniglot-reptile-rate``'s paper records,
+#: seed 0, 10,000 meta-iterations, 1-shot / 5-shot accuracy %: 0.01 86.2 / 95.6, 0.03 89.6 / 96.6, 0.1 91.7 / 96.7,
+#: 0.3 87.3 / 95.4; best mean at 0.1, inside the grid]
 GBML = {"maml": {"meta_batch": 32, "inner_lr": 0.4, "inner_steps": 1, "test_steps": 3, "gbml_iterations": 60_000, "outer_lr": 1e-3},
         "reptile": {"train_shots": 10, "inner_batch": 10, "inner_steps": 5, "meta_batch": 5, "inner_lr": 0.1, "gbml_iterations": 100_000,
                     "eval_iters": 50, "eval_batch": 5}}
