@@ -57,6 +57,8 @@ def test_time_command_writes_each_cell_once_per_trained_model(isolated_results, 
 def test_time_command_rejects_benchmarks_without_meta_iterations(isolated_results):
     with pytest.raises(ValueError, match="gradient-based Omniglot"):
         time_cell(get_benchmark("snell2017-table1"), Cell("Prototypical Networks", "5-way 1-shot"), "smoke")
+    with pytest.raises(ValueError, match="gradient-based Omniglot"):  # a model and batches, but no optimizer of its own
+        time_cell(get_benchmark("unraveling-omniglot"), Cell("Reptile", "1-shot"), "smoke")
 
 
 def test_reproduce_trains_each_cell_on_its_auto_engine(isolated_results):

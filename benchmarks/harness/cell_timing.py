@@ -48,7 +48,7 @@ def time_cell(benchmark: Benchmark, cell: Cell, scale: str = "paper", rounds: in
 
     Returns ``{"engines": {engine: seconds}, "threads", "device", "load_average_1min", ...}``.
     """
-    if not hasattr(benchmark, "build_model") or not hasattr(benchmark, "train_batch"):
+    if not all(hasattr(benchmark, name) for name in ("build_model", "train_batch", "make_optimizer", "pools")):
         raise ValueError(f"{benchmark.id}: timing per meta-iteration covers the gradient-based Omniglot benchmarks "
                          "(finn2017-table1, nichol2018-table1, guiroy-fig9)")
     keep_freed_memory()
