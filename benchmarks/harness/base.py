@@ -272,6 +272,12 @@ class Benchmark:
         """The score of a model that learned nothing (chance accuracy, predict-zero MSE): smoke runs must beat it."""
         raise NotImplementedError
 
+    def smoke_learning_evidence(self, record: dict) -> tuple[float, float, bool]:
+        """``(score, untrained score, higher is better)`` by which a smoke record shows that its model learned
+        (``tests/test_smoke.py``): by default the record's own mean against :meth:`trivial_score`."""
+        cell = Cell.of(record)
+        return record["mean"], self.trivial_score(cell, "smoke"), self.column_higher_is_better(cell.column)
+
     def diverged(self, cell: Cell, scale: str, scores: np.ndarray) -> np.ndarray:
         """Which test episodes' adaptations diverged (bool, per episode): the runner writes no record for a cell with
         any, as an average over them means nothing. Default: the non-finite scores; a benchmark whose metric is bounded

@@ -62,6 +62,17 @@ class L2GFig2(FewShotMetricTable):
         """The loss of uniform predictions: ln 5 (cross-entropy), 4/25 (MSE of 1/5 against one-hot)."""
         return math.log(5) if "Prototypical" in cell.row else 0.16
 
+    def smoke_learning_evidence(self, record: dict) -> tuple[float, float, bool]:
+        """A smoke run's final loss shows nothing either way: 12 updates on one query per class, and ProtoNet's
+        unnormalised distances make one wrong query cost 3-15 nats, so L2G + ProtoNet's logged loss on the tiered fixture
+        jumped between ~0 and 3-15 from update to update (measured 2026-12-06; its last point, the cell's number, was 0.01
+        or 5.83 with Conv-4 in NCHW or channels-last) while the same model scored 90 % on 5-way 5-shot test episodes.
+        So the smoke check scores the cell's trained model on its table's 5-way 5-shot test episodes, against chance."""
+        cell = Cell.of(record)
+        table, table_cell = TABLES[cell.column], Cell(cell.row, "5-way 5-shot")
+        accuracy = table.evaluate_checkpoint(self.scored_checkpoint(cell, "smoke"), table_cell, "smoke").mean()
+        return float(accuracy), table.trivial_score(table_cell, "smoke"), True
+
     def score_run(self, model, pools, cfg, device, state=None):
         return np.array([final_loss(state.loss_curve)]), {}
 
