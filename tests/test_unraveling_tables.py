@@ -238,6 +238,24 @@ def test_the_maml_heads_grid_is_a_test_setting_and_leaves_the_training_key_alone
     assert H.BENCHMARK.training_key(cell, "paper") != before
 
 
+def test_the_long_maml_head_variant_rescores_the_same_models_with_more_steps_only():
+    """The variant widens the MAML column's grid in steps, keeps every (step size, steps) point of the main grid, trains
+    nothing new (same key), and exists for no other column nor in ``unraveling-omniglot``."""
+    from benchmarks.unraveling import omniglot_heads as H
+    from benchmarks.unraveling.omniglot import BENCHMARK as OMNIGLOT
+
+    main, long = Cell("R2-D2", "MAML", seed=2), Cell("R2-D2", "MAML", H.LONG_MAML_HEAD, seed=2)
+    assert H.BENCHMARK.training_key(long, "paper") == H.BENCHMARK.training_key(main, "paper")
+    main_cfg, long_cfg = H.BENCHMARK.config(main, "paper"), H.BENCHMARK.config(long, "paper")
+    assert {k for k in main_cfg if main_cfg[k] != long_cfg[k]} == {"maml_grid"}
+    assert set(main_cfg["maml_grid"]) < set(long_cfg["maml_grid"])
+    assert max(s for _, s in long_cfg["maml_grid"]) == 40 and {lr for lr, _ in long_cfg["maml_grid"]} == {lr for lr, _ in main_cfg["maml_grid"]}
+    with pytest.raises(KeyError, match="does not apply"):
+        H.BENCHMARK.check_cell(Cell("R2-D2", "SVM", H.LONG_MAML_HEAD))
+    assert {c.column for c in H.BENCHMARK.cells(variants=["all"], scale="paper") if c.variant != "main"} == {"MAML"}
+    assert all(c.variant == "main" for c in OMNIGLOT.cells(variants=["all"], scale="paper"))
+
+
 def test_a_lower_separation_metric_holds_the_claim(isolated_results):
     """Claims read each column's direction: ProtoNet's lower R_FC than classical training's supports the claim."""
     from benchmarks.harness.runner import claim_checks

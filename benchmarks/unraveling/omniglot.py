@@ -101,6 +101,7 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
     higher_is_better = True
     rows = tuple(ROWS)
     columns = tuple(dict.fromkeys(SEPARATION + ACCURACY + REPTILE_COLUMNS))
+    variants: dict = {}  # the heads benchmark's MAML-head variant has no column here
 
     def column_higher_is_better(self, column: str) -> bool:
         return HIGHER_IS_BETTER[column]
