@@ -18,10 +18,14 @@ from torch import nn
 from torch.func import functional_call
 
 
-def finetune(backbone: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor, ways: int, steps: int, lr: float):
-    """The fine-tuned state of one episode, ``(params, buffers, weight, bias)``: the backbone's weights after ``steps``
-    SGD steps of ``lr`` (with the new layer ``weight (ways, d)``, ``bias (ways,)``) on ``support_x (n, C, H, W)``,
-    ``support_y (n,)``, BatchNorm on running statistics. ``backbone`` is not modified (the state is returned)."""
+def finetune_trajectory(backbone: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor, ways: int, lr: float,
+                        at_steps) -> dict[int, tuple]:
+    """The fine-tuned states of one episode after each step count in ``at_steps``, ``{steps: (params, buffers, weight,
+    bias)}``, from one run of ``max(at_steps)`` SGD steps of ``lr`` (each state is the one :func:`finetune` returns for
+    that count: the same operations in the same order). The backbone's weights, with the new layer ``weight (ways, d)``
+    and ``bias (ways,)``, step on the support cross-entropy of ``support_x (n, C, H, W)``, ``support_y (n,)``; BatchNorm
+    on running statistics. ``backbone`` is not modified (the states are returned)."""
+    wanted = set(at_steps)
     was = backbone.training
     backbone.eval()
     try:
@@ -31,7 +35,8 @@ def finetune(backbone: nn.Module, support_x: torch.Tensor, support_y: torch.Tens
             dim = backbone(support_x[:1]).shape[1]
         weight = torch.zeros(ways, dim, dtype=support_x.dtype, device=support_x.device)
         bias = torch.zeros(ways, dtype=support_x.dtype, device=support_x.device)
-        for _ in range(steps):
+        states = {0: (params, buffers, weight, bias)} if 0 in wanted else {}
+        for step in range(1, max(wanted) + 1):
             with torch.enable_grad():
                 tensors = [*params.values(), weight, bias]
                 for t in tensors:
@@ -43,9 +48,17 @@ def finetune(backbone: nn.Module, support_x: torch.Tensor, support_y: torch.Tens
                 updated = [t - lr * g for t, g in zip(tensors, grads)]
             params = dict(zip(params, updated[:-2]))
             weight, bias = updated[-2], updated[-1]
-        return params, buffers, weight, bias
+            if step in wanted:
+                states[step] = (params, buffers, weight, bias)
+        return states
     finally:
         backbone.train(was)
+
+
+def finetune(backbone: nn.Module, support_x: torch.Tensor, support_y: torch.Tensor, ways: int, steps: int, lr: float):
+    """The fine-tuned state of one episode, ``(params, buffers, weight, bias)``, after ``steps`` SGD steps of ``lr``
+    (:func:`finetune_trajectory`)."""
+    return finetune_trajectory(backbone, support_x, support_y, ways, lr, [steps])[steps]
 
 
 def finetuned_features(backbone: nn.Module, state, x: torch.Tensor) -> torch.Tensor:
@@ -64,8 +77,12 @@ def finetune_logits(backbone: nn.Module, support_x: torch.Tensor, support_y: tor
                     steps: int, lr: float) -> torch.Tensor:
     """One episode: ``support_x (n, C, H, W)``, ``support_y (n,)``, ``query_x (q, C, H, W)`` -> query logits ``(q, ways)``
     of the fine-tuned network and layer."""
-    state = finetune(backbone, support_x, support_y, ways, steps, lr)
-    return F.linear(finetuned_features(backbone, state, query_x), state[2], state[3])
+    return finetuned_logits(backbone, finetune(backbone, support_x, support_y, ways, steps, lr), query_x)
+
+
+def finetuned_logits(backbone: nn.Module, state, x: torch.Tensor) -> torch.Tensor:
+    """Logits ``(n, ways)`` of ``x`` under a fine-tuned state (its backbone weights and new layer)."""
+    return F.linear(finetuned_features(backbone, state, x), state[2], state[3])
 
 
 class FineTuneHead(nn.Module):

@@ -82,6 +82,39 @@ def test_fine_tuning_a_foreign_backbone_is_sgd_on_a_copy():
     assert torch.allclose(ours, head(net(qx)).detach(), atol=1e-12)
 
 
+def test_the_maml_heads_grid_read_along_one_run_per_step_size_equals_each_point_run_alone():
+    """finetune_grid_accuracies reads 1, 2 and 4 steps off one 4-step run; each point scored alone by head_accuracies with
+    its own FineTuneHead is the oracle, exactly (the same operations), a diverging step size's NaNs included."""
+    from benchmarks.families.unraveling_images import finetune_grid_accuracies, head_accuracies
+    from metarepro.episodes import Episode
+    from methods.finetune_head import FineTuneHead, finetune, finetune_trajectory
+
+    torch.manual_seed(0)
+    backbone = Conv4(1, 8, pool=True)
+    g = torch.Generator().manual_seed(2)
+
+    def episode():  # queries are noisy copies of the support images: the fine-tuned accuracy moves with the steps
+        support = 3 * torch.randn(6, 1, 28, 28, generator=g)
+        query = torch.cat([support, support[:3]]) + 0.3 * torch.randn(9, 1, 28, 28, generator=g)
+        return Episode(support, torch.arange(3).repeat(2), query, torch.arange(3).repeat(3))
+
+    episodes = [episode() for _ in range(4)]
+    grid = [(0.1, 1), (0.1, 4), (1.0, 1), (1.0, 2), (1.0, 4), (1e6, 1), (1e6, 4)]
+    together = finetune_grid_accuracies(backbone, grid, episodes, "cpu")
+    alone = {(lr, steps): head_accuracies(backbone, FineTuneHead(steps, lr), episodes, "cpu") for lr, steps in grid}
+    assert list(together) == grid
+    for point in grid:
+        np.testing.assert_array_equal(together[point], alone[point])
+    assert np.isnan(together[(1e6, 4)]).all() and np.isfinite(together[(0.1, 4)]).all()
+    assert not np.array_equal(together[(0.1, 1)], together[(0.1, 4)])  # the read-outs are of different states
+    e = episodes[0]
+    states = finetune_trajectory(backbone, e.support_x, e.support_y, 3, 0.1, [1, 4])
+    for steps in (1, 4):
+        single = finetune(backbone, e.support_x, e.support_y, 3, steps, 0.1)
+        assert all(torch.equal(states[steps][0][k], single[0][k]) for k in single[0])
+        assert torch.equal(states[steps][2], single[2]) and torch.equal(states[steps][3], single[3])
+
+
 def test_episodes_scored_together_by_the_linear_head_score_as_each_alone():
     """``head_accuracies`` hands the linear head 100 episodes a call: each episode's accuracy is what scoring it alone
     gives (float64), and episodes of different way counts in one call are refused."""

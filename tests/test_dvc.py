@@ -303,15 +303,17 @@ def test_pinning_a_maml_head_cell_rescores_its_test_at_the_chosen_setting_withou
     heads, cell = get_benchmark("unraveling-omniglot-heads"), Cell.parse("Classical/MAML/main")
     cfg = heads.config(cell, "smoke")
     monkeypatch.setitem(heads_module.SCALES["smoke"], "maml_grid", [(0.01, 1), (0.03, 2)])
-    scored = []
-    original = heads_module.head_accuracies
+    scored, grids = [], []
+    original, original_grid = heads_module.head_accuracies, heads_module.finetune_grid_accuracies
     monkeypatch.setattr(heads_module, "head_accuracies", lambda backbone, head, episodes, device:
                         scored.append((getattr(head, "lr", None), getattr(head, "steps", None), len(episodes)))
                         or original(backbone, head, episodes, device))
+    monkeypatch.setattr(heads_module, "finetune_grid_accuracies", lambda backbone, grid, episodes, device:
+                        grids.append((list(grid), len(episodes))) or original_grid(backbone, grid, episodes, device))
     [written] = reproduce(heads, "smoke", [cell], progress=False, log=lambda *_: None)
     record = json.loads(Path(written).read_text())
     chosen = (record["maml_head"]["lr"], record["maml_head"]["steps"])
     assert "sha256" in record["checkpoint"]  # the test-only re-score gave the record's scores exactly
-    validation = [(lr, steps, cfg["val_episodes"]) for lr, steps in [(0.01, 1), (0.03, 2)]]
+    assert grids == [([(0.01, 1), (0.03, 2)], cfg["val_episodes"])]  # the run's grid, once: the pin re-scores no grid
     test = (*chosen, cfg["test_episodes"])
-    assert scored[-len(validation) - 2:] == [*validation, test, test]  # the run's grid and test, then the pin's test alone
+    assert scored[-2:] == [test, test]  # the run's test, then the pin's test alone

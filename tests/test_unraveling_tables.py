@@ -206,23 +206,24 @@ def test_head_accuracies_score_an_episode_with_non_finite_logits_as_nan_not_as_c
 
 
 def test_the_maml_heads_grid_never_chooses_a_diverged_point_and_flags_an_edge_choice(monkeypatch):
-    """The grid is scored by a scripted stand-in for head_accuracies (per (lr, steps) a validation mean, NaN: diverged)."""
+    """The grid is scored by a scripted stand-in for finetune_grid_accuracies (per (lr, steps) a validation mean, NaN:
+    diverged)."""
     from benchmarks.unraveling import omniglot_heads as H
 
     def scripted(table):
-        return lambda backbone, head, episodes, device: np.array([table.get((head.lr, head.steps), 10.0)])
+        return lambda backbone, grid, episodes, device: {point: np.array([table.get(point, 10.0)]) for point in grid}
 
     monkeypatch.setattr(H.BENCHMARK, "fixed_episodes", lambda pool, cfg, split, n: [])
     cfg = {**H.BENCHMARK.config(Cell("ProtoNet", "MAML"), "paper")}
     inner = {(0.003, 5): 90.0, (0.1, 5): float("nan"), (0.4, 10): float("nan")}
-    monkeypatch.setattr(H, "head_accuracies", scripted(inner))
+    monkeypatch.setattr(H, "finetune_grid_accuracies", scripted(inner))
     head, extra = H.BENCHMARK.test_head(None, "MAML", cfg, {"val": None}, "cpu")
     chosen = extra["maml_head"]
     assert (head.lr, head.steps, chosen["on_grid_edge"]) == (0.003, 5, False)
     assert chosen["grid"]["lr=0.1 steps=5"] == "diverged" and chosen["grid"]["lr=0.003 steps=5"] == 90.0
-    monkeypatch.setattr(H, "head_accuracies", scripted({(0.001, 5): 90.0}))  # the smallest rate: more may lie below
+    monkeypatch.setattr(H, "finetune_grid_accuracies", scripted({(0.001, 5): 90.0}))  # the smallest rate: more may lie below
     assert H.BENCHMARK.test_head(None, "MAML", cfg, {"val": None}, "cpu")[1]["maml_head"]["on_grid_edge"]
-    monkeypatch.setattr(H, "head_accuracies", lambda *a: np.array([float("nan")]))
+    monkeypatch.setattr(H, "finetune_grid_accuracies", lambda backbone, grid, *a: {point: np.array([float("nan")]) for point in grid})
     with pytest.raises(FloatingPointError, match="every choice diverged"):
         H.BENCHMARK.test_head(None, "MAML", cfg, {"val": None}, "cpu")
 

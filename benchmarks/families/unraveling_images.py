@@ -90,7 +90,7 @@ from methods.feature_clustering import (
     feature_clustering,
     hyperplane_variation_of_batch,
 )
-from methods.finetune_head import FineTuneHead
+from methods.finetune_head import FineTuneHead, finetune_trajectory, finetuned_logits
 from methods.head_classifier import HeadClassifier, ProtoHead
 from methods.linear_head import LinearHead
 from methods.ridge_head import RidgeHead
@@ -317,10 +317,38 @@ def head_accuracies(backbone: nn.Module, head: nn.Module, episodes: list[Episode
                 with torch.no_grad():
                     support, query = [torch.stack([backbone(getattr(e, part)) for e in chunk]) for part in ("support_x", "query_x")]
                 logits = head(support, torch.stack([e.support_y for e in chunk]), query, ways)
-            for e, episode_logits in zip(chunk, logits):
-                correct = (episode_logits.argmax(-1) == e.query_y).float().mean()
-                out.append(100.0 * float(correct) if bool(torch.isfinite(episode_logits).all()) else float("nan"))
+            out += [episode_accuracy(episode_logits, e.query_y) for e, episode_logits in zip(chunk, logits)]
         return np.array(out)
+    finally:
+        backbone.train(was)
+
+
+def episode_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy % of one episode's query ``logits (q, ways)`` against ``labels (q,)``; NaN unless every logit is finite."""
+    correct = (logits.argmax(-1) == labels).float().mean()
+    return 100.0 * float(correct) if bool(torch.isfinite(logits).all()) else float("nan")
+
+
+@torch.no_grad()
+def finetune_grid_accuracies(backbone: nn.Module, grid, episodes: list[Episode], device: str) -> dict[tuple[float, int], np.ndarray]:
+    """Per-episode query accuracy % of the MAML head (:class:`FineTuneHead`) at every ``(lr, steps)`` of ``grid``: what
+    :func:`head_accuracies` gives point by point, with each step size's step counts read along one run of its largest
+    (:func:`~methods.finetune_head.finetune_trajectory`), so a grid of 1, 5 and 10 steps costs 10 steps, not 16."""
+    counts: dict[float, list[int]] = {}
+    for lr, steps in grid:
+        counts.setdefault(lr, []).append(steps)
+    out: dict[tuple[float, int], list[float]] = {point: [] for point in grid}
+    was = backbone.training
+    backbone.eval()
+    try:
+        for e in episodes:
+            e = e.to(device)
+            ways = int(e.support_y.max()) + 1
+            for lr, at_steps in counts.items():
+                for steps, state in finetune_trajectory(backbone, e.support_x, e.support_y, ways, lr, at_steps).items():
+                    logits = finetuned_logits(backbone, state, e.query_x)
+                    out[(lr, steps)].append(episode_accuracy(logits, e.query_y))
+        return {point: np.array(v) for point, v in out.items()}
     finally:
         backbone.train(was)
 
@@ -673,8 +701,7 @@ class UnravelingImages(Benchmark):
         if cfg["head"] != "MAML":
             return make_head(cfg["head"], cfg, test=True).to(device), {}
         val = self.fixed_episodes(pools["val"], cfg, "val", cfg["maml_head_val_episodes"], cfg["test_shots"])
-        scores = {(lr, steps): float(head_accuracies(backbone, FineTuneHead(steps, lr), val, device).mean())
-                  for lr, steps in cfg["maml_head_grid"]}
+        scores = {point: float(v.mean()) for point, v in finetune_grid_accuracies(backbone, cfg["maml_head_grid"], val, device).items()}
         lr, steps = best_finite(scores, f"{cfg['row']} seed {cfg['train_seed']}: the MAML head's grid")
         return FineTuneHead(steps, lr), {"maml_head": {"lr": lr, "steps": steps, "validation_accuracy": scores[(lr, steps)]}}
 
