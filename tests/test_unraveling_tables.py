@@ -255,6 +255,9 @@ def test_the_long_maml_head_variant_rescores_the_same_models_with_more_steps_onl
         H.BENCHMARK.check_cell(Cell("R2-D2", "SVM", H.LONG_MAML_HEAD))
     assert {c.column for c in H.BENCHMARK.cells(variants=["all"], scale="paper") if c.variant != "main"} == {"MAML"}
     assert all(c.variant == "main" for c in OMNIGLOT.cells(variants=["all"], scale="paper"))
+    # a re-scoring cell is projected by its test, which the longer grid makes longer: the training is the main cell's
+    (main_train, main_test), (long_train, long_test) = (H.BENCHMARK.estimated_train_test(c, "paper") for c in (main, long))
+    assert long_train == main_train and long_test > 2 * main_test > 0
 
 
 def test_a_lower_separation_metric_holds_the_claim(isolated_results):

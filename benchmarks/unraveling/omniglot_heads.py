@@ -106,6 +106,9 @@ SCALES = {"paper": {}, "quick": {"iterations": 1000, "test_episodes": 500, "val_
                     "classical_batch": 16, "data": "fixture", "maml_grid": [(0.01, 5)]}}
 #: rough seconds of one training update, one thread (:meth:`UnravelingOmniglotHeads.estimated_seconds` says where from)
 SECONDS_PER_UPDATE = {"meta": 0.6, "classical": 0.15}
+#: rough seconds, one thread, of scoring a test episode with a closed-form head, and of one fine-tuning step of the MAML
+#: head (5 support images, the query scored at each step count read): :meth:`UnravelingOmniglotHeads.estimated_train_test`
+SECONDS_PER_HEAD_EPISODE, SECONDS_PER_FINETUNE_STEP = 0.01, 0.012
 #: keys that only change how a trained extractor is tested (cells differing in them share the training)
 TEST_KEYS = ("benchmark", "column", "test_episodes", "test_seed", "maml_grid")
 
@@ -153,10 +156,24 @@ class UnravelingOmniglotHeads(Benchmark):
         (the classical rows' records: 1790-2007 s for 10,000 updates); test ~0.1 s per episode with the MAML head's
         fine-tuning. Since Conv-4 computes channels-last (2026-12-06): 0.60 s a meta update (ProtoNet seed 2's first 1,000
         updates, validation included, 601 s) and 0.15 s a classical one (a regularised run's 500 updates in 75 s), both
-        with two jobs; timed records made before then are ~1.2-1.5x slower than the code now."""
+        with two jobs; timed records made before then are ~1.2-1.5x slower than the code now. The test:
+        :meth:`estimated_train_test`."""
+        return sum(self.estimated_train_test(cell, scale))
+
+    def estimated_train_test(self, cell: Cell, scale: str) -> tuple[float, float]:
+        """``(training, test)`` seconds, rough (:meth:`estimated_seconds`); a MAML-head cell's test is its grid on the
+        validation episodes (one run of each step size's largest step count, :func:`finetune_grid_accuracies`) and the
+        test episodes at the grid's largest count (an upper bound: the choice is not known before), so a cell that only
+        re-scores a trained model (the ``maml-head-40-steps`` variant) is not projected as free."""
         cfg = self.config(cell, scale)
-        per_update = SECONDS_PER_UPDATE["classical" if cfg["training"] in CLASSICAL else "meta"]
-        return cfg["iterations"] * per_update + cfg["test_episodes"] * (0.1 if cell.column == "MAML" else 0.01)
+        train = cfg["iterations"] * SECONDS_PER_UPDATE["classical" if cfg["training"] in CLASSICAL else "meta"]
+        if cell.column != "MAML":
+            return train, cfg["test_episodes"] * SECONDS_PER_HEAD_EPISODE
+        longest: dict[float, int] = {}
+        for lr, steps in cfg["maml_grid"]:
+            longest[lr] = max(longest.get(lr, 0), steps)
+        fine_tuning_steps = cfg["val_episodes"] * sum(longest.values()) + cfg["test_episodes"] * max(longest.values())
+        return train, fine_tuning_steps * SECONDS_PER_FINETUNE_STEP
 
     def trivial_score(self, cell: Cell, scale: str) -> float:
         return 100.0 / PROTOCOL["ways"]
