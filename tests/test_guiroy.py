@@ -165,6 +165,78 @@ def test_probe_gradients_keep_the_adapted_weights_columns_only():
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
+def test_a_probe_point_matches_each_task_measured_alone():
+    """landscape_measure against task-by-task oracles: each task adapted alone by plain autograd on the module, the
+    accuracies, distances, unit-direction and gradient inner products by loops over pairs, the support loss and the
+    Hessian's norm from the full Hessian (tasks in chunks of 3 that do not divide the 7 meta-test tasks)."""
+    from benchmarks.guiroy.omniglot import landscape_measure
+    from metarepro.episodes import Episode
+    from metarepro.inner import cross_entropy_per_task
+    from methods.backbones import MLP
+    from methods.maml import MAML
+
+    torch.manual_seed(5)
+    model = MAML(MLP([4, 6, 3], init="torch").double(), cross_entropy_per_task, 0.5, 3, frozen=("layers.1.bias",))
+
+    def tasks(count):
+        return Episode(torch.randn(count, 6, 4, dtype=torch.float64), torch.arange(3).repeat(2).expand(count, 6).clone(),
+                       torch.randn(count, 9, 4, dtype=torch.float64), torch.randint(3, (count, 9)))
+
+    sets = {"test": tasks(7), "train": tasks(4)}
+    cfg = {"probe_chunk": 3, "coherence_tasks": 7, "sharpness_tasks": 4, "power_iterations": 3000, "probe_seed": 0}
+    got = landscape_measure(sets, cfg, "cpu")(model, 0)
+
+    net = model.backbone
+    names = [n for n, _ in net.named_parameters() if n != "layers.1.bias"]
+
+    def loss(params, x, y):
+        return torch.nn.functional.cross_entropy(torch.func.functional_call(net, params, (x,)), y)
+
+    def adapt_alone(x, y):  # three plain gradient steps of 0.5 on the fast weights, one task
+        params = {n: p.detach().clone() for n, p in net.named_parameters()}
+        for _ in range(3):
+            fast = {n: params[n].requires_grad_(True) for n in names}
+            grads = torch.autograd.grad(loss({**params, **fast}, x, y), [fast[n] for n in names])
+            params = {**params, **{n: (fast[n] - 0.5 * g).detach() for n, g in zip(names, grads)}}
+        return params
+
+    def accuracy(e):
+        hits = [(torch.func.functional_call(net, adapt_alone(e.support_x[t], e.support_y[t]), (e.query_x[t],)).argmax(-1)
+                 == e.query_y[t]).double().mean() for t in range(e.query_x.shape[0])]
+        return 100.0 * float(torch.stack(hits).mean())
+
+    test = sets["test"]
+    start = torch.cat([dict(net.named_parameters())[n].detach().flatten() for n in names])
+    moved = [torch.cat([adapt_alone(test.support_x[t], test.support_y[t])[n].flatten() for n in names]) - start for t in range(7)]
+    grads = [torch.cat([g.flatten() for g in torch.autograd.grad(loss(dict(net.named_parameters()), test.support_x[t], test.support_y[t]),
+                                                                 [dict(net.named_parameters())[n] for n in names])]) for t in range(7)]
+    pairs = [(i, j) for i in range(7) for j in range(7) if i != j]
+    want = {"target_accuracy_meta_test": accuracy(test), "target_accuracy_meta_train": accuracy(sets["train"]),
+            "trajectory_distance": float(np.mean([float(m.norm()) for m in moved])),
+            "trajectory_coherence": float(np.mean([float(moved[i] @ moved[j] / (moved[i].norm() * moved[j].norm())) for i, j in pairs])),
+            "gradient_coherence": float(np.mean([float(grads[i] @ grads[j]) for i, j in pairs]))}
+    for key, value in want.items():
+        assert math.isclose(got[key], value, rel_tol=1e-9, abs_tol=1e-12), key
+    shapes = [dict(net.named_parameters())[n].shape for n in names]
+    support, sharpness = [], []
+    for t in range(4):
+        adapted = adapt_alone(test.support_x[t], test.support_y[t])
+        support.append(float(loss(adapted, test.support_x[t], test.support_y[t])))
+        fixed = {"layers.1.bias": adapted["layers.1.bias"]}
+        flat = torch.cat([adapted[n].flatten() for n in names])
+
+        def at(v, t=t, fixed=fixed):
+            params, offset = dict(fixed), 0
+            for n, shape in zip(names, shapes):
+                params[n] = v[offset : offset + shape.numel()].view(shape)
+                offset += shape.numel()
+            return loss(params, test.support_x[t], test.support_y[t])
+
+        sharpness.append(torch.linalg.eigvalsh(torch.autograd.functional.hessian(at, flat)).abs().max().item())
+    assert math.isclose(got["support_loss"], float(np.mean(support)), rel_tol=1e-9)
+    assert abs(got["sharpness"] - float(np.mean(sharpness))) < 2e-3 * float(np.mean(sharpness))  # power iteration's 1e-3 stop
+
+
 def test_figures_2_10_11_share_one_run_per_cell_and_seed_and_follow_appendix_a3():
     from benchmarks.guiroy.omniglot import FIG2, FIG10, FIG11, FIG12
 

@@ -108,22 +108,22 @@ def adapted_sharpness(model: MAML, adapted: dict[str, torch.Tensor], support_x: 
 
 
 def landscape_measure(sets: dict[str, Episode], cfg: dict, device: str):
-    """The per-epoch probe of the family (the table in the module docstring), in chunks of ``probe_chunk`` tasks."""
+    """The per-epoch probe of the family (the table in the module docstring), in chunks of ``probe_chunk`` tasks.
+
+    Each meta-test task is adapted once: its target accuracy is read off the same adapted weights as its trajectory
+    (``model.predict`` would adapt it again; that was a third of a probe's time on 5-way 1-shot, 8.4 of 25.9 s)."""
 
     def measure(model: MAML, iteration: int) -> dict:
         start = {n: p.detach() for n, p in model.meta_parameters().items()}
         names = [n for n in start if n not in model.train_loop.frozen]
         chunk = cfg["probe_chunk"]
-        accuracy = {}
-        for split, episodes in sets.items():
-            correct = [(model.predict(e).argmax(-1) == e.query_y).double().mean(1) for e in episodes.to(device).chunks(chunk)]
-            accuracy[f"target_accuracy_meta_{split}"] = 100.0 * float(torch.cat(correct).mean())
-        displacements, gradients, sharpness, support = [], [], [], []
+        correct_test, displacements, gradients, sharpness, support = [], [], [], [], []
         generator = torch.Generator(device).manual_seed(cfg["probe_seed"])  # power iteration's start vectors, on the model's device
         for offset, e in zip(range(0, cfg["coherence_tasks"], chunk), sets["test"].to(device).chunks(chunk)):
             with torch.enable_grad():
-                adapted = model.adapt(e.support_x, e.support_y, training=False).params
-            adapted = {n: v.detach() for n, v in adapted.items()}
+                tasks = model.adapt(e.support_x, e.support_y, training=False)
+                correct_test.append((tasks.predict(e.query_x).detach().argmax(-1) == e.query_y).double().mean(1))
+            adapted = {n: v.detach() for n, v in tasks.params.items()}
             displacements.append(flatten_tasks({n: adapted[n] for n in names}))
             per_task = support_gradients(batched_forward(model.backbone), model.task_loss, start, e.support_x, e.support_y)
             gradients.append(per_task[:, _fast_columns(start, names)])
@@ -135,6 +135,9 @@ def landscape_measure(sets: dict[str, Episode], cfg: dict, device: str):
                     support.append(model.task_loss(batched_forward(model.backbone)({n: v[:sharp] for n, v in adapted.items()},
                                                                                     e.support_x[:sharp]), e.support_y[:sharp]))
         coherence, distances = trajectory_coherence(torch.cat(displacements), torch.cat([start[n].flatten() for n in names]))
+        correct_train = [(model.predict(e).argmax(-1) == e.query_y).double().mean(1) for e in sets["train"].to(device).chunks(chunk)]
+        accuracy = {"target_accuracy_meta_test": 100.0 * float(torch.cat(correct_test).mean()),
+                    "target_accuracy_meta_train": 100.0 * float(torch.cat(correct_train).mean())}
         return {**accuracy, "sharpness": float(np.mean(sharpness)), "support_loss": float(torch.cat(support).mean()),
                 "trajectory_coherence": float(coherence), "trajectory_distance": float(distances.mean()),
                 "gradient_coherence": float(gradient_coherence(torch.cat(gradients)))}
