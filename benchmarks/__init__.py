@@ -24,7 +24,7 @@ from benchmarks.guiroy import fig8 as guiroy_fig8
 from benchmarks.guiroy import fig9 as guiroy_fig9
 from benchmarks.guiroy import miniimagenet as guiroy_mini
 from benchmarks.guiroy import omniglot as guiroy_omniglot
-from benchmarks.harness.base import Benchmark
+from benchmarks.harness.base import Benchmark, did_you_mean
 from benchmarks.hyperrepr import fig1 as hyperrepr_fig1
 from benchmarks.hyperrepr import omniglot as hyperrepr_omniglot
 from benchmarks.hyperrepr import table1 as hyperrepr_table1
@@ -76,4 +76,5 @@ def get_benchmark(benchmark_id: str) -> Benchmark:
         return BENCHMARKS[benchmark_id]
     except KeyError:
         valid = ", ".join(sorted(BENCHMARKS))
-        raise UnknownBenchmarkError(f"unknown benchmark id {benchmark_id!r}; valid ids: {valid}") from None
+        raise UnknownBenchmarkError(f"unknown benchmark id {benchmark_id!r}{did_you_mean(benchmark_id, BENCHMARKS)}; "
+                                    f"valid ids: {valid}") from None

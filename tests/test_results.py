@@ -152,6 +152,17 @@ def test_unknown_cell_is_a_clear_error(isolated_results, capsys):
     assert "has no cell" in capsys.readouterr().err
 
 
+def test_a_misspelt_id_row_or_column_names_the_closest_one_and_prints_unquoted(isolated_results, capsys):
+    assert main(["compare", "alfa-tabel8"]) == 2
+    assert "unknown benchmark id 'alfa-tabel8' (did you mean 'alfa-table8'?)" in capsys.readouterr().err
+    column = BENCH.columns[0]
+    assert main(["reproduce", BENCH.id, "--scale", "smoke", "--cells", f"{BENCH.rows[0]}/{column.replace('-', ' ')}"]) == 2
+    err = capsys.readouterr().err
+    assert f"(did you mean {column!r}?)" in err and "\\'" not in err  # the message as written, not a KeyError's repr
+    assert main(["reproduce", BENCH.id, "--scale", "smoke", "--cells", f"Prototypical Networks/{column}"]) == 2
+    assert "did you mean" not in capsys.readouterr().err  # nothing close: no guess
+
+
 def test_precision_runs_the_bf16_variant_or_says_the_benchmark_has_none(isolated_results, capsys):
     assert main(["reproduce", BENCH.id, "--scale", "smoke", "--precision", "bf16"]) == 2
     assert f"{BENCH.id} has no bf16 variant" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,19 @@ import numpy as np
 from metarepro.results import SCALES, result_hash, slugify
 
 MAIN = "main"
+
+
+class UnknownCellError(KeyError):
+    """A row, column, variant or seed a benchmark does not have; its message prints as written (KeyError's quotes it)."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def did_you_mean(name: str, known) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of the ``known`` names (difflib's ratio at least 0.75), else ``""``."""
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -216,12 +230,15 @@ class Benchmark:
 
         row_ok = cell.row in self.rows or (self.accepts_registered_methods and cell.row in METHODS)
         if not row_ok or cell.column not in self.columns:
-            raise KeyError(f"{self.id} has no cell {cell.row!r}/{cell.column!r}; rows {list(self.rows)}, columns {list(self.columns)}")
+            hint = did_you_mean(cell.row, self.rows) if not row_ok else did_you_mean(cell.column, self.columns)
+            raise UnknownCellError(f"{self.id} has no cell {cell.row!r}/{cell.column!r}{hint}; rows {list(self.rows)}, "
+                                   f"columns {list(self.columns)}")
         applies = cell.variant in self.variants and self.variant_applies(cell.row, cell.column, cell.variant)
         if cell.variant != MAIN and cell.row in self.rows and not applies:
-            raise KeyError(f"{self.id}: variant {cell.variant!r} does not apply to {cell.row}/{cell.column}; variants {list(self.variants)}")
+            raise UnknownCellError(f"{self.id}: variant {cell.variant!r} does not apply to {cell.row}/{cell.column}; "
+                                   f"variants {list(self.variants)}")
         if cell.seed not in self.seeds(None):
-            raise KeyError(f"{self.id} trains seeds {list(self.seeds(None))} of each cell, not seed {cell.seed}")
+            raise UnknownCellError(f"{self.id} trains seeds {list(self.seeds(None))} of each cell, not seed {cell.seed}")
 
     # -- configuration -----------------------------------------------------
     def config(self, cell: Cell, scale: str) -> dict:
