@@ -72,6 +72,17 @@ def test_benchmark_runs_at_smoke_scale(benchmark_id, isolated_results, capsys):
     assert (isolated_results / "README.md").exists()
 
 
+@pytest.mark.parametrize("benchmark_id", sorted(b for b, bench in BENCHMARKS.items() if getattr(bench, "smoke_column", None)))
+def test_a_smoke_column_map_runs_every_row_once_and_covers_every_column(benchmark_id):
+    benchmark = BENCHMARKS[benchmark_id]
+    cells = benchmark.cells(scale="smoke")
+    assert sorted(c.row for c in cells) == sorted(benchmark.rows)  # every row, once (one seed, one run at smoke)
+    assert set(benchmark.columns) - {c.column for c in cells} == set(getattr(benchmark, "smoke_uncovered_columns", ()))
+    assert not {(c.row, c.column) for c in cells} & set(benchmark.absent)
+    everything = {(c.row, c.column) for c in benchmark.cells(scale="paper")}
+    assert {(c.row, c.column) for c in cells} <= everything
+
+
 def check_not_runnable_benchmark(benchmark: Benchmark, isolated_results, capsys) -> None:
     """A benchmark whose data the suite cannot read has no cell at any scale; ``reproduce`` prints its reason and exits 0
     (a dvc stage or ``reproduce table3`` must not fail on it); ``compare`` lists every published cell, none reproduced."""
