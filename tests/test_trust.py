@@ -209,6 +209,26 @@ def test_a_record_with_a_wrong_type_is_named(isolated_results, capsys):
         R.load_records("alfa-table8")
 
 
+def test_a_file_validated_once_is_validated_again_when_its_bytes_change(tmp_path):
+    """load_validated skips bytes it has validated (the regression suite loads each record many times); a file
+    rewritten in place, same path, is new bytes and is checked again."""
+    from metarepro.schemas import load_validated
+
+    path = tmp_path / "published.json"
+    good = json.loads((R.PROJECT_ROOT / "results" / "published" / "alfa-table8.json").read_text())
+    path.write_text(json.dumps(good))
+    assert load_validated(path, "published") == good
+    assert load_validated(path, "published") == good  # the second time from the digest set: the same dict
+    bad = json.loads(json.dumps(good))
+    del bad["cells"][0]["mean"]
+    path.write_text(json.dumps(bad))
+    with pytest.raises(SchemaError, match="'mean' is a required property"):
+        load_validated(path, "published")
+    path.write_text(json.dumps(good))
+    with pytest.raises(SchemaError, match="is not valid under|is not of type|required"):
+        load_validated(path, "record")  # validated as a published file, not as a record: the kind is part of the key
+
+
 # -------------------------------------------------------------------------------------- errors a user meets
 
 
