@@ -202,6 +202,19 @@ def test_paired_difference_is_the_ci_of_per_episode_differences():
         R.paired_difference(a, other)
 
 
+def test_a_smoke_net_narrower_than_the_papers_projects_the_square_of_the_width_ratio():
+    """l2g-table1's smoke cells train 8-filter nets where the paper's have 64 (MAML: 32): their rough projection scales by
+    the squared ratio (the smoke run took about a minute where the unscaled projection said 36); paper scale is unscaled."""
+    table = BENCHMARKS["l2g-table1"]
+    l2g, maml = Cell("L2G + Relation Network", "5-way 1-shot"), Cell("MAML", "10-way 1-shot")
+    smoke, paper = table.config(l2g, "smoke"), table.config(l2g, "paper")
+    assert (smoke["filters"], paper["filters"], smoke["iterations"]) == (8, 64, 60)
+    assert table.estimated_seconds(l2g, "smoke") == pytest.approx(60 * 630.0 * 20 * (8 / 64) ** 2 / 1000)
+    assert table.estimated_seconds(l2g, "paper") == pytest.approx(paper["runs"] * paper["iterations"] * 630.0 * 20 / 1000)
+    assert table.estimated_seconds(maml, "smoke") == pytest.approx(12 * 630.0 * 2 * 5 * 2 * (8 / 32) ** 2 / 1000)
+    assert sum(table.estimated_seconds(c, "smoke") for c in table.cells(scale="smoke")) < 120
+
+
 def test_projection_scales_the_timed_record_and_prefers_paper_timings(isolated_results):
     """Projected seconds = measured training time x iteration ratio + test time x test-episode ratio (by hand)."""
     from benchmarks.harness.runner import projected_seconds

@@ -273,10 +273,15 @@ class FewShotMetricTable(Benchmark):
     def estimated_seconds(self, cell: Cell, scale: str) -> float:
         """Measured on this CPU (1 thread, Omniglot 28x28, 5-way 1-shot, 15 queries): ProtoNet / RelationNet ~70 ms per
         update, their L2G versions ~1.4 s (five second-order task pairs: x20); mini/tiered-ImageNet's 84x84 images are
-        assumed 9x the pixels' cost. Records carry the measured times."""
+        assumed 9x the pixels' cost. A net narrower than the paper's (smoke: 8 filters) costs the square of the ratio
+        (l2g-table1's smoke cells: 41 s projected so, 52 s measured, 2026-12-07; 36 min without it). Records carry the
+        measured times."""
         cfg = self.config(cell, scale)
         per_update_ms = (70.0 if cfg["dataset"] == "omniglot" else 630.0) * max(cfg["train_ways"]) / 5
         per_update_ms *= 20 if cfg["wrapper"] else (5 if cfg["base"] in ("maml", "hyperrepr") else 1) * cfg["tasks_per_update"]
+        width = {"maml": "maml_filters", "hyperrepr": "hyperrepr_filters"}.get(cfg["base"], "filters")
+        if scale != "paper" and width in cfg:
+            per_update_ms *= (cfg[width] / self.config(cell, "paper")[width]) ** 2
         return cfg["runs"] * cfg["iterations"] * per_update_ms / 1000
 
     def deviations(self, cfg: dict) -> list[str]:
