@@ -186,11 +186,9 @@ class FewShotMetricTable(Benchmark):
     #: rows shown from the paper as cited baselines, never trained
     cited_rows: tuple[str, ...] = ()
 
-    #: smoke scale runs each row in one column only, the columns taken in turn (CI time: l2g-table1's 30 smoke cells
-    #: took 320 s; the ways and shots each column sets still run, on some row)
-    smoke_one_column_per_row = False
-    #: or each row in the column named here, so that the costly rows take the small columns (a test holds every row
-    #: to one runnable column and every column to some row, but those named in ``smoke_uncovered_columns``)
+    #: smoke scale runs each row only in the column named here, if any (CI time: l2g-table1's 30 smoke cells took 320 s),
+    #: the costly rows in the small columns; a test holds every row to one runnable column and every column to some
+    #: row, but those named in ``smoke_uncovered_columns``
     smoke_column: dict[str, str] = {}
     smoke_uncovered_columns: tuple[str, ...] = ()
 
@@ -198,10 +196,6 @@ class FewShotMetricTable(Benchmark):
         cells = [c for c in super().cells(variants, scale) if (c.row, c.column) not in self.absent]
         if scale == "smoke" and self.smoke_column:
             cells = [c for c in cells if self.smoke_column.get(c.row) == c.column]
-        elif scale == "smoke" and self.smoke_one_column_per_row:
-            runnable = {r: [c for c in self.columns if (r, c) not in self.absent] for r in self.rows}
-            keep = {(r, runnable[r][i % len(runnable[r])]) for i, r in enumerate(self.rows) if runnable[r]}
-            cells = [c for c in cells if (c.row, c.column) in keep]
         return cells
 
     @property
