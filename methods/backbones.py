@@ -20,7 +20,10 @@ class MLP(nn.Module):
 
     Initialisation follows MAML's released code (``construct_fc_weights``):
     weights from a normal truncated at two standard deviations, std 0.01,
-    biases zero. ``init="torch"`` keeps PyTorch's default instead.
+    biases zero. ``init="xavier"``: Glorot-uniform weights and zero biases, as
+    MAML++ and ALFA's released code build their layers (baiksung/ALFA
+    ``meta_neural_network_architectures.py``, ``MetaLinearLayer``).
+    ``init="torch"`` keeps PyTorch's default instead.
     """
 
     def __init__(self, sizes: list[int], init: str = "maml"):
@@ -33,8 +36,12 @@ class MLP(nn.Module):
             for layer in self.layers:
                 nn.init.trunc_normal_(layer.weight, std=0.01, a=-0.02, b=0.02)
                 nn.init.zeros_(layer.bias)
+        elif init == "xavier":
+            for layer in self.layers:
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
         elif init != "torch":
-            raise ValueError(f"unknown init {init!r}; choose 'maml' or 'torch'")
+            raise ValueError(f"unknown init {init!r}; choose 'maml', 'xavier' or 'torch'")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (n, sizes[0]) -> (n, sizes[-1])``."""

@@ -48,6 +48,19 @@ def test_the_random_initialisation_row_meta_learns_nothing_and_alfa_on_it_learns
     assert all(torch.equal(a, b) for a, b in zip(_model("Random init").backbone.parameters(), alfa.backbone.parameters()))
 
 
+def test_the_random_initialisation_is_the_released_codes_glorot_uniform_and_the_meta_learned_rows_start_from_mamls():
+    """Glorot-uniform weights lie within +-sqrt(6 / (fan_in + fan_out)) and fill it (variance bound^2 / 3); MAML's
+    initialisation is a normal of std 0.01 truncated at 0.02; biases zero in both."""
+    for row in ("Random init", "ALFA+Random init", "Random init, beta fixed-layer"):
+        for layer in _model(row).backbone.layers:
+            out, inp = layer.weight.shape
+            bound = (6 / (inp + out)) ** 0.5
+            assert layer.weight.abs().max() <= bound and layer.weight.std() > 0.8 * bound / 3 ** 0.5, (row, layer)
+            assert not layer.bias.any()
+    for row in ("MAML", "ALFA+MAML", "MAML init, beta fixed-layer"):
+        assert all(layer.weight.abs().max() <= 0.02 and not layer.bias.any() for layer in _model(row).backbone.layers)
+
+
 def test_claims_pair_existing_rows_and_the_bounded_variant_only_where_a_generator_is():
     assert not BENCH.variant_applies("MAML", "2x40 5-shot", "bounded")
     assert not BENCH.variant_applies("Random init", "2x40 5-shot", "bounded")
@@ -59,9 +72,13 @@ def test_claims_pair_existing_rows_and_the_bounded_variant_only_where_a_generato
     across = [c for c in claims if len(c) == 5]
     assert len(within) == 21 and len(within) + len(across) == len(claims)
     assert all(base in ROWS and method in ROWS for _, base, method, *_ in claims)
-    # a bounded run only of the row that has a generator, against its baseline's main run (the baseline has no bounded run)
-    assert [c[1:] for c in across] == [(b, m, "main", "bounded") for _, b, m in within if generator[m] and not generator[b]]
-    assert len(across) == 15
+    # where one row has a generator, its bounded run against the other's main run (a row without one has no bounded run)
+    assert [c[1:] for c in across] == [(b, m, "bounded" if generator[b] else "main", "bounded" if generator[m] else "main")
+                                       for _, b, m in within if generator[b] != generator[m]]
+    assert len(across) == 17
+    # Table 6's two turned-round claims (beta fixed beats adaptive, from MAML's initialisation) have the generator as baseline
+    assert sorted(c[1:] for c in across if c[3] == "bounded") == [
+        (f"MAML init, beta adaptive-{per}", f"MAML init, beta fixed-{per}", "bounded", "main") for per in ("layer", "step")]
 
 
 def test_table6_claims_take_the_tables_direction_where_its_numbers_contradict_its_sentence():
