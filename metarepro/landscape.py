@@ -95,4 +95,5 @@ def pearson(x: list[float] | torch.Tensor, y: list[float] | torch.Tensor) -> flo
         raise ValueError(f"pearson needs two 1-D series of the same length >= 2, got {tuple(a.shape)} and {tuple(b.shape)}")
     a, b = a - a.mean(), b - b.mean()
     denominator = a.norm() * b.norm()
-    return float(a @ b / denominator) if denominator > 0 else float("nan")
+    # clamped: rounding can put a collinear series' R a few ulps past +-1, where Fisher's z is undefined
+    return float((a @ b / denominator).clamp(-1.0, 1.0)) if denominator > 0 else float("nan")

@@ -81,7 +81,10 @@ class CorrelationClaim:
 
     ``over="training"``: per run, Pearson's R between ``x`` and ``y`` over that run's probe points (its epochs; with
     ``skip_untrained``, not the probe of the untrained model at iteration 0, which the paper's axes start after; with
-    ``after_peak_of`` / ``until_peak_of``, only the points from / up to the maximum of that key), one check per column. ``over="columns"``: per
+    ``after_peak_of`` / ``until_peak_of``, only the points after / before the maximum of that key, the maximum itself
+    left out: a segment that ends or starts at its own maximum leans to the claimed sign by construction, so that on
+    pure noise, 100 points and 3 runs, "rises to its peak" and "falls after it" held in 7.1% of 3,000 trials with the
+    peak kept and 1.8% with it left out, against the 2.5% the one-sided interval promises), one check per column. ``over="columns"``: per
     training seed, R between the final probe points of ``row``'s cells across ``columns`` (all the benchmark's when
     empty), one check. Either way the verdict rests on the interval over runs
     (:func:`benchmarks.harness.runner.correlation_checks`).
@@ -99,15 +102,15 @@ class CorrelationClaim:
     skip_untrained: bool = False
 
     def points(self, curve: list[dict]) -> list[dict]:
-        """The probe points the claim reads: the whole curve (less iteration 0 with ``skip_untrained``), or from / up to
-        (both including) the peak of ``after_peak_of`` / ``until_peak_of``."""
+        """The probe points the claim reads: the whole curve (less iteration 0 with ``skip_untrained``), or those after /
+        before (both excluding) the peak of ``after_peak_of`` / ``until_peak_of``."""
         if self.skip_untrained:
             curve = [p for p in curve if p["iteration"] > 0]
         if not curve or (self.after_peak_of is None and self.until_peak_of is None):
             return curve
         key = self.after_peak_of or self.until_peak_of
         peak = max(range(len(curve)), key=lambda i: curve[i][key])
-        return curve[peak:] if self.after_peak_of else curve[: peak + 1]
+        return curve[peak + 1:] if self.after_peak_of else curve[:peak]
 
     def __post_init__(self):
         if self.over not in ("training", "columns") or self.expected_sign not in (1, -1):
@@ -193,7 +196,6 @@ class Benchmark:
     #: registered and compared with nothing (``compare`` shows the published numbers), ``reproduce`` says why and runs
     #: nothing, and no scale has cells
     not_runnable: str | None = None
-
     def column_higher_is_better(self, column: str) -> bool:
         """Whether a higher score is better in ``column`` (benchmarks whose columns mix metrics override it)."""
         return self.higher_is_better

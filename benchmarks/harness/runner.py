@@ -644,8 +644,9 @@ def correlation_checks(benchmark: Benchmark) -> list[dict]:
                     if not all(found):
                         continue
                     points = claim.points(found[0]["probe_curve"]) if claim.over == "training" else [r["probe_curve"][-1] for r in found]
-                    # undefined (a constant series, or a peak at the last point): shown, and not counted as a run
-                    per_seed[seed] = pearson([p[claim.x] for p in points], [p[claim.y] for p in points]) if len(points) > 1 else math.nan
+                    # undefined (a constant series, or fewer than 3 points: two give R = +-1 whatever they are, e.g. a peak
+                    # next to the curve's end): shown, and not counted as a run
+                    per_seed[seed] = pearson([p[claim.x] for p in points], [p[claim.y] for p in points]) if len(points) > 2 else math.nan
                 if not per_seed:
                     continue
                 defined = [v for v in per_seed.values() if math.isfinite(v)]
