@@ -65,7 +65,7 @@ def quantile_table(values: np.ndarray) -> list[list[list[float]]]:
 class ALFAFig3(ALFAImages):
     id = "alfa-fig3"
     title = ("ALFA Fig. 3: generated learning rate and weight decay per inner step and layer, on Omniglot ALFA + MAML "
-             "models (alfa-omniglot's, claim budget of 5,000 meta-iterations), test-task accuracy %")
+             "models (alfa-omniglot's, claim budget of 4,000 meta-iterations), test-task accuracy %")
     rows = ("ALFA + MAML",)
     columns = ("Omniglot 5-way 1-shot",)
     requires_data = "omniglot"

@@ -200,7 +200,8 @@ def render_readme(path: Path | None = None) -> Path:
             evaluation = sum(r["provenance"].get("wall_time_s", 0) - r["provenance"].get("train_wall_time_s", 0) for r in paper)
             hours = (sum(training.values()) + evaluation) / 3600
             layouts = sorted({f"{r['provenance'].get('jobs', '?')} job(s) x {r['provenance'].get('threads', '?')} thread(s)" for r in paper})
-            out += [f"Paper-scale records: {len(paper)} from {len(training)} trained models, commit(s) {', '.join(commits)}; "
+            out += [f"{b.scale_name('paper').capitalize()}-scale records: {len(paper)} from {len(training)} trained models, "
+                    f"commit(s) {', '.join(commits)}; "
                     f"{hours:.1f} job-hours (each model counted once; run as {', '.join(layouts)}).", ""]
         devs = sorted({d for r in rows for d in r["deviations"]})
         if devs:
@@ -374,8 +375,9 @@ def records_table(benchmark) -> str:
     if not records:
         return "No published numbers (a figure or a claim check) and no runs yet."
     return ("No published numbers (a figure or a claim check); the runs:\n\n"
-            + tabulate([[r["row"], r["column"], r["variant"], r.get("seed", 0), r["scale"], f"{r['mean']:.3f} ± {r['ci95']:.3f}",
-                         r["n_episodes"], "current" if record_is_current(benchmark, r) else "stale: re-run"] for r in records],
+            + tabulate([[r["row"], r["column"], r["variant"], r.get("seed", 0), benchmark.scale_name(r["scale"]),
+                         f"{r['mean']:.3f} ± {r['ci95']:.3f}", r["n_episodes"],
+                         "current" if record_is_current(benchmark, r) else "stale: re-run"] for r in records],
                        headers=["row", "column", "protocol", "seed", "scale", benchmark.metric, "scores", "record"], tablefmt="github")
             + "\n\nClaims below use current records only.")
 
@@ -504,7 +506,9 @@ def reproduce_one(args) -> int:
     if args.precision != "fp32":
         cells = with_precision(benchmark, cells, args.precision)
     if args.scale == "paper" and not args.yes:
-        print("paper scale: the paper's full schedule; see the estimate below. Ctrl-C stops safely (checkpoints).")
+        schedule = "the paper's full schedule" if benchmark.scale_name("paper") == "paper" else \
+            f"this benchmark's {benchmark.scale_name('paper')}, not a paper's schedule"
+        print(f"paper scale: {schedule}; see the estimate below. Ctrl-C stops safely (checkpoints).")
     if args.device.startswith("cuda") and args.jobs > 1 and args.launcher == "pool":
         # one worker per visible GPU ("cuda"); a named device ("cuda:1") is one process's
         from benchmarks.harness.runner import visible_gpus

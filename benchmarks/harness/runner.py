@@ -614,7 +614,8 @@ def claim_checks(benchmark: Benchmark) -> list[dict]:
                     if not per_seed:
                         continue
                     diff, ci = across_seeds([d for d, _ in per_seed.values()])
-                    out.append({"claim": claim, "column": column, "protocol": variant, "scale": scale, "seeds": len(per_seed),
+                    out.append({"claim": claim, "column": column, "protocol": variant, "scale": benchmark.scale_name(scale),
+                                "seeds": len(per_seed),
                                 "per seed (paired, 95% CI)": "; ".join(f"{s}: {d:+.2f} ± {c:.2f}" for s, (d, c) in per_seed.items()),
                                 "method - baseline (across seeds)": f"{diff:+.3f}" + ("" if ci is None else f" ± {ci:.3f}"),
                                 "holds": claim_verdict(diff, ci, benchmark.column_higher_is_better(column), len(per_seed))})
@@ -651,14 +652,14 @@ def correlation_checks(benchmark: Benchmark) -> list[dict]:
                     continue
                 defined = [v for v in per_seed.values() if math.isfinite(v)]
                 if not defined:
-                    out.append({"claim": claim.claim, "column": label, "protocol": MAIN, "scale": scale, "seeds": 0,
+                    out.append({"claim": claim.claim, "column": label, "protocol": MAIN, "scale": benchmark.scale_name(scale), "seeds": 0,
                                 "R per run": "; ".join(f"{s}: undefined" for s in per_seed), "holds": "undefined"})
                     break
                 mean, low, high = correlation_across_runs(defined)
                 # the verdict on the claimed side: a positive claim holds when the whole interval is above 0
                 centre, half = (mean, None) if low is None else ((math.atanh(low) + math.atanh(high)) / 2,
                                                                  (math.atanh(high) - math.atanh(low)) / 2)
-                out.append({"claim": claim.claim, "column": label, "protocol": MAIN, "scale": scale, "seeds": len(defined),
+                out.append({"claim": claim.claim, "column": label, "protocol": MAIN, "scale": benchmark.scale_name(scale), "seeds": len(defined),
                             "R per run": "; ".join(f"{s}: {v:+.2f}" if math.isfinite(v) else f"{s}: undefined" for s, v in per_seed.items()),
                             f"R({claim.x}, {claim.y}) across runs": f"{mean:+.3f}" + ("" if low is None else f" [{low:+.3f}, {high:+.3f}]"),
                             "holds": claim_verdict(claim.expected_sign * centre, half, True, len(defined))})
@@ -685,7 +686,7 @@ def level_checks(benchmark: Benchmark) -> list[dict]:
                     continue
                 diffs = [m - b for m, b in pairs.values()]
                 mean, half = across_seeds(diffs)
-                out.append({"claim": claim.claim, "column": column, "protocol": MAIN, "scale": scale, "seeds": len(diffs),
+                out.append({"claim": claim.claim, "column": column, "protocol": MAIN, "scale": benchmark.scale_name(scale), "seeds": len(diffs),
                             "level per run (method vs baseline)": "; ".join(f"{s}: {m:.3g} vs {b:.3g}" for s, (m, b) in pairs.items()),
                             "method - baseline across runs": f"{mean:+.4g}" + ("" if half is None else f" ± {half:.3g}"),
                             "holds": claim_verdict(mean, half, claim.expected_sign > 0, len(diffs))})
