@@ -455,3 +455,30 @@ def test_restart_discards_every_run_folder_of_the_cells(isolated_results):
     nichol = BENCHMARKS["nichol2018-table1"]
     second = Cell("MAML + Transduction", "5-way 1-shot")  # trained under finn2017-table1
     assert runs_dir() / "finn2017-table1" / "paper" / nichol.training_key(second, "paper") in restart_folders(nichol, [second], "paper")
+
+
+def test_a_group_that_diverges_does_not_stop_the_groups_after_it(isolated_results, monkeypatch):
+    """A training group stopped on a non-finite loss is reported, the later groups still run, and the run ends with an
+    error naming every diverged group (a long queue is not lost to its first NaN)."""
+    from benchmarks.harness import runner
+    from metarepro.trainer import NonFiniteLossError
+
+    bench = BENCHMARKS["alfa-table8"]
+    cells = [Cell(row, "2x40 5-shot") for row in bench.rows] + [Cell(row, "2x40 10-shot") for row in bench.rows]
+    ran = []
+
+    def fake_group(benchmark_id, scale, group, *rest):
+        label = Cell(**group[0]).label
+        ran.append(label)
+        if group[0]["row"] == "MAML":
+            raise NonFiniteLossError(f"{label}: outer loss is nan at iteration 7; stopped.")
+        return [f"{label}.json"]
+
+    monkeypatch.setattr(runner, "_run_group", fake_group)
+    logged = []
+    with pytest.raises(NonFiniteLossError) as err:
+        runner.reproduce(bench, "smoke", cells, jobs=1, log=logged.append)
+    assert sorted(ran) == sorted(c.label for c in cells)  # every group ran, the diverged ones first or not
+    assert "2 of 4 training group(s)" in str(err.value)
+    assert all(f"MAML / 2x40 {k}-shot" in str(err.value) for k in (5, 10)) and "ALFA" not in str(err.value)
+    assert sum("wrote" in line for line in logged) == 2 and sum("go on" in line for line in logged) == 2

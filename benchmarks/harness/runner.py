@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from metarepro import results as R
 from metarepro.atomic import file_lock, lock_timeouts
 from metarepro.evaluate import mean_ci95
 from metarepro.runtime import keep_freed_memory
-from metarepro.trainer import collect_trainings, set_run_context, stop_on_signals, stop_requested
+from metarepro.trainer import NonFiniteLossError, collect_trainings, set_run_context, stop_on_signals, stop_requested
 from methods.backbones import conv4_cpu_layout
 
 
@@ -426,6 +427,19 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
     args = lambda g: (benchmark.id, scale, [c.__dict__ for c in g], engine_of[id(g)], threads, progress, command, jobs, git,  # noqa: E731
                       device, allow_protocol_change, restart, None if root is None else str(root))
     written: list[str] = []
+    diverged: list[str] = []  # groups stopped on a non-finite loss: the others go on, and the run ends with their list
+
+    def run_on(result: Callable[[], list[str]]) -> None:
+        try:
+            paths = result()
+        except NonFiniteLossError as err:
+            diverged.append(str(err))
+            log(f"  {err} The other training groups go on.")
+            return
+        written.extend(paths)
+        for path in paths:
+            log(f"  wrote {path}")
+
     started = time.perf_counter()
     if launcher != "pool" and order:
         from benchmarks.harness.launchers import launch
@@ -435,7 +449,7 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
             log(f"  wrote {p}")
     elif jobs <= 1 or len(order) <= 1:
         for g in order:
-            written += _run_group(*args(g))
+            run_on(lambda g=g: _run_group(*args(g)))
     else:
         ctx = multiprocessing.get_context("spawn")
         slots = ctx.Manager().Queue()
@@ -454,10 +468,7 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
             try:
                 futures = [pool.submit(_run_group, *args(g)) for g in order]
                 for f in as_completed(futures):
-                    paths = f.result()
-                    written += paths
-                    for p in paths:
-                        log(f"  wrote {p}")
+                    run_on(f.result)
             except KeyboardInterrupt:  # workers checkpoint and stop; queued groups they pick up end at once
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
@@ -466,6 +477,9 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
                     signal.signal(signal.SIGTERM, previous)
     if todo:
         log(f"{benchmark.id}: done in {(time.perf_counter() - started) / 60:.1f} min")
+    if diverged:
+        raise NonFiniteLossError(f"{len(diverged)} of {len(order)} training group(s) stopped on a non-finite loss (each keeps its "
+                                 f"last good checkpoint; the other groups ran and wrote their records):\n  " + "\n  ".join(diverged))
     return written
 
 
