@@ -19,6 +19,7 @@ from benchmarks.harness import checkpoints as C
 from benchmarks.harness import dvc as D
 from benchmarks.harness.base import Cell
 from benchmarks.harness.cli import main
+from metarepro import results as R
 from tests.conftest import ROOT
 
 yaml = pytest.importorskip("yaml")
@@ -317,3 +318,29 @@ def test_pinning_a_maml_head_cell_rescores_its_test_at_the_chosen_setting_withou
     assert grids == [([(0.01, 1), (0.03, 2)], cfg["val_episodes"])]  # the run's grid, once: the pin re-scores no grid
     test = (*chosen, cfg["test_episodes"])
     assert scored[-2:] == [test, test]  # the run's test, then the pin's test alone
+
+
+def test_promote_pins_a_users_own_current_record_as_reproduce_pin_would(pinning_smoke, tmp_path, monkeypatch):
+    """A run without --pin writes to the user's root; ``promote`` copies its current record into the pinned root, pins
+    the weights it was scored with (re-scored to the same scores), never overwrites a pinned record, and refuses a stale
+    one."""
+    from benchmarks.harness.runner import promote_local, reproduce
+
+    monkeypatch.setenv("METAREPRO_LOCAL_RESULTS", str(tmp_path / "mine"))
+    benchmark, cell = get_benchmark("alfa-table8"), Cell.parse("MAML/2x40 5-shot")
+    [mine] = reproduce(benchmark, "smoke", [cell], progress=False, log=lambda *_: None)
+    assert Path(mine).is_relative_to(tmp_path / "mine") and not R.record_path(benchmark.id, "smoke", cell.slug).exists()
+    said = []
+    [pinned_path] = promote_local(benchmark, "smoke", log=said.append)
+    own, pinned = json.loads(Path(mine).read_text()), json.loads(Path(pinned_path).read_text())
+    assert Path(pinned_path) == R.record_path(benchmark.id, "smoke", cell.slug)
+    assert pinned["scores"] == own["scores"] and pinned["config"] == own["config"] and pinned["trainings"] == own["trainings"]
+    assert pinned["provenance"]["promoted"]["from"] == "results/local"
+    weights = pinning_smoke / pinned["checkpoint"]["path"]
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == pinned["checkpoint"]["sha256"]
+    assert main(["evaluate", "--benchmark", benchmark.id, "--cell", "MAML/2x40 5-shot", "--scale", "smoke"]) == 0
+    assert promote_local(benchmark, "smoke", log=said.append) == [] and "already pinned" in said[-1]
+    R.record_path(benchmark.id, "smoke", cell.slug).unlink()
+    own["config"] = {**own["config"], "inner_lr": 0.5}  # made under another configuration: stale
+    R.write_record(own, cell.slug, tmp_path / "mine")
+    assert promote_local(benchmark, "smoke", log=said.append) == [] and "stale" in said[-1]

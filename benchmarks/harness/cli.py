@@ -813,6 +813,22 @@ def cmd_park(args) -> int:
     return 0
 
 
+def cmd_promote(args) -> int:
+    from benchmarks.harness.runner import promote_local
+
+    benchmark = get_benchmark(args.id)
+    cells = [Cell.parse(c) for c in args.cells] if args.cells else None
+    for cell in cells or []:
+        benchmark.check_cell(cell)
+    written = promote_local(benchmark, args.scale, cells, device=args.device)
+    if written:
+        for figure in draw_figures(benchmark, args.scale):
+            print(f"figure: {figure}")
+        render_readme()
+    print(f"{len(written)} record(s) pinned" + (": commit them with their checkpoints (git add results/)" if written else ""))
+    return 0
+
+
 def cmd_render(args) -> int:
     for b in BENCHMARKS.values():  # figures from the records at every scale that has some
         for scale in sorted({r["scale"] for r in R.load_records(b.id)}):
@@ -895,6 +911,14 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_evaluate)
 
     sub.add_parser("render", help="rewrite results/README.md from the records").set_defaults(fn=cmd_render)
+
+    pr = sub.add_parser("promote", help="pin your own current records (results/local, from reproduce without --pin) into the "
+                                        "committed results, re-scoring their checkpoints as reproduce --pin does")
+    pr.add_argument("id")
+    pr.add_argument("--scale", choices=R.SCALES, default="paper")
+    pr.add_argument("--cells", nargs="+", metavar="ROW/COLUMN[/VARIANT[/seed=N]]", help="only these cells (default: all)")
+    pr.add_argument("--device", default="cpu")
+    pr.set_defaults(fn=cmd_promote)
 
     pk = sub.add_parser("park", help="copy unfinished trainings under runs/ to results/parked/ (committed), so that a new "
                                      "checkout resumes them; prune copies no longer needed")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmarks import get_benchmark
@@ -364,6 +365,43 @@ def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engin
         )
         record.update(pinned)
         written.append(str(R.write_record(record, cell.slug, root)))
+    return written
+
+
+def promote_local(benchmark: Benchmark, scale: str, cells: list[Cell] | None = None, device: str = "cpu",
+                  log=print) -> list[str]:
+    """Pin the user's own current records (``reproduce`` without ``--pin``: :func:`metarepro.results.local_results_dir`) of
+    ``cells`` (default every one at ``scale``) into the committed results, as ``reproduce --pin`` would have written them:
+    at a pinned scale the cell's weights are copied from its run folder and re-scored (:func:`pin_checkpoint`), and the
+    record names them. A stale record, or a cell that already has a pinned record, is left alone (a pinned record is
+    never overwritten); the record's scores, configuration and provenance are the run's, with ``promoted`` added (the
+    command and when). Returns the paths written."""
+    local = R.local_results_dir()
+    wanted = None if cells is None else set(cells)
+    written = []
+    for record in R.load_records(benchmark.id, local):
+        cell = Cell.of(record)
+        if record["scale"] != scale or (wanted is not None and cell not in wanted):
+            continue
+        if not record_is_current(benchmark, record):
+            log(f"  stale, not pinned (re-run it): {cell.label} [{scale}]")
+            continue
+        if R.record_path(benchmark.id, scale, cell.slug).exists():
+            log(f"  already pinned, left alone: {cell.label} [{scale}]")
+            continue
+        promoted = {**record, "provenance": {**record["provenance"], "promoted": {
+            "command": " ".join(shlex.quote(a) for a in ["metarepro", *sys.argv[1:]]) if sys.argv else "metarepro",
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "from": "results/local"}}}
+        if scale in PINNED_SCALES:
+            promoted["checkpoint"] = pin_checkpoint(benchmark, cell, scale, np.asarray(record["scores"]), device, None, record)
+        path = R.write_record(promoted, cell.slug)
+        log(f"  pinned {path}" + ("" if "path" in promoted.get("checkpoint", {"path": 1}) else
+                                   f" (checkpoint not pinned: {promoted['checkpoint']['why']})"))
+        written.append(str(path))
+    if wanted is not None:
+        found = {Cell.of(r) for r in R.load_records(benchmark.id, local) if r["scale"] == scale}
+        for cell in sorted(wanted - found, key=lambda c: c.label):
+            log(f"  no record of your own: {cell.label} [{scale}]")
     return written
 
 
