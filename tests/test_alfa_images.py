@@ -211,3 +211,7 @@ def test_alfa_omniglots_largest_scale_is_shown_as_its_claim_budget_not_the_paper
     checks = [c for c in claim_checks(bench) if c["claim"].startswith("ALFA improves MAML")]
     assert [(c["scale"], c["seeds"]) for c in checks] == [("claim budget", 3)]
     assert BENCHMARKS["alfa-table1"].scale_name("paper") == "paper"
+    from benchmarks.harness.cli import render_readme
+
+    section = render_readme().read_text().split("## `alfa-omniglot`")[1].split("\n## ")[0]
+    assert "Claim budget records: 6 from 6 trained models" in section and "Paper-scale" not in section

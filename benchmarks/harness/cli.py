@@ -200,7 +200,8 @@ def render_readme(path: Path | None = None) -> Path:
             evaluation = sum(r["provenance"].get("wall_time_s", 0) - r["provenance"].get("train_wall_time_s", 0) for r in paper)
             hours = (sum(training.values()) + evaluation) / 3600
             layouts = sorted({f"{r['provenance'].get('jobs', '?')} job(s) x {r['provenance'].get('threads', '?')} thread(s)" for r in paper})
-            out += [f"{b.scale_name('paper').capitalize()}-scale records: {len(paper)} from {len(training)} trained models, "
+            label = "Paper-scale" if b.scale_name("paper") == "paper" else b.scale_name("paper").capitalize()
+            out += [f"{label} records: {len(paper)} from {len(training)} trained models, "
                     f"commit(s) {', '.join(commits)}; "
                     f"{hours:.1f} job-hours (each model counted once; run as {', '.join(layouts)}).", ""]
         devs = sorted({d for r in rows for d in r["deviations"]})
