@@ -134,7 +134,8 @@ SCALES = {
               "maml_queries": 3, "reptile_train_shots": 3, "reptile_inner_batch": 5, "maml_iterations": 4, "reptile_iterations": 20,
               "reptile_inner_lr": 0.1, "reptile_meta_batch": 2, "reptile_inner_steps": 2, "reptile_eval_iters": 6, "maml_inner_steps": 1,
               "maml_test_steps": 2,
-              "test_episodes": 6, "val_episodes": 2, "maml_head_grid": [(0.01, 5), (0.05, 5), (0.1, 10)], "maml_head_val_episodes": 4, "test_queries": 3,
+              "test_episodes": 6, "val_episodes": 2, "maml_head_grid": [(0.01, 5), (0.05, 5), (0.1, 10)], "maml_head_val_episodes": 4,
+              "test_queries": 3,
               "metric_batches": 2, "linear_head_epochs": 25, "lda_samples": 15, "lda_draws": 2},
 }
 #: smoke-scale widths: the same architectures, narrow, so a CI step takes seconds
