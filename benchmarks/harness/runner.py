@@ -378,11 +378,12 @@ def promote_local(benchmark: Benchmark, scale: str, cells: list[Cell] | None = N
     command and when). Returns the paths written."""
     local = R.local_results_dir()
     wanted = None if cells is None else set(cells)
-    written = []
+    written, seen = [], set()
     for record in R.load_records(benchmark.id, local):
         cell = Cell.of(record)
         if record["scale"] != scale or (wanted is not None and cell not in wanted):
             continue
+        seen.add(cell)
         if not record_is_current(benchmark, record):
             log(f"  stale, not pinned (re-run it): {cell.label} [{scale}]")
             continue
@@ -398,10 +399,8 @@ def promote_local(benchmark: Benchmark, scale: str, cells: list[Cell] | None = N
         log(f"  pinned {path}" + ("" if "path" in promoted.get("checkpoint", {"path": 1}) else
                                    f" (checkpoint not pinned: {promoted['checkpoint']['why']})"))
         written.append(str(path))
-    if wanted is not None:
-        found = {Cell.of(r) for r in R.load_records(benchmark.id, local) if r["scale"] == scale}
-        for cell in sorted(wanted - found, key=lambda c: c.label):
-            log(f"  no record of your own: {cell.label} [{scale}]")
+    for cell in sorted((wanted or set()) - seen, key=lambda c: c.label):
+        log(f"  no record of your own: {cell.label} [{scale}]")
     return written
 
 
