@@ -238,6 +238,12 @@ def test_a_probe_point_matches_each_task_measured_alone():
     assert math.isclose(got["support_loss"], float(np.mean(support)), rel_tol=1e-9)
     assert abs(got["sharpness"] - float(np.mean(sharpness))) < 2e-3 * float(np.mean(sharpness))  # power iteration's 1e-3 stop
 
+    # without sharpness tasks (Fig. 12's runs) the flatness keys are gone and the rest is unchanged
+    flat_free = landscape_measure(sets, {**cfg, "sharpness_tasks": 0}, "cpu")(model, 0)
+    assert "sharpness" not in flat_free and "support_loss" not in flat_free
+    for key, value in want.items():
+        assert math.isclose(flat_free[key], value, rel_tol=1e-9, abs_tol=1e-12), key
+
 
 def test_figures_2_10_11_share_one_run_per_cell_and_seed_and_follow_appendix_a3():
     from benchmarks.guiroy.omniglot import FIG2, FIG10, FIG11, FIG12
@@ -252,7 +258,8 @@ def test_figures_2_10_11_share_one_run_per_cell_and_seed_and_follow_appendix_a3(
     cfg, five_shot = FIG11.config(cell, "paper"), FIG11.config(Cell("MAML", "20-way 5-shot"), "paper")
     assert (cfg["inner_steps"], cfg["test_steps"], cfg["inner_lr"], cfg["meta_batch"], five_shot["meta_batch"]) == (5, 5, 0.1, 16, 8)
     assert (cfg["iterations"], cfg["epoch"], cfg["sharpness_tasks"], cfg["coherence_tasks"]) == (50_000, 500, 60, 500)
-    assert (FIG12.config(cell, "paper")["inner_steps"], FIG12.config(cell, "paper")["test_steps"]) == (1, 1)
+    fig12 = FIG12.config(cell, "paper")
+    assert (fig12["inner_steps"], fig12["test_steps"], fig12["sharpness_tasks"]) == (1, 1, 0)  # Fig. 12 plots no sharpness
 
 
 def test_probe_settings_leave_the_training_key_alone_and_the_epoch_does_not(monkeypatch):

@@ -145,8 +145,8 @@ def landscape_measure(sets: dict[str, Episode], cfg: dict, device: str):
         correct_train = [(model.predict(e).argmax(-1) == e.query_y).double().mean(1) for e in sets["train"].to(device).chunks(chunk)]
         accuracy = {"target_accuracy_meta_test": 100.0 * float(torch.cat(correct_test).mean()),
                     "target_accuracy_meta_train": 100.0 * float(torch.cat(correct_train).mean())}
-        return {**accuracy, "sharpness": float(np.mean(sharpness)), "support_loss": float(torch.cat(support).mean()),
-                "trajectory_coherence": float(coherence), "trajectory_distance": float(distances.mean()),
+        flatness = {"sharpness": float(np.mean(sharpness)), "support_loss": float(torch.cat(support).mean())} if sharpness else {}
+        return {**accuracy, **flatness, "trajectory_coherence": float(coherence), "trajectory_distance": float(distances.mean()),
                 "gradient_coherence": float(gradient_coherence(torch.cat(gradients)))}
 
     return measure
@@ -311,6 +311,12 @@ class GuiroyFig12(GuiroyOmniglot):
     id = "guiroy-fig12"
     title = "Coherence of meta-test gradients vs meta-test accuracy, Omniglot (Guiroy et al. 2019, Fig. 12), meta-test accuracy %"
     inner_steps = 1  # appendix A.3: "except for Section 5.3 where T = 1"
+
+    def config(self, cell: Cell, scale: str) -> dict:
+        """No sharpness probe: Fig. 12 plots gradient coherence and accuracy only, and the 60 tasks' power iterations
+        are half of a probe's time on these one-step models (an untrained 5-way 1-shot one, one thread beside two other
+        jobs: 31-33 s with them, 16 s without). Its curves carry no ``sharpness`` or ``support_loss``."""
+        return {**super().config(cell, scale), "sharpness_tasks": 0}
 
     def correlation_claims(self) -> list[CorrelationClaim]:
         return [CorrelationClaim(f"{row}: meta-test accuracy rises with E[g_i.g_j] at the meta-train solution (sec. 5.3"
