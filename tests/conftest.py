@@ -50,13 +50,28 @@ def assert_gradient_matches_central_differences(loss_fn, entries, step: float = 
 def local_ray(ray, **init_options):
     """A local Ray instance on 2 CPUs, its workers at niceness 0 as the launcher's own local instance (see
     ``launchers.run_on_ray``); on exit it is shut down and the driver's SIGTERM and SIGINT handlers are put back (ray.init
-    replaces them and ray.shutdown leaves them, which broke the trainer's signal tests that ran after)."""
+    replaces them and ray.shutdown leaves them, which broke the trainer's signal tests that ran after).
+
+    One instance at a time on the machine (a file lock): under ``pytest -n`` two workers would otherwise each start one,
+    and a test that kills "the" ``ray::entry`` process finds it among all the machine's processes."""
+    import fcntl
+    import tempfile
+
     os.environ.setdefault("RAY_worker_niceness", "0")
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, **init_options)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        for s, handler in handlers.items():
-            signal.signal(s, handler)
+    with open(Path(tempfile.gettempdir()) / "metarepro-tests-ray.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, **init_options)
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``pytest -n auto``: one worker per core the process may use, at most 8 (each worker runs its tests on one torch
+    thread; many more would only add memory)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cores))
