@@ -44,6 +44,7 @@ _SEGMENT = {
          "properties": {"unknown": False, "iterations": {"type": "array", "items": {"type": "integer", "minimum": 0},
                                                         "minItems": 2, "maxItems": 2},
                         "threads": {"type": "integer", "minimum": 1}, "wall_time_s": {"type": "number", "minimum": 0},
+                        "cpu_time_s": {"type": "number", "minimum": 0},
                         "protocol_versions": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}}}},
     ],
 }

@@ -243,7 +243,7 @@ def new_segment(iteration: int, device: torch.device, versions: dict[str, int]) 
     return {"commit": context.get("commit"), "dirty": context.get("dirty"), "command": context.get("command"),
             "iterations": [iteration, iteration], "threads": torch.get_num_threads(), "host": socket.gethostname(),
             "device": str(device), "torch": str(torch.__version__), "protocol_versions": versions,
-            "started_utc": _utc_now(), "ended_utc": None, "wall_time_s": 0.0}
+            "started_utc": _utc_now(), "ended_utc": None, "wall_time_s": 0.0, "cpu_time_s": 0.0}
 
 
 def _utc_now() -> str:
@@ -442,6 +442,8 @@ def train(
         if segment is not None:
             segment["iterations"][1] = state.iteration
             segment["wall_time_s"] = round(time.perf_counter() - segment_started, 2)
+            # the process's CPU time over the same stretch: below wall time x threads, other work shared the cores
+            segment["cpu_time_s"] = round(time.process_time() - segment_cpu_started, 2)
             segment["ended_utc"] = _utc_now()
         save_checkpoint(
             checkpoint_path,
@@ -473,7 +475,7 @@ def train(
         group.setdefault("initial_lr", group["lr"])
     window: list[float] = state.window
     started = time.perf_counter() - state.elapsed_s
-    segment_started = time.perf_counter()
+    segment_started, segment_cpu_started = time.perf_counter(), time.process_time()
     model.train()
     stop = StopRequest()
     try:

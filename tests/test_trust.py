@@ -62,6 +62,29 @@ def test_each_training_process_is_a_segment_and_resumes_name_their_own_commit(tm
     assert len(T.train(model, opt, _batch, 5, path, "k", progress=False).segments) == 2
 
 
+def test_a_segment_records_its_cpu_time_beside_its_wall_time(tmp_path):
+    """Each iteration's batch takes 0.1 s of CPU and sleeps 0.1 s: the segment's CPU time counts the first only, and the
+    provenance listing shows the share (a contended run reads well below 1)."""
+    import time
+
+    from benchmarks.harness.provenance import core_share
+
+    def batch(i):
+        spin = time.process_time()
+        while time.process_time() - spin < 0.1:
+            pass
+        time.sleep(0.1)
+        return _batch(i)
+
+    model, opt = _maml()
+    (segment,) = T.train(model, opt, batch, 5, tmp_path / "checkpoint.pt", "k", progress=False).segments
+    assert segment["cpu_time_s"] >= 0.5 and segment["wall_time_s"] >= 1.0
+    assert segment["cpu_time_s"] <= 0.75 * segment["wall_time_s"] * segment["threads"]
+    share = segment["cpu_time_s"] / (segment["wall_time_s"] * segment["threads"])
+    assert core_share(segment) == f" ({share:.2f} of its core(s))"
+    assert core_share({k: v for k, v in segment.items() if k != "cpu_time_s"}) == ""  # a segment from before CPU times
+
+
 def test_a_checkpoint_from_before_segments_says_its_iterations_are_unknown(tmp_path):
     path = tmp_path / "checkpoint.pt"
     model, opt = _maml()

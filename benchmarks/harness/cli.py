@@ -747,7 +747,7 @@ def cmd_plan(args) -> int:
 def cmd_provenance(args) -> int:
     from tabulate import tabulate
 
-    from benchmarks.harness.provenance import annotate_unknown, training_summary
+    from benchmarks.harness.provenance import annotate_unknown, core_share, training_summary
 
     benchmark = get_benchmark(args.benchmark)
     if args.annotate_unknown:
@@ -765,7 +765,7 @@ def cmd_provenance(args) -> int:
                         f"  {t['checkpoint']}: iterations {seg['iterations'][0]}-{seg['iterations'][1]}" + (
                             " (before segments were recorded)" if seg.get("unknown") else
                             f", {seg['commit'][:8]}{' dirty' if seg['dirty'] else ''}, {seg['host']}, {seg['device']}, "
-                            f"{seg['threads']} thread(s), {seg['wall_time_s']:.0f} s, {seg['protocol_versions']}"))})
+                            f"{seg['threads']} thread(s), {seg['wall_time_s']:.0f} s{core_share(seg)}, {seg['protocol_versions']}"))})
     print(tabulate(rows, headers="keys", tablefmt="github") if rows else f"{benchmark.id}: no records")
     return 0
 

@@ -82,6 +82,16 @@ def annotate_unknown(benchmark_ids: list[str] | None = None) -> list[Path]:
     return written
 
 
+def core_share(segment: dict) -> str:
+    """``" (0.62 of its core(s))"``: the segment's CPU time over its wall time x threads, or ``""`` where the segment
+    predates CPU times or ran for no measurable time. Well below 1, other work shared the cores and its times are
+    inflated (a GPU segment's CPU share says little: the host mostly waits)."""
+    wall, cpu = segment.get("wall_time_s") or 0.0, segment.get("cpu_time_s")
+    if cpu is None or wall <= 0:
+        return ""
+    return f" ({cpu / (wall * segment['threads']):.2f} of its core(s))"
+
+
 def training_summary(record: dict) -> str:
     """One line for ``compare``: the segments and commits that trained the record's model(s), and whether they span a
     protocol change (recorded) or numerics commits (unknown segments)."""
