@@ -20,7 +20,8 @@
    a plain gradient step, Nichol's 1e-3 is an Adam rate]; accuracy and filter-normalised distance travelled on the same
    test tasks. At the printed coefficient the regulariser's pull is ~1e-4 of the loss gradient at the initialisation and
    ~3e-5 on a trained model (the reptile-rate module's probe), so this row asks whether a perturbation that small shows;
-   the same tuning table sweeps stronger coefficients on validation episodes before any of them trains here. (The
+   the same tuning table swept stronger coefficients on validation episodes (up to 1e4 times the printed one) and none
+   beat the printed one, so it is the only strength trained here. (The
    ``inner_steps`` of :data:`GBML`'s Reptile settings is informational: the steps are ``train_shots * ways / inner_batch``,
    5; it stays in the training key so that the trained models keep theirs.)
 
