@@ -54,12 +54,12 @@ def local_ray(ray, **init_options):
 
     One instance at a time on the machine (a file lock): under ``pytest -n`` two workers would otherwise each start one,
     and a test that kills "the" ``ray::entry`` process finds it among all the machine's processes."""
-    import fcntl
     import tempfile
 
+    from metarepro.atomic import file_lock
+
     os.environ.setdefault("RAY_worker_niceness", "0")
-    with open(Path(tempfile.gettempdir()) / "metarepro-tests-ray.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(Path(tempfile.gettempdir()) / "metarepro-tests-ray.lock"):
         handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, **init_options)
         try:
