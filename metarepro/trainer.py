@@ -55,13 +55,15 @@ class TrainState:
     elapsed_s: float = 0.0
     #: ``[iteration, mean outer loss over the preceding log interval]`` pairs
     loss_curve: list[list[float]] = field(default_factory=list)
-    #: early stopping: ``[iteration, validation value]`` pairs, the best so far,
-    #: validations since it, and whether the run stopped on patience
+    #: early stopping: ``[iteration, validation value]`` pairs (``[iteration, value per criterion...]`` with named
+    #: criteria), the best so far, validations since it, and whether the run stopped on patience
     val_curve: list[list[float]] = field(default_factory=list)
     best_value: float | None = None
     best_iteration: int | None = None
     wait: int = 0
     stopped_early: bool = False
+    #: with named criteria (:attr:`EarlyStopping.criteria`): ``{name: {"best_value", "best_iteration", "wait"}}``
+    criteria: dict[str, dict] = field(default_factory=dict)
     #: outer losses since the last logged point (kept when a run is interrupted between two log points)
     window: list[float] = field(default_factory=list)
     #: one entry per process that trained this run (:func:`new_segment`): the code, machine and iterations of each;
@@ -169,6 +171,17 @@ class EarlyStopping:
     #: each of the ``keep`` best, ties to the earlier; :func:`top_snapshots` lists them), e.g. for ALFA's and MAML++'s
     #: test-time ensemble of the best epochs
     keep: int = 1
+    #: named criteria, when ``validate`` returns one value per name (lower is better each; e.g. R2-D2's code selects on
+    #: 1-shot and on 5-shot validation accuracy): each keeps its own best model (:func:`criterion_path`) and its own count
+    #: of validations without improvement, and the run stops once every count exceeds ``patience``
+    criteria: tuple[str, ...] = ()
+    #: whether a value equal to the best so far counts as an improvement (R2-D2's code compares with ``>=``; Snell et
+    #: al.'s with ``<``, the default): the later of two equal models is kept
+    ties_improve: bool = False
+
+    def __post_init__(self):
+        if self.criteria and self.keep > 1:
+            raise ValueError("keep > 1 is for a single criterion: name the criteria or keep several models, not both")
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -560,27 +573,62 @@ def lr_schedule_linear(iterations: int, final_factor: float) -> Callable[[int], 
     return lambda iteration: 1.0 + (final_factor - 1.0) * iteration / iterations
 
 
+def criterion_path(best_path: Path, name: str) -> Path:
+    """Where the best model of criterion ``name`` is saved: ``best.pt`` -> ``best-<name>.pt``."""
+    best_path = Path(best_path)
+    return best_path.with_name(f"{best_path.stem}-{name}{best_path.suffix}")
+
+
+def _improves(value: float, best: float | None, ties_improve: bool) -> bool:
+    return best is None or value < best or (ties_improve and value == best)
+
+
+def _save_best(path: Path, model: nn.Module, state: TrainState, value: float, meta: dict | None) -> None:
+    save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "config_hash": None, "model": model.state_dict(),
+                           "state": {"iteration": state.iteration, "value": value}, "meta": meta or {}})
+
+
+def _validate_criteria(model: nn.Module, early: EarlyStopping, state: TrainState, values, meta: dict | None) -> None:
+    """One validation of named criteria: each its own best model and patience count; stop when all ran out."""
+    values = [float(v) for v in values]
+    if len(values) != len(early.criteria):
+        raise ValueError(f"validation returned {len(values)} values for the criteria {list(early.criteria)}")
+    bad = [f"{n}={v}" for n, v in zip(early.criteria, values) if not math.isfinite(v)]
+    if bad:
+        raise NonFiniteLossError(f"validation values {', '.join(bad)} at iteration {state.iteration}")
+    state.val_curve.append([state.iteration, *values])
+    for name, value in zip(early.criteria, values):
+        track = state.criteria.setdefault(name, {"best_value": None, "best_iteration": None, "wait": 0})
+        if _improves(value, track["best_value"], early.ties_improve):
+            track.update(best_value=value, best_iteration=state.iteration, wait=0)
+            _save_best(criterion_path(early.best_path, name), model, state, value, meta)
+        else:
+            track["wait"] += 1
+    state.stopped_early = all(state.criteria[n]["wait"] > early.patience for n in early.criteria)
+
+
 def _validate(model: nn.Module, early: EarlyStopping, state: TrainState, meta: dict | None) -> None:
     model.eval()
     with torch.no_grad():
-        value = float(early.validate())
+        value = early.validate()
     model.train()
+    if early.criteria:
+        _validate_criteria(model, early, state, value, meta)
+        return
+    value = float(value)
     if not math.isfinite(value):
         raise NonFiniteLossError(f"validation value is {value} at iteration {state.iteration}")
     state.val_curve.append([state.iteration, value])
-    if state.best_value is None or value < state.best_value:
+    if _improves(value, state.best_value, early.ties_improve):
         state.best_value, state.best_iteration, state.wait = value, state.iteration, 0
-        save_checkpoint(early.best_path, {"format": CHECKPOINT_FORMAT, "config_hash": None, "model": model.state_dict(),
-                                          "state": {"iteration": state.iteration, "value": value}, "meta": meta or {}})
+        _save_best(early.best_path, model, state, value, meta)
     else:
         state.wait += 1
         state.stopped_early = state.wait > early.patience
     if early.keep > 1:
         kept = {int(i) for i, _ in top_validations(state.val_curve, early.keep)}
         if state.iteration in kept:
-            save_checkpoint(snapshot_path(early.best_path, state.iteration), {
-                "format": CHECKPOINT_FORMAT, "config_hash": None, "model": model.state_dict(),
-                "state": {"iteration": state.iteration, "value": value}, "meta": meta or {}})
+            _save_best(snapshot_path(early.best_path, state.iteration), model, state, value, meta)
         for path in early.best_path.parent.glob("top-*.pt"):  # those that fell out of the best (or a killed run's leftovers)
             if int(path.stem.split("-")[1]) not in kept:
                 path.unlink(missing_ok=True)

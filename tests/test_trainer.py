@@ -296,6 +296,59 @@ def test_early_stopping_keeps_the_k_best_models_across_a_resume(tmp_path):
         top_snapshots(tmp_path / "whole" / "best.pt", state.val_curve, 3)
 
 
+def test_named_criteria_keep_a_best_model_each_and_stop_when_all_ran_out_across_a_resume(tmp_path):
+    """R2-D2's selection: two criteria, ties improving (``>=``), each its own best model and patience count, the run
+    stopping once both counts exceed the patience. Oracle: the same bookkeeping written out by hand over the scripted
+    values, and each kept model against a plain run stopped at its iteration."""
+    from metarepro.trainer import EarlyStopping, criterion_path
+
+    values = [(5, 5), (4, 6), (4, 4), (3, 7), (6, 4), (6, 8), (6, 9), (3, 9), (7, 9), (7, 9), (7, 9), (1, 1)]  # at 10, ..., 120
+    patience = 2
+    best, wait, stop_at = {}, {}, None  # the hand-written oracle
+    for k, pair in enumerate(values):
+        for name, v in zip("ab", pair):
+            if name not in best or v <= best[name][0]:
+                best[name], wait[name] = (v, 10 * (k + 1)), 0
+            else:
+                wait[name] += 1
+        if all(w > patience for w in wait.values()):
+            stop_at = 10 * (k + 1)
+            break
+    assert stop_at == 110 and best == {"a": (3, 80), "b": (4, 50)}  # the script exercises ties and a late improvement
+
+    def run(folder, first_stop):
+        seen = []
+
+        def validate():
+            seen.append(values[len(seen) + offset[0]])
+            return [float(v) for v in seen[-1]]
+
+        offset = [0]
+        early = EarlyStopping(validate=validate, every=10, patience=patience, best_path=folder / "best.pt", criteria=("a", "b"),
+                              ties_improve=True)
+        for stop in (first_stop, 200):  # a second process resumes from the checkpoint; validations continue the sequence
+            offset[0] += len(seen)
+            seen.clear()
+            model = Quadratic()
+            state = train(model, torch.optim.SGD(model.parameters(), lr=0.01), lambda i: None, stop, folder / "c.pt", "h",
+                          progress=False, early_stopping=early, checkpoint_every=10)
+        return early, state
+
+    for folder, first_stop in ((tmp_path / "whole", 200), (tmp_path / "resumed", 40)):
+        early, state = run(folder, first_stop)
+        assert state.stopped_early and state.iteration == stop_at
+        assert state.val_curve == [[10 * (k + 1), *map(float, pair)] for k, pair in enumerate(values[:stop_at // 10])]
+        assert {n: (t["best_value"], t["best_iteration"]) for n, t in state.criteria.items()} == best
+        assert sorted(p.name for p in folder.glob("best*.pt")) == ["best-a.pt", "best-b.pt"]
+        for name, (_, iteration) in best.items():
+            reference = Quadratic()
+            train(reference, torch.optim.SGD(reference.parameters(), lr=0.01), lambda i: None, iteration, folder / f"r{iteration}.pt",
+                  "h", progress=False)
+            assert torch.equal(load_checkpoint(criterion_path(early.best_path, name))["model"]["w"], reference.w.detach())
+    with pytest.raises(ValueError, match="keep > 1"):
+        EarlyStopping(validate=lambda: 0.0, every=1, patience=1, best_path=tmp_path / "b.pt", criteria=("a",), keep=2)
+
+
 def test_step_decay_schedule_matches_torch_steplr(tmp_path):
     from metarepro.trainer import step_decay
 

@@ -4,7 +4,7 @@
 runs, the cross-head matrix's 2-3 h ones, on machines that may be replaced between sessions) is lost with it.
 ``metarepro park`` copies every unfinished training of a parked scale (:data:`PARKED_SCALES`) to
 ``results/parked/<benchmark>/<scale>/<run>/``, to be committed: the ``*.pt`` files of its run folder (``checkpoint.pt``
-with weights, optimizer and the training's segments; early stopping's ``best.pt`` and ``top-<i>.pt``; snell2017-table1's
+with weights, optimizer and the training's segments; early stopping's ``best.pt``, ``best-<criterion>.pt`` and ``top-<i>.pt``; snell2017-table1's
 ``train.pt`` / ``trainval.pt``) and the score journals of its cells' evaluations (``evaluation-<cell>.json``, e.g.
 vinyals2016-table1's ~2 h fine-tuning cells, :mod:`metarepro.journal`), copied as one consistent set (copied again if a
 file changed meanwhile). Guiroy's per-epoch probe snapshots (``probes/``, ~45 MB a run) are not parked: a run resumed
@@ -55,8 +55,10 @@ def _run_files(folder: Path) -> list[Path]:
 
 
 def _training_files(folder: Path) -> list[Path]:
-    """The files that hold training progress: the ``*.pt`` files but early stopping's ``*best.pt`` and ``top-<i>.pt``."""
-    return [p for p in _run_files(folder) if p.suffix == ".pt" and not (p.name.endswith("best.pt") or p.name.startswith("top-"))]
+    """The files that hold training progress: the ``*.pt`` files but early stopping's ``*best.pt``, ``best-<criterion>.pt``
+    and ``top-<i>.pt``."""
+    return [p for p in _run_files(folder)
+            if p.suffix == ".pt" and not (p.name.endswith("best.pt") or p.name.startswith(("top-", "best-")))]
 
 
 def progress(folder: Path) -> tuple[str | None, int]:
