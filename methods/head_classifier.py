@@ -4,7 +4,8 @@ heads (Lee et al., CVPR 2019; kjunelee/MetaOptNet ``train.py``): the SVM (:mod:`
 
 As in the authors' ``train.py``: the support images of all episodes of a meta-batch pass the backbone together, then
 the query images (two passes, so in training mode BatchNorm normalises support and query with their own batch
-statistics); the loss is the query cross-entropy against MetaOptNet's label smoothing,
+statistics). ``joint_pass=True`` is R2-D2's code instead (bertinetto/r2d2, ``fewshots/models/r2d2.py``: one pass over
+``cat(support, query)``, so BatchNorm's batch statistics span both). The loss is the query cross-entropy against MetaOptNet's label smoothing,
 ``onehot (1 - eps) + (1 - onehot) eps / (ways - 1)`` (``--eps``, default 0; the README uses 0.1 on mini-ImageNet).
 
 :class:`ProtoHead` is MetaOptNet's ``ProtoNetHead``: Snell et al.'s negative squared distances to the class means
@@ -13,6 +14,7 @@ statistics); the loss is the query cross-entropy against MetaOptNet's label smoo
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,9 +54,9 @@ class HeadClassifier(nn.Module):
 
     PROTOCOL_VERSION = 1
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, label_smoothing: float = 0.0):
+    def __init__(self, backbone: nn.Module, head: nn.Module, label_smoothing: float = 0.0, joint_pass: bool = False):
         super().__init__()
-        self.backbone, self.head, self.label_smoothing = backbone, head, label_smoothing
+        self.backbone, self.head, self.label_smoothing, self.joint_pass = backbone, head, label_smoothing, joint_pass
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, n, C, H, W)`` -> ``(B, n, d)`` in one backbone pass."""
@@ -63,6 +65,10 @@ class HeadClassifier(nn.Module):
     def episode_logits(self, batch: Episode) -> torch.Tensor:
         """Query logits ``(B, q, ways)`` of a batched episode (``support_x (B, n, C, H, W)``, labels ``0..ways-1``)."""
         ways = int(batch.support_y.max()) + 1
+        if self.joint_pass:
+            n = batch.support_x.shape[1]
+            both = self.features(torch.cat([batch.support_x, batch.query_x], dim=1))
+            return self.head(both[:, :n], batch.support_y, both[:, n:], ways)
         return self.head(self.features(batch.support_x), batch.support_y, self.features(batch.query_x), ways)
 
     def outer_loss(self, batch: Episode) -> torch.Tensor:
@@ -73,3 +79,30 @@ class HeadClassifier(nn.Module):
     def score(self, batch: Episode) -> torch.Tensor:
         """Query accuracy of each episode, ``(B,)``."""
         return (self.episode_logits(batch).argmax(-1) == batch.query_y).float().mean(-1)
+
+
+@torch.no_grad()
+def head_accuracies_from_embeddings(head: nn.Module, embeddings: torch.Tensor, episodes: list[tuple[np.ndarray, np.ndarray]],
+                                    shots: int, chunk: int = 100) -> torch.Tensor:
+    """Query accuracy of each episode with ``head`` on images embedded once, ``chunk`` episodes per head call.
+
+    ``embeddings (n_classes, n_drawings, d)``: every image of a split through the fixed, eval-mode backbone. Each episode
+    is ``(classes (ways,), drawings (ways, shots+queries))``, the first ``shots`` drawings of a class its support, all
+    episodes of one size. Returns ``(n_episodes,)`` accuracies in [0, 1] (what embedding each episode's images gives, as
+    eval-mode features do not depend on the batch).
+    """
+    out = []
+    for start in range(0, len(episodes), chunk):
+        part = episodes[start:start + chunk]
+        device = embeddings.device
+        classes = torch.as_tensor(np.stack([c for c, _ in part]), device=device)  # (B, ways)
+        drawings = torch.as_tensor(np.stack([d for _, d in part]), device=device)  # (B, ways, shots + queries)
+        picked = embeddings[classes[..., None], drawings]  # (B, ways, shots + queries, d)
+        batch, ways, per_class, dim = picked.shape
+        support = picked[:, :, :shots].reshape(batch, ways * shots, dim)
+        query = picked[:, :, shots:].reshape(batch, ways * (per_class - shots), dim)
+        support_y = torch.arange(ways, device=device).repeat_interleave(shots).expand(batch, -1)
+        query_y = torch.arange(ways, device=device).repeat_interleave(per_class - shots)
+        logits = head(support, support_y, query, ways)  # (B, q, ways)
+        out.append((logits.argmax(-1) == query_y).float().mean(-1))
+    return torch.cat(out)

@@ -39,6 +39,7 @@ from benchmarks.harness.base import Benchmark, Cell, CellResult
 from benchmarks.harness.paths import runs_dir
 from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import DRAWERS, ClassPool, load_cache, read_split
+from metarepro.data.omniglot import ink_one_transposed as as_reference_input
 from metarepro.data.store import DataError, data_root
 from metarepro.episodes import Episode, task_rng
 from metarepro.precision import autocast
@@ -86,11 +87,6 @@ def parse_column(column: str) -> tuple[int, int]:
     """``"20-way 5-shot"`` -> ``(20, 5)``."""
     way, shot = column.split()
     return int(way.split("-")[0]), int(shot.split("-")[0])
-
-
-def as_reference_input(images: torch.Tensor) -> torch.Tensor:
-    """Snell et al.'s tensors: ``1 - x`` (ink = 1) and H/W transposed; ``(..., H, W)`` in [0, 1]."""
-    return (1.0 - images).transpose(-1, -2).contiguous()
 
 
 def _episode(pool: ClassPool, rng: np.random.Generator, way: int, shot: int, query: int) -> Episode:

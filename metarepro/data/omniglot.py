@@ -244,3 +244,10 @@ class ClassPool:
     def all_images(self) -> np.ndarray:
         """Every image of the split once: ``(n_classes, 20, size, size)`` uint8."""
         return self.images(np.arange(len(self)), np.tile(np.arange(DRAWERS), (len(self), 1)))
+
+
+def ink_one_transposed(images: torch.Tensor) -> torch.Tensor:
+    """``1 - x`` (ink = 1, paper = 0) with H and W swapped: the tensors of Snell et al.'s loader
+    (jakesnell/prototypical-networks) and of R2-D2's, which descends from it (bertinetto/r2d2,
+    ``fewshots/data/utils.py: convert_tensor``); ``(..., H, W)`` in [0, 1]."""
+    return (1.0 - images).transpose(-1, -2).contiguous()
