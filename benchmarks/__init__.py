@@ -19,7 +19,15 @@ from benchmarks.alfa import meta_dataset as alfa_meta_dataset
 from benchmarks.alfa import omniglot as alfa_omniglot
 from benchmarks.alfa import sinusoid_ablations as alfa_sinusoid_ablations
 from benchmarks.alfa import table8 as alfa_table8
-from benchmarks.anchors import antoniou2019_table1, finn2017_table1, nichol2018_table1, snell2017_table1, sung2018_table1, vinyals2016_table1
+from benchmarks.anchors import (
+    antoniou2019_table1,
+    bertinetto2019_omniglot,
+    finn2017_table1,
+    nichol2018_table1,
+    snell2017_table1,
+    sung2018_table1,
+    vinyals2016_table1,
+)
 from benchmarks.guiroy import fig8 as guiroy_fig8
 from benchmarks.guiroy import fig9 as guiroy_fig9
 from benchmarks.guiroy import miniimagenet as guiroy_mini
@@ -57,7 +65,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                       guiroy_omniglot.FIG11, guiroy_omniglot.FIG12, sung2018_table1.BENCHMARK, l2g_table1.BENCHMARK, l2g_table2.BENCHMARK,
                       l2g_table3.BENCHMARK, l2g_fig2.BENCHMARK, l2g_fig3.BENCHMARK, l2g_omniglot.BENCHMARK,
                       hyperrepr_table1.BENCHMARK, hyperrepr_fig1.BENCHMARK, hyperrepr_omniglot.BENCHMARK,
-                      unraveling_omniglot_heads.BENCHMARK, vinyals2016_table1.BENCHMARK,
+                      unraveling_omniglot_heads.BENCHMARK, vinyals2016_table1.BENCHMARK, bertinetto2019_omniglot.BENCHMARK,
                       unraveling_cross_heads.TABLE1, unraveling_table2.BENCHMARK, unraveling_table3.BENCHMARK, unraveling_table4.BENCHMARK,
                       unraveling_reptile.TABLE5, unraveling_cross_heads.TABLE6, unraveling_table7.BENCHMARK, unraveling_table8.BENCHMARK,
                       unraveling_reptile.TABLE9, unraveling_fig2.BENCHMARK, unraveling_reptile.FIG3, unraveling_omniglot.BENCHMARK,

@@ -196,6 +196,9 @@ class Benchmark:
     #: registered and compared with nothing (``compare`` shows the published numbers), ``reproduce`` says why and runs
     #: nothing, and no scale has cells
     not_runnable: str | None = None
+    #: why the published file has no cells although the paper prints numbers (its table could not be read here):
+    #: ``compare`` says so, instead of calling the benchmark a figure or a claim check
+    untranscribed: str | None = None
     #: what the tables call a scale where the harness's name would mislead: a claim check whose largest scale is a measured
     #: budget of our protocol, not a paper's schedule (``alfa-omniglot``: ``{"paper": "claim budget"}``)
     scale_names: dict[str, str] = {}

@@ -322,7 +322,8 @@ def summary_table() -> str:
             data = f"{b.requires_data}: not runnable (no reader in this suite)"
         verdicts = Counter(c["holds"].split(" (")[0] for c in claims)  # "too few seeds (1 of 3)" -> "too few seeds"
         cells = len({(r["row"], r["column"]) for r in rows})  # a cell trained from several seeds is one published cell
-        body.append([f"`{b.id}`", cells if rows else "none (figure or claim check)", len(paper),
+        published = cells if rows else "none (not transcribed)" if b.untranscribed else "none (figure or claim check)"
+        body.append([f"`{b.id}`", published, len(paper),
                      sum(r["verdict"] == "within" for r in paper), sum(r["verdict"] == "outside" and bool(r["known_deviation"]) for r in paper),
                      ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) or "-", data])
     return tabulate(body, headers=["benchmark", "published cells", "reproduced (paper)", "within", "known deviations", "claims",
@@ -373,9 +374,10 @@ def records_table(benchmark) -> str:
     records = sorted((r for r in R.load_records(benchmark.id) if r["scale"] != "smoke"),
                      key=lambda r: (order[r["scale"]], benchmark.rows.index(r["row"]) if r["row"] in benchmark.rows else 99, r["column"],
                                     r["variant"] != "main", r["variant"], r.get("seed", 0)))
+    what = f"not transcribed: {benchmark.untranscribed}" if benchmark.untranscribed else "a figure or a claim check"
     if not records:
-        return "No published numbers (a figure or a claim check) and no runs yet."
-    return ("No published numbers (a figure or a claim check); the runs:\n\n"
+        return f"No published numbers ({what}) and no runs yet."
+    return (f"No published numbers ({what}); the runs:\n\n"
             + tabulate([[r["row"], r["column"], r["variant"], r.get("seed", 0), benchmark.scale_name(r["scale"]),
                          f"{r['mean']:.3f} ± {r['ci95']:.3f}", r["n_episodes"],
                          "current" if record_is_current(benchmark, r) else "stale: re-run"] for r in records],
