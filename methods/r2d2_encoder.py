@@ -12,6 +12,10 @@ both codes use), and the features are the flattened outputs of blocks 3 and 4, c
   pool on block 3's output, dropout 0.1 after block 3 and 0.3 after block 4 (``keep_prob`` 0.9 / 0.7), and no
   activation after block 4 (Gidaris et al.'s trick, per the code's comment).
 
+``bn_weight_init="uniform"``: BatchNorm's scales start uniform in [0, 1), as PyTorch 0.3 initialised them (its
+``_BatchNorm.reset_parameters``: ``weight.data.uniform_()``; 1.x starts them at 1), the version R2-D2's code pins
+(``environment.yml``). Convolutions start the same in both (weights and biases uniform within ``1/sqrt(fan_in)``).
+
 Feature sizes (tests/test_backbones_unraveling.py checks them) for the 96-192-384-512 net:
 
 ====================  ======  ======  ======
@@ -48,10 +52,12 @@ class R2D2Encoder(nn.Module):
     PROTOCOL_VERSION = 1
 
     def __init__(self, in_channels: int = 3, channels: tuple[int, int, int, int] = (96, 192, 384, 512), form: str = "r2d2",
-                 drop: float = 0.1):
+                 drop: float = 0.1, bn_weight_init: str = "ones"):
         super().__init__()
         if form not in FORMS:
             raise ValueError(f"unknown R2-D2 encoder form {form!r}; choose one of {FORMS}")
+        if bn_weight_init not in ("ones", "uniform"):
+            raise ValueError(f"unknown BatchNorm weight initialisation {bn_weight_init!r}; choose 'ones' or 'uniform'")
         c1, c2, c3, c4 = channels
         self.form = form
         self.block1 = _block(in_channels, c1, 2, True, 0.0)
@@ -63,6 +69,10 @@ class R2D2Encoder(nn.Module):
         else:
             self.block3 = _block(c2, c3, 2, True, 0.1)
             self.block4 = _block(c3, c4, 2, False, 0.3)
+        if bn_weight_init == "uniform":
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    nn.init.uniform_(module.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b3 = self.block3(self.block2(self.block1(x)))

@@ -19,7 +19,8 @@ unless the Omniglot lines of ``experiments.sh`` override it):
   ``1 - x`` and H/W transposed (``fewshots/data/utils.py: convert_tensor``, as Snell et al.'s loader it descends from).
 * Model: :class:`~methods.r2d2_encoder.R2D2Encoder` in the authors' form (``RRFeatures``: LeakyReLU 0.1, BatchNorm
   momentum 0.1, block 4 pooled with stride 1, block 3's output through a further stride-1 pool, the two concatenated:
-  3,584 features at 28 px, 512 for the 64-channel net) with dropout 0 (``--model.drop 0``), and the ridge head
+  3,584 features at 28 px, 512 for the 64-channel net) with dropout 0 (``--model.drop 0``) and BatchNorm scales
+  initialised uniform in [0, 1) as the code's PyTorch 0.3 did (``environment.yml``; 1.x starts them at 1), and the ridge head
   (:class:`~methods.ridge_head.RidgeHead`, form ``r2d2``: lambda 50 fixed, bias column, ``1/sqrt(n)``, adjust scale
   initialised at 10, ``--base_learner.init_adj_scale 10``). Supports and queries pass the encoder together
   (``fewshots/models/r2d2.py``: one forward over ``cat(xs, xq)``, so BatchNorm's batch statistics span both).
@@ -86,6 +87,7 @@ PROTOCOL = {
     "lr_decay": 0.5,
     "decay_every_epochs": 20,
     "drop": 0.0,
+    "bn_weight_init": "uniform",  # PyTorch 0.3's BatchNorm
     "ridge_lambda": 50.0,
     "init_adj_scale": 10.0,
     "val_shots": [1, 5],
@@ -205,7 +207,8 @@ class Bertinetto2019Omniglot(Benchmark):
         return omniglot_pools(cfg, runs_dir)
 
     def build_model(self, cfg: dict) -> HeadClassifier:
-        encoder = R2D2Encoder(in_channels=1, channels=tuple(cfg["channels"]), form="r2d2", drop=cfg["drop"])
+        encoder = R2D2Encoder(in_channels=1, channels=tuple(cfg["channels"]), form="r2d2", drop=cfg["drop"],
+                              bn_weight_init=cfg["bn_weight_init"])
         return HeadClassifier(encoder, RidgeHead(lam=cfg["ridge_lambda"], form="r2d2", init_scale=cfg["init_adj_scale"]),
                               joint_pass=True)
 
