@@ -76,3 +76,24 @@ def test_r2d2_encoder_batchnorm_scales_start_as_pytorch_0_3_started_them():
     assert all(bool((w == 1).all()) for w in default)
     with pytest.raises(ValueError, match="BatchNorm weight initialisation"):
         R2D2Encoder(1, bn_weight_init="normal")
+
+
+@pytest.mark.parametrize("form", ["r2d2", "metaoptnet"])
+def test_r2d2_encoder_channels_last_on_cpu_gives_the_nchw_features_and_gradients(form):
+    """The CPU path computes in NHWC; oracle: the same blocks on a contiguous NCHW batch, composed by hand. In eval mode,
+    so that the metaoptnet form's fixed dropout draws no masks (BatchNorm then uses its running statistics)."""
+    torch.manual_seed(0)
+    net = R2D2Encoder(1, (8, 16, 16, 8), form=form, drop=0.0, bn_weight_init="uniform").eval()
+    x = torch.rand(6, 1, 28, 28)
+    fast = net(x)
+    (fast ** 2).sum().backward()
+    fast_grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    b3 = net.block3(net.block2(net.block1(x.contiguous())))
+    b4 = net.block4(b3)
+    if form == "r2d2":
+        b3 = net.pool3(b3)
+    slow = torch.cat([b3.flatten(1), b4.flatten(1)], dim=1)
+    (slow ** 2).sum().backward()
+    assert fast.shape == slow.shape and torch.allclose(fast, slow, atol=1e-5)
+    assert all(torch.allclose(a, p.grad, rtol=1e-4, atol=1e-5) for a, p in zip(fast_grads, net.parameters()))
