@@ -122,12 +122,24 @@ class Conv4(nn.Module):
 
     ``forward``: ``x (n, C, H, W) -> (n, features)`` where ``features`` is the
     flattened last block (pool) or its spatial mean (strided).
+
+    ``bn_weight_init="uniform"``: BatchNorm's scales start uniform in [0, 1), as
+    PyTorch up to 1.1 initialised them (``_BatchNorm.reset_parameters``; 1.2
+    and later start them at 1, pytorch/pytorch#12325): what code that ran on
+    those versions without setting them trained from (Snell et al.'s, PyTorch
+    0.4).
     """
 
-    def __init__(self, in_channels: int = 1, filters: int = 64, pool: bool = True):
+    def __init__(self, in_channels: int = 1, filters: int = 64, pool: bool = True, bn_weight_init: str = "ones"):
         super().__init__()
+        if bn_weight_init not in ("ones", "uniform"):
+            raise ValueError(f"unknown BatchNorm weight initialisation {bn_weight_init!r}; choose 'ones' or 'uniform'")
         self.pool = pool
         self.blocks = nn.Sequential(*(conv_block(in_channels if i == 0 else filters, filters, pool) for i in range(4)))
+        if bn_weight_init == "uniform":
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    nn.init.uniform_(module.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu":

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from methods.backbones import Conv4
 from methods.r2d2_encoder import R2D2Encoder
 from methods.resnet12 import ResNet12, dropblock_gamma, dropblock_mask
 
@@ -65,17 +66,19 @@ def test_dropblock_rate_ramps_and_its_counter_is_checkpointed():
     assert all(int(v) == 1 for k, v in net.state_dict().items() if k.endswith("forward_calls"))
 
 
-def test_r2d2_encoder_batchnorm_scales_start_as_pytorch_0_3_started_them():
-    """PyTorch 0.3's ``_BatchNorm.reset_parameters``: ``weight.uniform_()`` (U[0, 1)), ``bias.zero_()``; 1.x: ones."""
+@pytest.mark.parametrize("build", [lambda **kw: R2D2Encoder(1, (64, 64, 64, 64), **kw), lambda **kw: Conv4(1, 64, **kw)],
+                         ids=["R2D2Encoder", "Conv4"])
+def test_batchnorm_scales_can_start_as_pytorch_up_to_1_1_started_them(build):
+    """PyTorch <= 1.1's ``_BatchNorm.reset_parameters``: ``weight.uniform_()`` (U[0, 1)), ``bias.zero_()``; 1.2+: ones."""
     torch.manual_seed(0)
-    bns = [m for m in R2D2Encoder(1, (64, 64, 64, 64), bn_weight_init="uniform").modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    bns = [m for m in build(bn_weight_init="uniform").modules() if isinstance(m, torch.nn.BatchNorm2d)]
     scales = torch.cat([m.weight.detach() for m in bns])
     assert len(scales) == 256 and scales.min() >= 0 and scales.max() < 1 and abs(float(scales.mean()) - 0.5) < 0.07
     assert all(float(m.bias.abs().max()) == 0 for m in bns)
-    default = [m.weight for m in R2D2Encoder(1, (64, 64, 64, 64)).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    default = [m.weight for m in build().modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert all(bool((w == 1).all()) for w in default)
     with pytest.raises(ValueError, match="BatchNorm weight initialisation"):
-        R2D2Encoder(1, bn_weight_init="normal")
+        build(bn_weight_init="normal")
 
 
 @pytest.mark.parametrize("form", ["r2d2", "metaoptnet"])

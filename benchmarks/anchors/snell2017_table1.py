@@ -129,13 +129,21 @@ class Snell2017Table1(Benchmark):
                         ("Prototypical Networks", "20-way 5-shot"): _FIVE_SHOT_FINDING}
 
     variants = {"bf16": "training, validation and test embeddings under bf16 autocast (issue #4's speed option; "
-                        "weights and Adam state stay float32); everything else as the main protocol"}
+                        "weights and Adam state stay float32); everything else as the main protocol",
+                "bn-uniform": "BatchNorm scales initialised uniform in [0, 1), as the authors' code started them: it sets "
+                              "none, and ran on PyTorch 0.4 (README: 'tested ... PyTorch 0.4'), whose BatchNorm drew them "
+                              "so (1.2 and later start at 1, the main protocol); a test of whether the 1-shot gap comes "
+                              "from the initialisation"}
 
     def config(self, cell: Cell, scale: str) -> dict:
         way, shot = parse_column(cell.column)
         precision = {"precision": "bf16"} if cell.variant == "bf16" else {}  # fp32 configs keep their hash
+        bn = {"bn_weight_init": "uniform"} if cell.variant == "bn-uniform" else {}  # and so do the main protocol's
         return {"benchmark": self.id, "method": cell.row, "test_way": way, "shot": shot, "scale": scale,
-                **PROTOCOL, **SCALE_OVERRIDES[scale], **precision}
+                **PROTOCOL, **SCALE_OVERRIDES[scale], **precision, **bn}
+
+    def backbone(self, cfg: dict) -> Conv4:
+        return Conv4(1, cfg["filters"], pool=True, bn_weight_init=cfg.get("bn_weight_init", "ones"))
 
     def training_key(self, cell: Cell, scale: str) -> str:
         """One model per shot serves both the 5-way and the 20-way cell; the hash covers its training config."""
@@ -192,7 +200,7 @@ class Snell2017Table1(Benchmark):
                      device: str, position: int | None, early: EarlyStopping | None = None, holder: dict | None = None):
         """One training run from a fresh, seeded model; ``holder["model"]`` exposes it to a validation closure."""
         torch.manual_seed(cfg["train_seed"])
-        model = ProtoNet(Conv4(1, cfg["filters"], pool=True)).to(device)
+        model = ProtoNet(self.backbone(cfg)).to(device)
         if holder is not None:
             holder["model"] = model
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
@@ -267,7 +275,7 @@ class Snell2017Table1(Benchmark):
         self.check_cell(cell)
         cfg = self.config(cell, scale)
         payload = load_checkpoint(checkpoint, f"{self.training_key(cell, scale)}-trainval")
-        model = ProtoNet(Conv4(1, cfg["filters"], pool=True))
+        model = ProtoNet(self.backbone(cfg))
         model.load_state_dict(payload["model"])
         pools = self.pools(cfg, runs_dir() / self.id / scale)  # fixture data lives with the runs
         return self.test_scores(model.to(device), pools["test"], cfg, device)
@@ -277,7 +285,7 @@ class Snell2017Table1(Benchmark):
         return runs_dir() / self.id / scale / self.training_key(cell, scale) / "trainval.pt"
 
     def protocol_model(self, cell: Cell, scale: str) -> ProtoNet:
-        return ProtoNet(Conv4(1, self.config(cell, scale)["filters"], pool=True))
+        return ProtoNet(self.backbone(self.config(cell, scale)))
 
 
 BENCHMARK = Snell2017Table1()
