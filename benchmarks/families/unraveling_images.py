@@ -195,6 +195,9 @@ def build_backbone(name: str, cfg: dict) -> nn.Module:
         block = 2 if cfg["dataset"] == "cifar_fs" else 5
         return ResNet12(3, SMOKE_WIDTHS[name], dropblock_size=block) if smoke else ResNet12(3, dropblock_size=block)
     if name == "R2-D2":
+        # BatchNorm scales start at 1 (R2D2Encoder's default): Goldblum et al.'s copy of MetaOptNet's R2D2Embedding sets
+        # none and pins no PyTorch (2020: 1.2 or later, which starts them at 1, is likely but not stated); MetaOptNet's own
+        # runs (requirements.txt: torch 1.0.1) drew them from U[0, 1) (``bn_weight_init="uniform"``)
         return R2D2Encoder(3, SMOKE_WIDTHS[name], form="metaoptnet") if smoke else R2D2Encoder(3, form="metaoptnet")
     raise KeyError(name)
 
