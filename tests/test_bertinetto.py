@@ -123,3 +123,23 @@ def test_compare_says_the_table_is_not_transcribed_rather_than_a_figure(isolated
     assert records_table(B.BENCHMARK).startswith("No published numbers (not transcribed: the paper's Omniglot table")
     line = next(r for r in summary_table().splitlines() if "`bertinetto2019-omniglot`" in r)
     assert "none (not transcribed)" in line
+
+
+def test_each_shot_is_scored_with_its_own_kept_model_and_rescoring_it_gives_the_record(isolated_results):
+    """What pinning checks: the scored checkpoint (best-1shot.pt for 1-shot cells, best-5shot.pt for 5-shot ones)
+    re-scored alone gives the run's per-episode scores; the two cells of a training read different files."""
+    from benchmarks.harness.base import Cell
+    from benchmarks.harness.paths import runs_dir
+
+    bench = B.BENCHMARK
+    scores = {}
+    for column in ("5-way 1-shot", "5-way 5-shot"):
+        cell = Cell("R2-D2 (64C)", column)
+        result = bench.run_cell(cell, "smoke", runs_dir() / bench.id / "smoke", progress=False)
+        checkpoint = bench.scored_checkpoint(cell, "smoke")
+        assert checkpoint.name == f"best-{column[-6]}shot.pt" and checkpoint.exists()
+        np.testing.assert_array_equal(bench.evaluate_checkpoint(checkpoint, cell, "smoke"), result.scores)
+        assert result.extra["selection"]["validation_accuracy"] > 0
+        scores[column] = result
+    one, five = scores.values()
+    assert one.extra["checkpoint_key"] == five.extra["checkpoint_key"]  # one training serves both shots
