@@ -45,9 +45,9 @@ stream), so a resumed run draws what an uninterrupted one would; every image of 
 the eval-mode encoder once per evaluation and the episodes are scored from those features (the same numbers as passing
 each episode: eval-mode features do not depend on the batch).
 
-Costs on one core here (:data:`SECONDS_PER_EPISODE`, validation included): a 96-192-384-512 training takes ~6.5 s an
-episode, so its 200 epochs of patience alone are ~39 CPU-h and the 1,200-epoch cap ~235; a 64-channel one ~1.4 s, ~9
-CPU-h for 200 epochs, ~51 at the cap (``metarepro plan bertinetto2019-omniglot --scale paper``). The issue's rule for this anchor: a cell over 10
+Costs on one core here (:data:`SECONDS_PER_EPISODE`, validation included): a 96-192-384-512 training takes ~2.8 s an
+episode, so its 200 epochs of patience alone are ~17 CPU-h and the 1,200-epoch cap ~100; a 64-channel one ~0.55 s, ~3.4
+CPU-h for 200 epochs, ~20 at the cap (``metarepro plan bertinetto2019-omniglot --scale paper``). The issue's rule for this anchor: a cell over 10
 CPU-h on the full network is run on the 64-channel one, which the paper reports (its ``experiments.sh`` runs it).
 """
 
@@ -106,11 +106,12 @@ SCALE_OVERRIDES = {
               "val_episodes": 5, "test_episodes": 20, "channels": [8, 8, 8, 8], "data": "fixture"},
 }
 #: seconds per 600-image training episode and per epoch's validation (the validation split's 13,760 images embedded
-#: once), on one thread of this machine with a core of its own: measured 2026-12-07 at 13 s and 110 s (96-192-384-512),
-#: 2.8 s and 27 s (64-channel) while three other single-thread jobs shared the two cores, halved; for ``plan`` until a
-#: record is timed
-SECONDS_PER_EPISODE = {"R2-D2": 6.5, "R2-D2 (64C)": 1.4}
-SECONDS_PER_VALIDATION = {"R2-D2": 55.0, "R2-D2 (64C)": 14.0}
+#: once), on one thread of this machine with a core of its own, channels-last: the 64-channel net measured in its paper
+#: run (2026-12-07: 900 episodes and 9 validations in 533 s); the 96-192-384-512 net 5x that, the ratio of the two in
+#: one run on a loaded machine (6.3-7.1 s against 1.1-1.4 s an episode, 50 s against 12 s a validation); for ``plan``
+#: until a record is timed
+SECONDS_PER_EPISODE = {"R2-D2": 2.8, "R2-D2 (64C)": 0.55}
+SECONDS_PER_VALIDATION = {"R2-D2": 30.0, "R2-D2 (64C)": 6.0}
 
 
 def parse_column(column: str) -> tuple[int, int]:
