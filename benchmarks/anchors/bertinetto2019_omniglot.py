@@ -192,8 +192,8 @@ class Bertinetto2019Omniglot(Benchmark):
             out.append(f"at most {cfg['max_epochs']} epochs (code: {PROTOCOL['max_epochs']})")
         if cfg["patience_epochs"] < PROTOCOL["patience_epochs"]:
             out.append(f"early-stopping patience {cfg['patience_epochs']} epochs (code: {PROTOCOL['patience_epochs']})")
-        if not state.stopped_early:
-            out.append(f"stopped at its {cfg['max_epochs']}-epoch cap, not on patience")
+        if not state.stopped_early and cfg["max_epochs"] < PROTOCOL["max_epochs"]:
+            out.append(f"stopped at the {cfg['max_epochs']}-epoch cap before patience ran out")
         return out
 
     def trivial_score(self, cell: Cell, scale: str) -> float:
