@@ -15,7 +15,7 @@ import torch
 from scipy import stats
 
 from benchmarks import BENCHMARKS
-from benchmarks.harness.base import Cell
+from benchmarks.harness.base import Cell, way_shot
 from benchmarks.harness.cli import main
 from benchmarks.harness.provenance import training_summary
 from benchmarks.harness.runner import across_seeds, claim_checks, claim_verdict, record_is_current
@@ -201,6 +201,13 @@ def test_seeded_cells_have_their_own_config_key_and_record():
         check.check_cell(Cell("Prototypical Network", "5-way 1-shot", seed=3))
     with pytest.raises(ValueError, match="seed=N"):
         Cell.parse("Prototypical Network/5-way 1-shot/main/seed=x")
+
+
+def test_a_way_shot_column_parses_to_its_numbers_and_other_columns_are_refused():
+    assert [way_shot(c) for c in ("5-way 1-shot", "20-way 5-shot", "60-way 10-shot")] == [(5, 1), (20, 5), (60, 10)]
+    for bad in ("5-way", "1-shot 5-way", "5-way 1-shot extra", "five-way 1-shot"):
+        with pytest.raises(ValueError, match="like '5-way 1-shot'"):
+            way_shot(bad)
 
 
 # ----------------------------------------------------------------------------------------------------- schemas

@@ -61,7 +61,7 @@ import torch
 
 from benchmarks.families.fewshot_metric import omniglot_pools
 from benchmarks.families.unraveling_images import training_timing
-from benchmarks.harness.base import Benchmark, Cell, CellResult
+from benchmarks.harness.base import Benchmark, Cell, CellResult, way_shot
 from benchmarks.harness.paths import runs_dir
 from metarepro.data.omniglot import DRAWERS, ClassPool, ink_one_transposed
 from metarepro.episodes import Episode, task_rng
@@ -114,12 +114,6 @@ SECONDS_PER_EPISODE = {"R2-D2": 2.8, "R2-D2 (64C)": 0.55}
 SECONDS_PER_VALIDATION = {"R2-D2": 30.0, "R2-D2 (64C)": 6.0}
 
 
-def parse_column(column: str) -> tuple[int, int]:
-    """``"20-way 5-shot"`` -> ``(20, 5)``."""
-    way, shot = column.split()
-    return int(way.split("-")[0]), int(shot.split("-")[0])
-
-
 def train_episode(pool: ClassPool, cfg: dict, index: int) -> Episode:
     """Training episode ``index``: ``train_way`` classes, ``batch_size / train_way`` drawings each, the first ``shot`` of
     them the support; batched as one episode, ``support_x (1, way*shot, 1, 28, 28)``."""
@@ -165,7 +159,7 @@ class Bertinetto2019Omniglot(Benchmark):
                      "could read; add its cells to results/published/bertinetto2019-omniglot.json")
 
     def config(self, cell: Cell, scale: str) -> dict:
-        way, shot = parse_column(cell.column)
+        way, shot = way_shot(cell.column)
         return {"benchmark": self.id, "method": cell.row, "channels": CHANNELS[cell.row], "val_way": way, "test_way": way,
                 "shot": shot, "scale": scale, **PROTOCOL, **SCALE_OVERRIDES[scale]}
 
@@ -197,7 +191,7 @@ class Bertinetto2019Omniglot(Benchmark):
         return out
 
     def trivial_score(self, cell: Cell, scale: str) -> float:
-        return 100.0 / parse_column(cell.column)[0]
+        return 100.0 / way_shot(cell.column)[0]
 
     def dataset_digest(self) -> str | None:
         from metarepro.data.sources import OMNIGLOT
@@ -289,7 +283,7 @@ class Bertinetto2019Omniglot(Benchmark):
     def scored_checkpoint(self, cell: Cell, scale: str) -> Path:
         """The kept model of the cell's shot (``best-1shot.pt`` or ``best-5shot.pt``)."""
         folder = runs_dir() / self.id / scale / self.training_key(cell, scale)
-        return criterion_path(folder / "best.pt", f"{parse_column(cell.column)[1]}shot")
+        return criterion_path(folder / "best.pt", f"{way_shot(cell.column)[1]}shot")
 
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
         self.check_cell(cell)

@@ -38,8 +38,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmarks.families.omniglot_gbml import SMOKE_DATA, OmniglotGBML, chunked_scores, parse_column, test_episodes
-from benchmarks.harness.base import Cell
+from benchmarks.families.omniglot_gbml import SMOKE_DATA, OmniglotGBML, chunked_scores, test_episodes
+from benchmarks.harness.base import Cell, way_shot
 from metarepro.episodes import Episode, task_rng
 from metarepro.inner import cross_entropy_per_task
 from metarepro.results import config_hash
@@ -96,7 +96,7 @@ class Finn2017Table1(OmniglotGBML):
         return [MAML_SPLIT_DEVIATION] if cfg["data"] == "omniglot" else []  # smoke's fixtures have no code split to differ from
 
     def config(self, cell: Cell, scale: str) -> dict:
-        ways, shots = parse_column(cell.column)
+        ways, shots = way_shot(cell.column)
         cfg = {"benchmark": self.id, "method": cell.row, "ways": ways, "shots": shots, "test_queries": shots, "scale": scale,
                **PROTOCOL, **SETTINGS[ways], **SCALE_OVERRIDES[scale],
                "ms_per_iteration_estimate": MS_PER_ITERATION[(ways, shots)], "ms_per_test_task_estimate": MS_PER_TEST_TASK[(ways, shots)]}

@@ -42,8 +42,8 @@ import torch
 
 from benchmarks.anchors.finn2017_table1 import BENCHMARK as FINN
 from benchmarks.anchors.finn2017_table1 import MAML_SPLIT_DEVIATION, maml_training_key
-from benchmarks.families.omniglot_gbml import SMOKE_DATA, OmniglotGBML, chunked_scores, minibatch_order, parse_column, test_episodes
-from benchmarks.harness.base import Cell
+from benchmarks.families.omniglot_gbml import SMOKE_DATA, OmniglotGBML, chunked_scores, minibatch_order, test_episodes
+from benchmarks.harness.base import Cell, way_shot
 from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
 from metarepro.trainer import lr_schedule_linear
@@ -112,7 +112,7 @@ class Nichol2018Table1(OmniglotGBML):
         if cell.row in MAML_ROWS:
             cfg = FINN.config(Cell("MAML", cell.column), scale)
             return {**cfg, "benchmark": self.id, "method": cell.row, "first_order": MAML_ROWS[cell.row]}
-        ways, shots = parse_column(cell.column)
+        ways, shots = way_shot(cell.column)
         return {"benchmark": self.id, "method": cell.row, "ways": ways, "shots": shots, "scale": scale, "transductive": REPTILE_ROWS[cell.row],
                 **REPTILE_PROTOCOL, **REPTILE_SETTINGS[ways], **REPTILE_SCALES[scale],
                 **({"iterations": QUICK_ITERATIONS[ways]} if scale == "quick" else {}),

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness.base import Benchmark, Cell, CellResult
+from benchmarks.harness.base import Benchmark, Cell, CellResult, way_shot
 from benchmarks.harness.paths import runs_dir
 from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import DRAWERS, ClassPool, load_cache, read_split
@@ -81,12 +81,6 @@ SCALE_OVERRIDES = {
 }
 #: ms per training episode, 60-way, 2 threads, idle machine, measured with this code; for estimates only
 MS_PER_EPISODE = {1: 360.0, 5: 700.0}
-
-
-def parse_column(column: str) -> tuple[int, int]:
-    """``"20-way 5-shot"`` -> ``(20, 5)``."""
-    way, shot = column.split()
-    return int(way.split("-")[0]), int(shot.split("-")[0])
 
 
 def _episode(pool: ClassPool, rng: np.random.Generator, way: int, shot: int, query: int) -> Episode:
@@ -136,7 +130,7 @@ class Snell2017Table1(Benchmark):
                               "from the initialisation"}
 
     def config(self, cell: Cell, scale: str) -> dict:
-        way, shot = parse_column(cell.column)
+        way, shot = way_shot(cell.column)
         precision = {"precision": "bf16"} if cell.variant == "bf16" else {}  # fp32 configs keep their hash
         bn = {"bn_weight_init": "uniform"} if cell.variant == "bn-uniform" else {}  # and so do the main protocol's
         return {"benchmark": self.id, "method": cell.row, "test_way": way, "shot": shot, "scale": scale,
@@ -168,7 +162,7 @@ class Snell2017Table1(Benchmark):
 
     def trivial_score(self, cell: Cell, scale: str) -> float:
         """Chance accuracy, %."""
-        return 100.0 / parse_column(cell.column)[0]
+        return 100.0 / way_shot(cell.column)[0]
 
     # -- data ----------------------------------------------------------------
     def pools(self, cfg: dict, runs_dir: Path) -> dict[str, ClassPool]:

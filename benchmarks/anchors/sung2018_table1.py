@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.families.omniglot_gbml import COLUMNS, OmniglotGBML, parse_column
-from benchmarks.harness.base import Cell
+from benchmarks.families.omniglot_gbml import COLUMNS, OmniglotGBML
+from benchmarks.harness.base import Cell, way_shot
 from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import ClassPool, load_cache, read_split
 from metarepro.data.store import DataError, data_root
@@ -86,7 +86,7 @@ class Sung2018Table1(OmniglotGBML):
         "construction. The same RelationNet under L2G's protocol (l2g-omniglot, 20K updates, 15 queries) gave 97.57 +/- 0.22.")}
 
     def config(self, cell: Cell, scale: str) -> dict:
-        ways, shots = parse_column(cell.column)
+        ways, shots = way_shot(cell.column)
         return {"benchmark": self.id, "method": cell.row, "ways": ways, "shots": shots, "train_queries": QUERIES[(ways, shots)],
                 "test_queries": shots, "scale": scale, **PROTOCOL, **SCALES[scale]}
 

@@ -56,7 +56,7 @@ from torch import nn
 
 from benchmarks.families.fewshot_metric import omniglot_pools
 from benchmarks.families.unraveling_images import best_finite
-from benchmarks.harness.base import Benchmark, Cell, CellResult
+from benchmarks.harness.base import Benchmark, Cell, CellResult, way_shot
 from benchmarks.unraveling.omniglot_heads import classical_lr_factor_compressed
 from metarepro.episodes import Episode, task_rng
 from metarepro.journal import ScoreJournal, state_digest
@@ -117,11 +117,6 @@ SCALES = {"paper": {}, "quick": {"iterations": 1000, "val_episodes": 100},
                     "finetune_grid": [(0.1, 20)]}}
 
 
-def parse_column(column: str) -> tuple[int, int]:
-    ways, shots = column.split()
-    return int(ways.split("-")[0]), int(shots.split("-")[0])
-
-
 def cosine_nearest_neighbour(support: torch.Tensor, labels: torch.Tensor, query: torch.Tensor, ways: int) -> torch.Tensor:
     """``(q, ways)`` scores: per class, the highest cosine similarity of the query to that class's support examples
     (so the argmax is the label of the nearest support example). ``support (n, d)``, ``labels (n,)``, ``query (q, d)``."""
@@ -164,7 +159,7 @@ class Vinyals2016Table1(Benchmark):
         return row in (MATCHING, MATCHING_FT) if variant == SUPPORT_NORMALISED else row == PIXELS
 
     def config(self, cell: Cell, scale: str) -> dict:
-        ways, shots = parse_column(cell.column)
+        ways, shots = way_shot(cell.column)
         training = "none" if cell.row == PIXELS else "classical" if cell.row.startswith("Baseline") else "matching"
         queries = 5 if shots + 15 > 20 else 15
         cfg = {"benchmark": self.id, "row": cell.row, "column": cell.column, "scale": scale, "training": training,
@@ -210,7 +205,7 @@ class Vinyals2016Table1(Benchmark):
         return cfg["iterations"] * image_s * images[cfg["training"]], float(test_s)
 
     def trivial_score(self, cell: Cell, scale: str) -> float:
-        return 100.0 / parse_column(cell.column)[0]
+        return 100.0 / way_shot(cell.column)[0]
 
     def dataset_digest(self) -> str | None:
         from metarepro.data.sources import OMNIGLOT

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness.base import Benchmark, Cell, CellResult
+from benchmarks.harness.base import Benchmark, Cell, CellResult, way_shot
 from metarepro.data.fixtures import make_omniglot
 from metarepro.data.omniglot import ClassPool, load_cache, read_split, seeded_character_split
 from metarepro.data.store import DataError, data_root
@@ -36,12 +36,6 @@ COLUMNS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
 #: what ``quick`` and ``smoke`` change; everything else is the paper's protocol
 SMOKE_DATA = {"data": "fixture", "filters": 8}
 ROTATIONS = (0, 90, 180, 270)
-
-
-def parse_column(column: str) -> tuple[int, int]:
-    """``"20-way 5-shot"`` -> ``(20, 5)``."""
-    way, shot = column.split()
-    return int(way.split("-")[0]), int(shot.split("-")[0])
 
 
 def minibatch_order(rng: np.random.Generator, n: int, batch: int, count: int) -> np.ndarray:
@@ -115,7 +109,7 @@ class OmniglotGBML(Benchmark):
     # -- shared --------------------------------------------------------------
     def trivial_score(self, cell: Cell, scale: str) -> float:
         """Chance accuracy, %."""
-        return 100.0 / parse_column(cell.column)[0]
+        return 100.0 / way_shot(cell.column)[0]
 
     def dataset_digest(self) -> str | None:
         from metarepro.data.sources import OMNIGLOT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,14 @@ def did_you_mean(name: str, known) -> str:
     """``" (did you mean 'x'?)"`` for the closest of the ``known`` names (difflib's ratio at least 0.75), else ``""``."""
     close = difflib.get_close_matches(name, [str(k) for k in known], n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def way_shot(column: str) -> tuple[int, int]:
+    """A classification column's ``(ways, shots)``: ``"20-way 5-shot"`` -> ``(20, 5)``."""
+    match = re.fullmatch(r"(\d+)-way (\d+)-shot", column)
+    if match is None:
+        raise ValueError(f"expected a column like '5-way 1-shot', got {column!r}")
+    return int(match[1]), int(match[2])
 
 
 @dataclass(frozen=True)
