@@ -110,6 +110,16 @@ def conv4_layout(layout: str):
         _conv4_cpu_layout = previous
 
 
+def init_batchnorm_scales(model: nn.Module, how: str) -> None:
+    """Start every ``BatchNorm2d`` scale of ``model`` at 1 (``"ones"``: PyTorch 1.2 and later) or uniform in [0, 1)
+    (``"uniform"``: PyTorch up to 1.1, ``_BatchNorm.reset_parameters``; pytorch/pytorch#12325 changed it), in place."""
+    if how not in ("ones", "uniform"):
+        raise ValueError(f"unknown BatchNorm weight initialisation {how!r}; choose 'ones' or 'uniform'")
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight) if how == "ones" else nn.init.uniform_(module.weight)
+
+
 class Conv4(nn.Module):
     """The four-block convolutional embedding of few-shot learning.
 
@@ -132,14 +142,9 @@ class Conv4(nn.Module):
 
     def __init__(self, in_channels: int = 1, filters: int = 64, pool: bool = True, bn_weight_init: str = "ones"):
         super().__init__()
-        if bn_weight_init not in ("ones", "uniform"):
-            raise ValueError(f"unknown BatchNorm weight initialisation {bn_weight_init!r}; choose 'ones' or 'uniform'")
         self.pool = pool
         self.blocks = nn.Sequential(*(conv_block(in_channels if i == 0 else filters, filters, pool) for i in range(4)))
-        if bn_weight_init == "uniform":
-            for module in self.modules():
-                if isinstance(module, nn.BatchNorm2d):
-                    nn.init.uniform_(module.weight)
+        init_batchnorm_scales(self, bn_weight_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu":

@@ -33,6 +33,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from methods.backbones import init_batchnorm_scales
+
 FORMS = ("r2d2", "metaoptnet")
 
 
@@ -57,8 +59,6 @@ class R2D2Encoder(nn.Module):
         super().__init__()
         if form not in FORMS:
             raise ValueError(f"unknown R2-D2 encoder form {form!r}; choose one of {FORMS}")
-        if bn_weight_init not in ("ones", "uniform"):
-            raise ValueError(f"unknown BatchNorm weight initialisation {bn_weight_init!r}; choose 'ones' or 'uniform'")
         c1, c2, c3, c4 = channels
         self.form = form
         self.block1 = _block(in_channels, c1, 2, True, 0.0)
@@ -70,10 +70,7 @@ class R2D2Encoder(nn.Module):
         else:
             self.block3 = _block(c2, c3, 2, True, 0.1)
             self.block4 = _block(c3, c4, 2, False, 0.3)
-        if bn_weight_init == "uniform":
-            for module in self.modules():
-                if isinstance(module, nn.BatchNorm2d):
-                    nn.init.uniform_(module.weight)
+        init_batchnorm_scales(self, bn_weight_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu":
