@@ -74,7 +74,7 @@ def test_batchnorm_scales_can_start_as_pytorch_up_to_1_1_started_them(build):
     bns = [m for m in build(bn_weight_init="uniform").modules() if isinstance(m, torch.nn.BatchNorm2d)]
     scales = torch.cat([m.weight.detach() for m in bns])
     assert len(scales) == 256 and scales.min() >= 0 and scales.max() < 1 and abs(float(scales.mean()) - 0.5) < 0.07
-    assert all(float(m.bias.abs().max()) == 0 for m in bns)
+    assert all(float(m.bias.detach().abs().max()) == 0 for m in bns)
     default = [m.weight for m in build().modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert all(bool((w == 1).all()) for w in default)
     with pytest.raises(ValueError, match="BatchNorm weight initialisation"):
