@@ -426,6 +426,12 @@ def test_checkpointed_fraction_follows_each_benchmark_s_run_folders(isolated_res
     assert checkpointed_fraction(nichol, second, "paper") == pytest.approx(0.25)
     assert checkpointed_fraction(nichol, first, "paper") == 0.0  # first order trains under nichol2018-table1 itself
 
+    # a config that counts epochs: bertinetto2019-omniglot trains to 1,200 epochs of 100 episodes at the most
+    r2d2, cell = BENCHMARKS["bertinetto2019-omniglot"], Cell("R2-D2 (64C)", "5-way 1-shot")
+    assert "iterations" not in r2d2.config(cell, "paper") and r2d2.iterations(r2d2.config(cell, "paper")) == 120_000
+    _checkpoint_at(f"{r2d2.id}/paper/{r2d2.training_key(cell, 'paper')}", 30_000)
+    assert checkpointed_fraction(r2d2, cell, "paper") == pytest.approx(0.25)
+
     # what `reproduce` announces: the remaining training (no timed record here: the rough estimate, its training part
     # scaled) plus the test: five runs of 60,000 iterations at 9 s and of 600 tasks at 80 ms (guiroy's estimates)
     assert group_seconds(guiroy, [maml], "paper", remaining=True) == pytest.approx(5 * 60_000 * 9.0 * 3.5 / 5 + 5 * 600 * 0.08)

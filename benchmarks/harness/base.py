@@ -294,9 +294,14 @@ class Benchmark:
         """Cells with the same key share one trained model (and checkpoint)."""
         return cell.slug
 
+    def iterations(self, cfg: dict) -> int | None:
+        """The iterations a training of ``cfg`` runs at the most (what its ``checkpoint.pt`` counts to), or None where
+        its checkpoints count none (e.g. snell2017-table1's two phases)."""
+        return cfg.get("iterations")
+
     def run_directories(self, cell: Cell, scale: str) -> list[str]:
         """Folders (under the runs root, ``<benchmark>/<scale>/<name>``) whose ``checkpoint.pt`` trains the cell's
-        model(s), each to ``config(cell, scale)["iterations"]``: what ``reproduce`` resumes and ``list --runs`` shows."""
+        model(s), each to :meth:`iterations` of its config: what ``reproduce`` resumes and ``list --runs`` shows."""
         return [f"{self.id}/{scale}/{self.training_key(cell, scale)}"]
 
     def data_available(self) -> bool:

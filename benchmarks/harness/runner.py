@@ -150,13 +150,15 @@ def projected_train_test(benchmark: Benchmark, cell: Cell, scale: str, remaining
 
 def checkpointed_fraction(benchmark: Benchmark, cell: Cell, scale: str) -> float:
     """Fraction of the cell's training already checkpointed: the mean over its run folders
-    (:meth:`~benchmarks.harness.base.Benchmark.run_directories`) of ``iteration / iterations`` (0 for a folder with no
-    readable ``checkpoint.pt``; 0 where the config counts no iterations, e.g. snell2017-table1's epochs). A folder
+    (:meth:`~benchmarks.harness.base.Benchmark.run_directories`) of ``iteration / iterations``
+    (:meth:`~benchmarks.harness.base.Benchmark.iterations`; 0 for a folder with no readable ``checkpoint.pt``, and where
+    the checkpoints count no iterations, e.g. snell2017-table1's phases). Of a training that early stopping may end
+    sooner (bertinetto2019-omniglot's), the fraction of its cap. A folder
     ``runs/`` lacks counts its parked copy (:mod:`benchmarks.harness.parking`), which ``reproduce`` resumes from, or as
     finished where the benchmark restores it from the weights a current record pinned (``restores_pinned_trainings``)."""
     from benchmarks.harness.parking import parked_root
 
-    iterations = benchmark.config(cell, scale).get("iterations")
+    iterations = benchmark.iterations(benchmark.config(cell, scale))
     folders = benchmark.run_directories(cell, scale)
     if not iterations or not folders:
         return 0.0
@@ -227,7 +229,7 @@ def checkpointed_runs() -> list[dict]:
         except OSError:  # removed meanwhile (a `reproduce --restart`)
             continue
         iteration = _checkpoint_iteration(path)
-        target = cells[0][0].config(cells[0][1], scale).get("iterations") if cells and path.name == "checkpoint.pt" else None
+        target = cells[0][0].iterations(cells[0][0].config(cells[0][1], scale)) if cells and path.name == "checkpoint.pt" else None
         if cells:
             labels = "; ".join(c.label if b.id == benchmark_id else f"{b.id}: {c.label}" for b, c in cells)
         elif benchmark_id not in BENCHMARKS:
