@@ -579,6 +579,13 @@ def criterion_path(best_path: Path, name: str) -> Path:
     return best_path.with_name(f"{best_path.stem}-{name}{best_path.suffix}")
 
 
+def is_snapshot(path: Path) -> bool:
+    """Whether ``path`` is a model early stopping kept (``best.pt``, snell's ``train-best.pt``, ``best-<criterion>.pt``,
+    ``top-<i>.pt``), not a training's progress (its ``checkpoint.pt``, or a phase's)."""
+    name = Path(path).name
+    return name.endswith("best.pt") or name.startswith(("top-", "best-"))
+
+
 def _improves(value: float, best: float | None, ties_improve: bool) -> bool:
     return best is None or value < best or (ties_improve and value == best)
 

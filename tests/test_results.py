@@ -361,11 +361,12 @@ def test_cells_sharing_a_model_are_projected_as_one_training_and_each_cell_s_tes
     assert group_seconds(nichol, cells, "paper") == pytest.approx(0.100 * 100_000 + (30.0 + 20.0) * 10_000 / 300)
 
 
-def _checkpoint_at(folder: str, iteration: int) -> None:
+def _checkpoint_at(folder: str, iteration: int, **state) -> None:
     from benchmarks.harness.runner import runs_dir
     from metarepro.trainer import CHECKPOINT_FORMAT, save_checkpoint
 
-    save_checkpoint(runs_dir() / folder / "checkpoint.pt", {"format": CHECKPOINT_FORMAT, "config_hash": None, "state": {"iteration": iteration}})
+    save_checkpoint(runs_dir() / folder / "checkpoint.pt",
+                    {"format": CHECKPOINT_FORMAT, "config_hash": None, "state": {"iteration": iteration, **state}})
 
 
 def test_checkpointed_runs_name_their_cells_and_progress(isolated_results):
@@ -375,10 +376,13 @@ def test_checkpointed_runs_name_their_cells_and_progress(isolated_results):
     reptile_key = nichol.training_key(Cell("Reptile", "5-way 1-shot"), "paper")
     maml_key = finn.training_key(Cell("MAML", "5-way 1-shot"), "paper")
     _checkpoint_at(f"{nichol.id}/paper/{reptile_key}", 64_000)
-    _checkpoint_at(f"{finn.id}/paper/{maml_key}", 10_000)
-    _checkpoint_at(f"{nichol.id}/paper/reptile-5w-0123456789abcdef", 5)  # a configuration this checkout no longer has
+    _checkpoint_at(f"{finn.id}/paper/{maml_key}", 10_000, criteria={"1shot": {"best_value": -0.9, "best_iteration": 3100, "wait": 16},
+                                                                     "5shot": {"best_value": -0.99, "best_iteration": 9000, "wait": 2}})
+    # a configuration this checkout no longer has
+    _checkpoint_at(f"{nichol.id}/paper/reptile-5w-0123456789abcdef", 5, best_value=0.1, best_iteration=4, wait=3, stopped_early=True)
     _checkpoint_at("no-such-benchmark/paper/x", 5)
     (runs_dir() / nichol.id / "paper" / reptile_key / "best.pt").write_bytes(b"")  # a snapshot, not progress: left out
+    (runs_dir() / finn.id / "paper" / maml_key / "best-1shot.pt").write_bytes(b"")  # one criterion's: likewise
     rows = {(r["benchmark"], r["run"]): r for r in checkpointed_runs()}
     assert len(rows) == 4
     row = rows[(nichol.id, f"{reptile_key}/checkpoint.pt")]
@@ -388,10 +392,13 @@ def test_checkpointed_runs_name_their_cells_and_progress(isolated_results):
     # finn's MAML model also serves nichol's second-order MAML row (trained once, under finn2017-table1)
     maml = rows[(finn.id, f"{maml_key}/checkpoint.pt")]
     assert (maml["iteration"], maml["of"]) == (10_000, 60_000)
+    assert maml["validation"] == "1shot: best at 3100, 16 validation(s) since; 5shot: best at 9000, 2 validation(s) since"
+    assert row["validation"] == "-"  # validates nothing
     assert "nichol2018-table1: MAML + Transduction / 5-way 1-shot" in maml["cells"].split("; ")
     assert "1st-order" not in maml["cells"]
     stale = rows[(nichol.id, "reptile-5w-0123456789abcdef/checkpoint.pt")]
     assert stale["of"] == "-" and stale["cells"].startswith("(no cell's current configuration")
+    assert stale["validation"] == "best at 4, 3 validation(s) since; stopped early"
     assert rows[("no-such-benchmark", "x/checkpoint.pt")]["cells"] == "(not a benchmark of this checkout)"
 
 

@@ -57,8 +57,9 @@ def _run_files(folder: Path) -> list[Path]:
 def _training_files(folder: Path) -> list[Path]:
     """The files that hold training progress: the ``*.pt`` files but early stopping's ``*best.pt``, ``best-<criterion>.pt``
     and ``top-<i>.pt``."""
-    return [p for p in _run_files(folder)
-            if p.suffix == ".pt" and not (p.name.endswith("best.pt") or p.name.startswith(("top-", "best-")))]
+    from metarepro.trainer import is_snapshot
+
+    return [p for p in _run_files(folder) if p.suffix == ".pt" and not is_snapshot(p)]
 
 
 def progress(folder: Path) -> tuple[str | None, int]:

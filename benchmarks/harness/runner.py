@@ -30,7 +30,7 @@ from metarepro import results as R
 from metarepro.atomic import file_lock, lock_timeouts
 from metarepro.evaluate import mean_ci95
 from metarepro.runtime import keep_freed_memory
-from metarepro.trainer import NonFiniteLossError, collect_trainings, set_run_context, stop_on_signals, stop_requested
+from metarepro.trainer import NonFiniteLossError, collect_trainings, is_snapshot, set_run_context, stop_on_signals, stop_requested
 from methods.backbones import conv4_cpu_layout
 
 
@@ -176,16 +176,40 @@ def checkpointed_fraction(benchmark: Benchmark, cell: Cell, scale: str) -> float
     return sum(min(1.0, reached(f) / iterations) for f in folders) / len(folders)
 
 
-def _checkpoint_iteration(path: Path) -> int | None:
-    """The iteration a checkpoint was written at; ``None`` where there is no readable one."""
+def _checkpoint_state(path: Path) -> dict | None:
+    """The training state a checkpoint holds (:class:`metarepro.trainer.TrainState` as saved); ``None`` where there is
+    no readable one."""
     from metarepro.trainer import CheckpointError, load_checkpoint
 
     if not path.is_file():
         return None
     try:
-        return int(load_checkpoint(path)["state"]["iteration"])
+        state = load_checkpoint(path)["state"]
+        int(state["iteration"])
+        return state
     except (CheckpointError, KeyError, TypeError, ValueError):
         return None
+
+
+def _checkpoint_iteration(path: Path) -> int | None:
+    """The iteration a checkpoint was written at; ``None`` where there is no readable one."""
+    state = _checkpoint_state(path)
+    return None if state is None else int(state["iteration"])
+
+
+def early_stopping_summary(state: dict) -> str:
+    """Where a training's validation stands: ``"best at 3100, 16 validations since"`` (per named criterion where it
+    selects on several), ``"stopped early"`` once patience ran out; ``"-"`` for a training that validates nothing."""
+    def one(best_iteration, wait) -> str:
+        return f"best at {best_iteration}, {wait} validation(s) since"
+
+    if state.get("criteria"):
+        text = "; ".join(f"{name}: {one(c['best_iteration'], c['wait'])}" for name, c in state["criteria"].items())
+    elif state.get("best_iteration") is not None:
+        text = one(state["best_iteration"], state.get("wait", 0))
+    else:
+        return "-"
+    return text + ("; stopped early" if state.get("stopped_early") else "")
 
 
 def served_folders() -> dict[str, list[tuple[Benchmark, Cell]]]:
@@ -207,7 +231,7 @@ def checkpointed_runs() -> list[dict]:
 
     Folders are matched to cells through :meth:`~benchmarks.harness.base.Benchmark.run_directories` (a folder can serve
     cells of several benchmarks: finn2017-table1's MAML models also serve nichol2018-table1's MAML rows).
-    Early-stopping snapshots (``*best.pt``, ``top-<i>.pt``) are not training progress and are left out. A parked copy
+    Early stopping's kept models (:func:`metarepro.trainer.is_snapshot`) are not training progress and are left out. A parked copy
     (:mod:`benchmarks.harness.parking`) of a folder ``runs/`` lacks is listed with ``(parked)`` after its file name.
     """
     from benchmarks import BENCHMARKS
@@ -219,7 +243,7 @@ def checkpointed_runs() -> list[dict]:
     folders_here = {p.parent.relative_to(runs_dir()) for p in here}
     parked = [p for p in sorted(parked_root().glob("*/*/*/*.pt")) if p.parent.relative_to(parked_root()) not in folders_here]
     for path in here + parked:
-        if path.name.endswith("best.pt") or path.name.startswith("top-"):
+        if is_snapshot(path):
             continue
         root = runs_dir() if path in here else parked_root()
         benchmark_id, scale, name = path.parent.relative_to(root).parts
@@ -228,7 +252,8 @@ def checkpointed_runs() -> list[dict]:
             written = time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime))
         except OSError:  # removed meanwhile (a `reproduce --restart`)
             continue
-        iteration = _checkpoint_iteration(path)
+        state = _checkpoint_state(path)
+        iteration = None if state is None else int(state["iteration"])
         target = cells[0][0].iterations(cells[0][0].config(cells[0][1], scale)) if cells and path.name == "checkpoint.pt" else None
         if cells:
             labels = "; ".join(c.label if b.id == benchmark_id else f"{b.id}: {c.label}" for b, c in cells)
@@ -238,7 +263,8 @@ def checkpointed_runs() -> list[dict]:
             labels = "(no cell's current configuration: an older one)"
         rows.append({
             "benchmark": benchmark_id, "scale": scale, "run": f"{name}/{path.name}" + ("" if root == runs_dir() else " (parked)"),
-            "iteration": "-" if iteration is None else iteration, "of": target or "-", "written (UTC)": written,
+            "iteration": "-" if iteration is None else iteration, "of": target or "-",
+            "validation": "-" if state is None else early_stopping_summary(state), "written (UTC)": written,
             "records current": f"{sum(is_current(b, c, scale) for b, c in cells)}/{len(cells)}" if cells else "-",
             "cells": labels,
         })
