@@ -254,7 +254,7 @@ def test_the_long_maml_head_variant_rescores_the_same_models_with_more_steps_onl
     with pytest.raises(KeyError, match="does not apply"):
         H.BENCHMARK.check_cell(Cell("R2-D2", "SVM", H.LONG_MAML_HEAD))
     assert {c.column for c in H.BENCHMARK.cells(variants=["all"], scale="paper") if c.variant != "main"} == {"MAML"}
-    assert all(c.variant == "main" for c in OMNIGLOT.cells(variants=["all"], scale="paper"))
+    assert {c.variant for c in OMNIGLOT.cells(variants=["all"], scale="paper")} == {"main", "task-batchnorm"}
     # a re-scoring cell is projected by its test, which the longer grid makes longer: the training is the main cell's
     (main_train, main_test), (long_train, long_test) = (H.BENCHMARK.estimated_train_test(c, "paper") for c in (main, long))
     assert long_train == main_train and long_test > 2 * main_test > 0
@@ -390,3 +390,53 @@ def test_a_diverged_choice_is_never_the_best_whatever_its_position():
     assert max({"a": nan, "b": 60.0}, key={"a": nan, "b": 60.0}.get) == "a"  # why: plain max keeps a leading NaN
     with pytest.raises(FloatingPointError, match="x: every choice diverged"):
         best_finite({"a": nan}, "x")
+
+
+def test_the_task_batchnorm_variant_measures_the_strided_rows_again_in_task_sized_passes():
+    """Claim 1's strided nets normalise every forward pass by its own statistics: the variant measures the same trained
+    models with each pass 5 classes x 2 images (MAML's task size), the metric still over the whole 64-class batch."""
+    from benchmarks.families.unraveling_images import separation_metrics
+    from benchmarks.unraveling import omniglot as O
+
+    main, variant = Cell("MAML", "R_HV", seed=1), Cell("MAML", "R_HV", O.TASK_BATCHNORM, seed=1)
+    assert O.BENCHMARK.training_key(variant, "paper") == O.BENCHMARK.training_key(main, "paper")  # nothing trains again
+    assert O.BENCHMARK.config(variant, "paper")["metric_chunk_classes"] == 5
+    extra = {(c.row, c.column) for c in O.BENCHMARK.cells(variants=["all"], scale="paper") if c.variant != "main"}
+    assert extra == {(r, c) for r in O.STRIDED_ROWS for c in ("R_FC", "R_HV")}
+    with pytest.raises(KeyError, match="does not apply"):
+        O.BENCHMARK.check_cell(Cell("ProtoNet", "R_FC", O.TASK_BATCHNORM))
+
+    class Pool:  # 12 classes of 4 drawings; pixel values name the class
+        counts = np.full(12, 4)
+
+        def __len__(self):
+            return 12
+
+        def images(self, classes, items):
+            return (np.asarray(classes)[:, None, None, None] * 20 + np.asarray(items)[:, :, None, None] * np.ones((1, 1, 3, 3))).astype(np.uint8)
+
+    class BatchCentred(torch.nn.Module):  # features depend on the pass, as batch-statistics BatchNorm makes them
+        def __init__(self):
+            super().__init__()
+            self.passes = []
+
+        def forward(self, x):
+            self.passes.append(x)
+            f = x.flatten(1) + torch.linspace(0, 1, 9) * x.flatten(1) ** 2
+            return f - f.mean(0)
+
+    cfg = {"metric_batches": 2, "metric_classes": 6, "test_seed": 3, "measure": "R_FC"}
+    chunked, whole = BatchCentred(), BatchCentred()
+    got = separation_metrics(chunked, Pool(), {**cfg, "metric_chunk_classes": 2}, "cpu")
+    one_pass = separation_metrics(whole, Pool(), cfg, "cpu")
+    assert [len(x) for x in chunked.passes] == [4] * 6 and [len(x) for x in whole.passes] == [12, 12]
+    for b in range(2):  # oracle: each pass of 2 classes x 2 images centred on its own, then R_FC over the batch's 6 classes
+        images = torch.cat(chunked.passes[3 * b:3 * b + 3])
+        assert torch.equal(images, whole.passes[b])  # the same images, split into passes
+        labels = torch.round(images.flatten(1)[:, 0] * 255 / 20).long()
+        feats = []
+        for i in range(0, 12, 4):
+            f = images[i:i + 4].flatten(1) + torch.linspace(0, 1, 9) * images[i:i + 4].flatten(1) ** 2
+            feats.append(f - f.mean(0))
+        assert got[b] == pytest.approx(float(feature_clustering(torch.cat(feats).double(), labels)), rel=1e-12)
+    assert not np.allclose(got, one_pass)  # per-pass statistics change the number

@@ -360,9 +360,19 @@ def finetune_grid_accuracies(backbone: nn.Module, grid, episodes: list[Episode],
 @torch.no_grad()
 def separation_metrics(extractor: nn.Module, pool, cfg: dict, device: str) -> np.ndarray:
     """``R_FC`` or ``R_HV`` (``cfg["measure"]``) of ``metric_batches`` batches of 2 images of every class of ``pool``
-    (or of ``cfg["metric_classes"]`` classes drawn per batch)."""
+    (or of ``cfg["metric_classes"]`` classes drawn per batch). With ``cfg["metric_chunk_classes"]`` a batch's features
+    come from forward passes of that many classes' images each (what batch-statistics BatchNorm normalises over), the
+    metric still over the whole batch."""
     was = extractor.training
     extractor.eval()
+    chunk = 2 * cfg.get("metric_chunk_classes", 0)
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        images = images.to(device)
+        if not chunk:
+            return extractor(images).double()
+        return torch.cat([extractor(images[i:i + chunk]) for i in range(0, len(images), chunk)]).double()
+
     try:
         out = []
         for b in range(cfg["metric_batches"]):
@@ -375,13 +385,13 @@ def separation_metrics(extractor: nn.Module, pool, cfg: dict, device: str) -> np
                 a, b2 = shuffled[0::2], shuffled[1::2]
                 classes = chosen[np.concatenate([a, a, b2, b2])]
                 items = np.concatenate([pairs[a, 0], pairs[a, 1], pairs[b2, 0], pairs[b2, 1]])
-                feats = extractor(labelled_images(pool, classes, items).to(device)).double()
+                feats = features(labelled_images(pool, classes, items))
                 # by arithmetic, not by the script's (swapped) names: its hyperplane_variation is the within / between
                 # ratio R_FC names, its feature_clustering the normalised difference R_HV names
                 value = code_hyperplane_variation(feats) if cfg["measure"] == "R_FC" else code_feature_clustering(feats)
             else:
-                classes, items = np.repeat(chosen, 2), pairs.reshape(-1)
-                feats = extractor(labelled_images(pool, classes, items).to(device)).double()
+                classes, items = np.repeat(chosen, 2), pairs.reshape(-1)  # a class's two images side by side
+                feats = features(labelled_images(pool, classes, items))
                 labels = torch.from_numpy(classes).to(device)
                 value = (feature_clustering(feats, labels) if cfg["measure"] == "R_FC"
                          else hyperplane_variation_of_batch(feats, labels))

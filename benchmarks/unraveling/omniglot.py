@@ -45,7 +45,8 @@ with the prototype head, a score that rewards clustered features. BatchNorm adds
 which does not say how it measured]: neither strided net keeps running statistics (Finn's code normalises every batch by
 its own, at test too), so ``R_FC`` / ``R_HV`` normalise each metric batch of 64 classes x 2 images by its own
 statistics: the conditions the classical model trained in (128 random images), not MAML's (5-class tasks of 10 images).
-The selection and BatchNorm both lean toward classical, the direction sec. 4.6 reports.
+The selection and BatchNorm both lean toward classical, the direction sec. 4.6 reports. Variant ``task-batchnorm``
+measures the strided rows again with each forward pass 5 classes x 2 images (MAML's task size), no new training.
 The pipeline is not the anchors' data: ``finn2017-table1`` and ``nichol2018-table1`` train on 1,200 characters (here
 Vinyals' 1,028), Finn's images are inverted (here not) and Nichol tests on unrotated characters (here rotated ones too).
 Both rows of every claim share it, so the claims stay paired; the anchors' numbers are not expected here.
@@ -115,6 +116,11 @@ MEASURES = {"paper": {"metric_batches": 100, "metric_classes": 64, "linear_head_
 SHARED = {"ProtoNet": "ProtoNet", "R2-D2": "R2-D2", "MetaOptNet-SVM": "MetaOptNet-SVM", "Classical": "Classical"}
 HIGHER_IS_BETTER = {**dict.fromkeys(SEPARATION + ("distance 1-shot", "distance 5-shot"), False),
                     **dict.fromkeys(ACCURACY + ("1-shot", "5-shot"), True)}
+#: the measurement variant of claim 1's strided rows (module docstring: the BatchNorm asymmetry)
+TASK_BATCHNORM = "task-batchnorm"
+STRIDED_ROWS = ("MAML", "First-order MAML", "Classical (MAML's Conv-4)")
+#: classes per forward pass under TASK_BATCHNORM: 5 classes x 2 images, the size of a 5-way 1-shot MAML task with its query
+TASK_CLASSES = 5
 
 
 class UnravelingOmniglot(UnravelingOmniglotHeads):
@@ -125,7 +131,14 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
     higher_is_better = True
     rows = tuple(ROWS)
     columns = tuple(dict.fromkeys(SEPARATION + ACCURACY + REPTILE_COLUMNS))
-    variants: dict = {}  # the heads benchmark's MAML-head variant has no column here
+    # (the heads benchmark's MAML-head variant has no column here)
+    variants = {TASK_BATCHNORM: f"R_FC / R_HV of the strided nets ({', '.join(STRIDED_ROWS)}) from forward passes of "
+                                f"{TASK_CLASSES} classes x 2 images, so that their batch-statistics BatchNorm normalises as in "
+                                "MAML's 5-way 1-shot tasks (the main protocol passes a metric batch's 64 classes at once); "
+                                "the same trained models, measured again"}
+
+    def variant_applies(self, row: str, column: str, variant: str) -> bool:
+        return variant == TASK_BATCHNORM and row in STRIDED_ROWS and column in SEPARATION
 
     def column_higher_is_better(self, column: str) -> bool:
         return HIGHER_IS_BETTER[column]
@@ -189,8 +202,9 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
                    else "head" if cell.column in ACCURACY else "adapted")
         shots = 5 if "5-shot" in cell.column else 1
         selection = {"selection": "SVM 5-way 1-shot validation accuracy"} if self.tuned(cell.row) else {}
+        chunks = {"variant": cell.variant, "metric_chunk_classes": TASK_CLASSES} if cell.variant == TASK_BATCHNORM else {}
         return {**models[0], "benchmark": self.id, "row": cell.row, "column": cell.column, "scale": scale, "models": models,
-                "measure": measure, "test_shots": shots, **selection, **MEASURES[scale]}
+                "measure": measure, "test_shots": shots, **selection, **MEASURES[scale], **chunks}
 
     def training_key(self, cell: Cell, scale: str) -> str:
         return "+".join(self.model_keys(cell, scale))
