@@ -15,7 +15,11 @@ code (github.com/baiksung/ALFA, ``inner_loop_optimizers.py``) differ:
   alpha0 * alpha1`` with the generator's raw outputs; ``beta0`` starts at 1,
   ``alpha0`` at the inner learning rate. The paper does not give the
   generator's initialisation: its last layer starts at weight 0, bias 1, so
-  training starts from MAML (a choice of this suite).
+  training starts from MAML (a choice of this suite). With a fixed random
+  initialisation (``learn_init=False``) every form, this one too, updates
+  ``theta <- (1 - beta * d) theta - alpha grad`` with the code's per-parameter
+  decay ``d``: the released code's random-initialisation update, which the
+  paper does not write out.
 * ``"code"``: the released code, ``theta <- (1 - beta0*beta1) theta -
   alpha0*alpha1 grad`` with raw outputs and PyTorch's default initialisation;
   ``beta0`` starts at ``weight_decay * inner_lr`` (5e-4 times the rate).

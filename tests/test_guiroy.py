@@ -278,6 +278,10 @@ def test_probe_settings_leave_the_training_key_alone_and_the_epoch_does_not(monk
     for b, c in cells.items():  # the test adaptation the probes run is part of what they measure
         cfg = b.config(c, "paper")
         assert G.probe_settings({**cfg, "test_queries": cfg["test_queries"] + 1}) != G.probe_settings(cfg)
+        before = G.probe_settings(cfg)  # so is the probe code's version
+        monkeypatch.setattr(G, "PROBE_VERSION", G.PROBE_VERSION + 1)
+        assert G.probe_settings(cfg) != before and b.training_key(c, "paper") == keys[b]
+        monkeypatch.setattr(G, "PROBE_VERSION", G.PROBE_VERSION - 1)
     monkeypatch.setitem(G.PROBES, "epoch", 250)
     assert G.FIG2.training_key(cells[G.FIG2], "paper") != keys[G.FIG2]
 
@@ -324,6 +328,8 @@ def test_a_claim_can_leave_out_the_untrained_model_and_read_up_to_a_peak():
     assert [p["iteration"] for p in rise.points(curve)] == [500]
     assert [p["iteration"] for p in fall.points(curve)] == [1500, 2000, 2500]
     assert [p["iteration"] for p in CorrelationClaim("all", "MAML", "iteration", "sharpness").points(curve)][0] == 0
+    assert rise.peak_iteration(curve) == fall.peak_iteration(curve) == 1000  # the untrained model's 9.0 is not the peak
+    assert CorrelationClaim("all", "MAML", "iteration", "sharpness").peak_iteration(curve) is None
     with pytest.raises(ValueError, match="not both"):
         CorrelationClaim("bad", "MAML", "x", "y", after_peak_of="y", until_peak_of="y")
 
@@ -341,7 +347,7 @@ def test_a_run_whose_peak_is_its_last_point_is_shown_undefined_not_counted(isola
                                      deviations=[], provenance={}, seed=seed, extra={"probe_curve": curve}), cell.slug)
     checks = {c["claim"]: c for c in correlation_checks(FIG2) if c["column"] == "5-way 1-shot"}
     after_peak = checks["MAML: after its peak, meta-test sharpness keeps falling (sec. 5.1)"]
-    assert after_peak["R per run"].startswith("0: undefined; 1: ") and after_peak["seeds"] == 2
+    assert after_peak["R per run"].startswith("0: undefined (peak at iteration 200); 1: ") and after_peak["seeds"] == 2
     assert after_peak["holds"] == "too few seeds (2 of 3)"
     falling = checks["MAML: the meta-test support loss falls along meta-training (sec. 5.1)"]
     assert falling["seeds"] == 3 and falling["holds"] == "yes"

@@ -71,6 +71,10 @@ RUNS_HOME = "guiroy-omniglot"
 ROWS = {"MAML": False, "First-Order MAML": True}  # row -> first order
 PROBES = {"epoch": 500, "sharpness_tasks": 60, "coherence_tasks": 500, "train_tasks": 100, "power_iterations": 50,
           "probe_seed": 2020, "probe_chunk": 50}
+#: the code of a probe point (:func:`landscape_measure` and the :mod:`metarepro.landscape` metrics it calls): bump it when
+#: a fix changes what a point measures, and every run re-takes its points from its snapshots (:func:`probe_settings`)
+#: instead of keeping points of two definitions on one curve
+PROBE_VERSION = 1
 #: settings outside :data:`PROBES` that a probe point depends on (:func:`probe_settings`)
 PROBE_TEST_SETTINGS = ("test_queries", "test_steps", "inner_lr", "invert", "head_seed")
 SCALE_PROBES = {"paper": {}, "quick": {"sharpness_tasks": 10, "coherence_tasks": 100, "train_tasks": 50},
@@ -80,10 +84,10 @@ SCALE_PROBES = {"paper": {}, "quick": {"sharpness_tasks": 10, "coherence_tasks":
 def probe_settings(cfg: dict) -> str:
     """What a probe point measures (:class:`metarepro.trainer.Probes` ``settings``): a hash of every setting the probe
     reads, :data:`PROBES` but the epoch and those of the test adaptation it runs (queries, steps, the finetuning
-    baseline's head seed). Not part of the training key: a run whose probes change keeps its training and re-takes its
-    points from the snapshots; the epoch is (it decides which weights are snapshotted)."""
+    baseline's head seed), and of :data:`PROBE_VERSION`. Not part of the training key: a run whose probes change keeps
+    its training and re-takes its points from the snapshots; the epoch is (it decides which weights are snapshotted)."""
     read = [k for k in PROBES if k != "epoch"] + [k for k in PROBE_TEST_SETTINGS if k in cfg]
-    return config_hash({k: cfg[k] for k in read})
+    return config_hash({**{k: cfg[k] for k in read}, "probe_version": PROBE_VERSION})
 
 
 def probe_sets(benchmark: OmniglotGBML, pools: dict[str, ClassPool], cfg: dict) -> dict[str, Episode]:

@@ -110,16 +110,31 @@ class CorrelationClaim:
     until_peak_of: str | None = None
     skip_untrained: bool = False
 
+    def _trained(self, curve: list[dict]) -> list[dict]:
+        return [p for p in curve if p["iteration"] > 0] if self.skip_untrained else curve
+
+    def _peak(self, curve: list[dict]) -> int | None:
+        """Index in ``curve`` of the first maximum of ``after_peak_of`` / ``until_peak_of``; None for a claim over the whole
+        curve, or an empty one."""
+        key = self.after_peak_of or self.until_peak_of
+        return None if key is None or not curve else max(range(len(curve)), key=lambda i: curve[i][key])
+
     def points(self, curve: list[dict]) -> list[dict]:
         """The probe points the claim reads: the whole curve (less iteration 0 with ``skip_untrained``), or those after /
         before (both excluding) the peak of ``after_peak_of`` / ``until_peak_of``."""
-        if self.skip_untrained:
-            curve = [p for p in curve if p["iteration"] > 0]
-        if not curve or (self.after_peak_of is None and self.until_peak_of is None):
+        curve = self._trained(curve)
+        peak = self._peak(curve)
+        if peak is None:
             return curve
-        key = self.after_peak_of or self.until_peak_of
-        peak = max(range(len(curve)), key=lambda i: curve[i][key])
         return curve[peak + 1:] if self.after_peak_of else curve[:peak]
+
+    def peak_iteration(self, curve: list[dict]) -> int | None:
+        """The iteration of the peak the claim reads before or after (None for a claim over the whole curve): a run whose
+        peak comes within two probe points of its start (``until_peak_of``) or end (``after_peak_of``) leaves too few
+        points for a correlation, and says where its peak was instead."""
+        curve = self._trained(curve)
+        peak = self._peak(curve)
+        return None if peak is None else curve[peak]["iteration"]
 
     def __post_init__(self):
         if self.over not in ("training", "columns") or self.expected_sign not in (1, -1):

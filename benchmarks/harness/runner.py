@@ -718,11 +718,13 @@ def correlation_checks(benchmark: Benchmark) -> list[dict]:
         groups = [(c, (c,)) for c in columns] if claim.over == "training" else [(f"{columns[0]} .. {columns[-1]}", columns)]
         for label, group in groups:
             for scale in ("paper", "quick"):
-                per_seed = {}
+                per_seed, undefined = {}, {}
                 for seed in benchmark.seeds(scale):
                     found = [records.get((claim.row, c, seed, scale)) for c in group]
                     if not all(found):
                         continue
+                    peak = claim.peak_iteration(found[0]["probe_curve"]) if claim.over == "training" else None
+                    undefined[seed] = "undefined" if peak is None else f"undefined (peak at iteration {peak})"
                     points = claim.points(found[0]["probe_curve"]) if claim.over == "training" else [r["probe_curve"][-1] for r in found]
                     # undefined (a constant series, or fewer than 3 points: two give R = +-1 whatever they are, e.g. a peak
                     # next to the curve's end): shown, and not counted as a run
@@ -732,14 +734,15 @@ def correlation_checks(benchmark: Benchmark) -> list[dict]:
                 defined = [v for v in per_seed.values() if math.isfinite(v)]
                 if not defined:
                     out.append({"claim": claim.claim, "column": label, "protocol": MAIN, "scale": benchmark.scale_name(scale), "seeds": 0,
-                                "R per run": "; ".join(f"{s}: undefined" for s in per_seed), "holds": "undefined"})
+                                "R per run": "; ".join(f"{s}: {undefined[s]}" for s in per_seed), "holds": "undefined"})
                     break
                 mean, low, high = correlation_across_runs(defined)
                 # the verdict on the claimed side: a positive claim holds when the whole interval is above 0
                 centre, half = (mean, None) if low is None else ((math.atanh(low) + math.atanh(high)) / 2,
                                                                  (math.atanh(high) - math.atanh(low)) / 2)
                 out.append({"claim": claim.claim, "column": label, "protocol": MAIN, "scale": benchmark.scale_name(scale), "seeds": len(defined),
-                            "R per run": "; ".join(f"{s}: {v:+.2f}" if math.isfinite(v) else f"{s}: undefined" for s, v in per_seed.items()),
+                            "R per run": "; ".join(f"{s}: {v:+.2f}" if math.isfinite(v) else f"{s}: {undefined[s]}"
+                                                   for s, v in per_seed.items()),
                             f"R({claim.x}, {claim.y}) across runs": f"{mean:+.3f}" + ("" if low is None else f" [{low:+.3f}, {high:+.3f}]"),
                             "holds": claim_verdict(claim.expected_sign * centre, half, True, len(defined))})
                 break
