@@ -185,7 +185,8 @@ class GuiroyOmniglot(OmniglotGBML):
         ms = finn["ms_per_iteration_estimate"] * self.inner_steps / finn["inner_steps"] * meta_batch / finn["meta_batch"]
         cfg = {**finn, "benchmark": self.id, "method": cell.row, "first_order": ROWS[cell.row], "train_seed": cell.seed,
                "inner_lr": 0.1, "inner_steps": self.inner_steps, "test_steps": self.inner_steps, "meta_batch": meta_batch,
-               "ms_per_iteration_estimate": ms, "ms_per_test_task_estimate": finn["ms_per_test_task_estimate"] * self.inner_steps / 3,
+               "ms_per_iteration_estimate": ms,
+               "ms_per_test_task_estimate": finn["ms_per_test_task_estimate"] * self.inner_steps / finn["test_steps"],
                **PROBES, **SCALE_PROBES[scale]}
         if scale == "paper":
             cfg["iterations"] = 100 * cfg["epoch"]
