@@ -402,3 +402,28 @@ def test_the_mini_imagenet_family_follows_appendix_a():
     assert FIG7.config(Cell("MAML", "5-way 5-shot"), "paper")["inner_steps"] == 1
     assert FIG3.run_directories(Cell("MAML", "5-way 1-shot"), "paper") == FIG6.run_directories(Cell("MAML", "5-way 1-shot"), "paper")
     assert FIG7.run_directories(Cell("MAML", "5-way 1-shot"), "paper") != FIG3.run_directories(Cell("MAML", "5-way 1-shot"), "paper")
+
+
+def test_fig10s_gap_claim_pairs_each_runs_meta_train_and_meta_test_accuracy(isolated_results):
+    """Sec. 6's generalisation gap: per run, the mean over its probe points of meta-train minus meta-test target accuracy;
+    across seeds, the t interval (oracle: the same arithmetic written out)."""
+    fig10, rng = BENCHMARKS["guiroy-fig10"], np.random.default_rng(2)
+    gaps = {}
+    for row, gap in (("MAML", 2.0), ("First-Order MAML", 0.0)):
+        for seed in range(3):
+            test = 90 + rng.normal(0, 1, size=6)
+            train = test + gap + rng.normal(0, 0.5, size=6)
+            curve = [{"iteration": 50 * i, "target_accuracy_meta_train": float(a), "target_accuracy_meta_test": float(b)}
+                     for i, (a, b) in enumerate(zip(train, test))]
+            cell = Cell(row, "5-way 1-shot", seed=seed)
+            R.write_record(R.make_record(benchmark=fig10.id, row=row, column=cell.column, variant="main", scale="quick",
+                                         metric="meta-test accuracy %", scores=np.array([50.0, 60.0]), config=fig10.config(cell, "quick"),
+                                         deviations=[], provenance={}, seed=seed, extra={"probe_curve": curve}), cell.slug)
+            gaps[(row, seed)] = float(np.mean(train) - np.mean(test))
+    checks = {c["claim"].split(":")[0]: c for c in level_checks(fig10) if c["column"] == "5-way 1-shot"}
+    assert set(checks) == {"MAML", "First-Order MAML"}
+    for row, want in (("MAML", "yes"), ("First-Order MAML", "no difference")):
+        diffs = np.array([gaps[(row, s)] for s in range(3)])
+        half = stats.t.ppf(0.975, 2) * stats.sem(diffs)
+        assert checks[row]["method - baseline across runs"] == f"{diffs.mean():+.4g} ± {half:.3g}"
+        assert checks[row]["holds"] == want

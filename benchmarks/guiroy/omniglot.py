@@ -57,7 +57,7 @@ import torch
 from benchmarks.anchors.finn2017_table1 import BENCHMARK as FINN
 from benchmarks.anchors.finn2017_table1 import maml_training_key
 from benchmarks.families.omniglot_gbml import OmniglotGBML
-from benchmarks.harness.base import Cell, CorrelationClaim
+from benchmarks.harness.base import Cell, CorrelationClaim, LevelClaim
 from metarepro import results as R
 from metarepro.data.omniglot import ClassPool
 from metarepro.episodes import Episode, task_rng
@@ -289,8 +289,17 @@ class GuiroyFig2(GuiroyOmniglot):
 
 
 class GuiroyFig10(GuiroyOmniglot):
+    """Fig. 10 plots the two accuracies; the claim is sec. 6's reading of them: "a significant generalization gap between
+    its performance on target set of the meta-train tasks and the target set of the meta-test task", as the mean over a
+    run's probe points of meta-train minus meta-test target accuracy, paired by seed."""
+
     id = "guiroy-fig10"
     title = "Meta-train and meta-test accuracy along meta-training, Omniglot (Guiroy et al. 2019, Fig. 10), meta-test accuracy %"
+
+    def level_claims(self) -> list[LevelClaim]:
+        return [LevelClaim(f"{row}: target accuracy on meta-train tasks above that on meta-test tasks along training (sec. 6's "
+                           "generalization gap)", row, row, "target_accuracy_meta_train", expected_sign=1,
+                           baseline_key="target_accuracy_meta_test") for row in self.rows]
 
     def render_figures(self, scale: str) -> list[Path]:
         return (self.draw(scale, "target_accuracy_meta_train", "target accuracy on meta-train tasks %")

@@ -146,10 +146,12 @@ class CorrelationClaim:
 @dataclass(frozen=True)
 class LevelClaim:
     """A claim that one row's probed measure sits at another level than another row's along training (Guiroy et al.'s
-    Fig. 6: the finetuning baseline's coherences "much closer to zero" than MAML's). Per training seed, each run's level
-    is the mean over its probe points of ``key`` (of its absolute value with ``absolute``); the claim is on the
-    difference method - baseline, paired by seed, with the Student-t interval over seeds; ``expected_sign`` -1: the
-    method's level is below the baseline's (:func:`benchmarks.harness.runner.level_checks`)."""
+    Fig. 6: the finetuning baseline's coherences "much closer to zero" than MAML's), or than another measure of the same
+    run (``baseline_key``, with ``baseline == method``: Fig. 10's meta-train against meta-test accuracy). Per training
+    seed, each run's level is the mean over its probe points of ``key`` (the baseline's of ``baseline_key`` where given;
+    of the absolute value with ``absolute``); the claim is on the difference method - baseline, paired by seed, with the
+    Student-t interval over seeds; ``expected_sign`` -1: the method's level is below the baseline's
+    (:func:`benchmarks.harness.runner.level_checks`)."""
 
     claim: str
     baseline: str
@@ -157,10 +159,16 @@ class LevelClaim:
     key: str
     absolute: bool = False
     expected_sign: int = -1
+    baseline_key: str | None = None
 
-    def level(self, curve: list[dict]) -> float:
-        values = [abs(p[self.key]) if self.absolute else p[self.key] for p in curve]
+    def level(self, curve: list[dict], key: str | None = None) -> float:
+        """The mean over ``curve`` of ``key`` (default: the claim's ``key``)."""
+        key = key or self.key
+        values = [abs(p[key]) if self.absolute else p[key] for p in curve]
         return float(np.mean(values)) if values else math.nan
+
+    def baseline_level(self, curve: list[dict]) -> float:
+        return self.level(curve, self.baseline_key or self.key)
 
     def __post_init__(self):
         if self.expected_sign not in (1, -1):

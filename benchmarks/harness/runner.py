@@ -761,7 +761,7 @@ def level_checks(benchmark: Benchmark) -> list[dict]:
         for column in benchmark.columns:
             for scale in ("paper", "quick"):
                 pairs = {seed: (claim.level(records[(claim.method, column, seed, scale)]["probe_curve"]),
-                                claim.level(records[(claim.baseline, column, seed, scale)]["probe_curve"]))
+                                claim.baseline_level(records[(claim.baseline, column, seed, scale)]["probe_curve"]))
                          for seed in benchmark.seeds(scale)
                          if (claim.method, column, seed, scale) in records and (claim.baseline, column, seed, scale) in records}
                 if not pairs:
