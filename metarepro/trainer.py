@@ -69,7 +69,8 @@ class TrainState:
     #: one entry per process that trained this run (:func:`new_segment`): the code, machine and iterations of each;
     #: a checkpoint written before segments existed gets one ``{"unknown": True}`` entry for its earlier iterations
     segments: list[dict] = field(default_factory=list)
-    #: :class:`Probes`: ``{"iteration": i, "seconds": s, **measured}`` at iteration 0 and every ``probes.every``
+    #: :class:`Probes`: ``{"iteration": i, "seconds": s, **measured}`` at iteration 0 and every ``probes.every`` (and at
+    #: ``probes.also_at``)
     probe_curve: list[dict] = field(default_factory=list)
 
 
@@ -95,6 +96,14 @@ class Probes:
     measure: Callable[[nn.Module, int], dict]
     snapshots: Path | None = None
     settings: str | None = None
+    #: iterations probed besides the multiples of ``every`` (e.g. inside the first epoch, where a curve may turn before
+    #: its first regular point); their points carry ``"between": True``, so that what reads the regular points can
+    #: leave them out (:class:`benchmarks.harness.base.CorrelationClaim`)
+    also_at: tuple[int, ...] = ()
+
+    def due(self, iteration: int) -> bool:
+        """Whether a point is taken after ``iteration`` iterations."""
+        return iteration % self.every == 0 or iteration in self.also_at
 
 
 def _measure_point(model: nn.Module, probes: Probes, iteration: int) -> dict:
@@ -109,6 +118,8 @@ def _measure_point(model: nn.Module, probes: Probes, iteration: int) -> dict:
             b.copy_(buffers[name])
     model.train()
     point = {"iteration": iteration, "seconds": round(time.perf_counter() - started, 3), **values}
+    if iteration % probes.every:
+        point["between"] = True
     return {**point, "settings": probes.settings} if probes.settings is not None else point
 
 
@@ -527,7 +538,7 @@ def train(
                         _validate(model, early_stopping, state, meta)
                     bar.set_postfix(loss=f"{state.loss_curve[-1][1]:.4g}" if state.loss_curve else "-",
                                     val=f"{state.val_curve[-1][1]:.4g}", refresh=False)
-                probed = probes is not None and state.iteration % probes.every == 0
+                probed = probes is not None and probes.due(state.iteration)
                 if probed:
                     started += _probe(model, probes, state)  # the clock times training only
                 if validated or probed or state.iteration % checkpoint_every == 0 or state.iteration == iterations:

@@ -329,6 +329,12 @@ def test_a_claim_can_leave_out_the_untrained_model_and_read_up_to_a_peak():
     assert [p["iteration"] for p in fall.points(curve)] == [1500, 2000, 2500]
     assert [p["iteration"] for p in CorrelationClaim("all", "MAML", "iteration", "sharpness").points(curve)][0] == 0
     assert rise.peak_iteration(curve) == fall.peak_iteration(curve) == 1000  # the untrained model's 9.0 is not the peak
+    # points probed between epochs: read before or after a peak, not by a claim over the whole curve
+    early = [curve[0], {"iteration": 100, "sharpness": 0.5, "between": True}, {"iteration": 250, "sharpness": 0.8, "between": True},
+             *curve[1:]]
+    assert [p["iteration"] for p in rise.points(early)] == [100, 250, 500]
+    assert [p["iteration"] for p in CorrelationClaim("all", "MAML", "iteration", "sharpness").points(early)] == [0, 500, 1000, 1500,
+                                                                                                               2000, 2500]
     assert CorrelationClaim("all", "MAML", "iteration", "sharpness").peak_iteration(curve) is None
     with pytest.raises(ValueError, match="not both"):
         CorrelationClaim("bad", "MAML", "x", "y", after_peak_of="y", until_peak_of="y")

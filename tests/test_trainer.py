@@ -432,6 +432,14 @@ def test_probes_measure_along_training_without_changing_it_and_resume_their_curv
     assert [p["iteration"] for p in resumed.probe_curve] == [0, 25, 50, 75, 100]
     assert [p["probe_loss"] for p in resumed.probe_curve] == [p["probe_loss"] for p in straight.probe_curve]
 
+    # points between the regular ones (also_at) are marked, and perturb the training no more than the others
+    between, opt = make()
+    extra = train(between, opt, noisy_batch, 100, tmp_path / "between.pt", "h", checkpoint_every=50, progress=False,
+                  probes=Probes(25, measure, also_at=(5, 10, 25)))
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), between.state_dict().values()))
+    assert [(p["iteration"], p.get("between", False)) for p in extra.probe_curve] == [
+        (0, False), (5, True), (10, True), (25, False), (50, False), (75, False), (100, False)]
+
 
 class _NormedRegressor(nn.Module):
     """A regressor with BatchNorm running statistics (buffers a probe's train-mode forward would move)."""

@@ -7,7 +7,8 @@ its data and 600 test tasks), five inner steps of full-batch gradient descent at
 T = 1" (so ``guiroy-fig12`` trains its own models with one step), test adaptation with "the same number of steps", a
 meta-batch of 16 tasks at 1 shot and 8 at 5 shots, Adam 1e-3 without schedule, epochs of 500 iterations. Three training
 seeds per cell (the paper runs five; three is the suite's minimum for a claim). After
-every epoch the run measures, on fixed task sets (:func:`landscape_measure`), what the figures plot:
+every epoch (and at five points inside the first: :data:`WITHIN_FIRST_EPOCH`, read only by the claims before and after
+a peak) the run measures, on fixed task sets (:func:`landscape_measure`), what the figures plot:
 
 =====================  =======================================================  ==========================================
 probe key              what                                                     paper
@@ -77,6 +78,10 @@ PROBES = {"epoch": 500, "sharpness_tasks": 60, "coherence_tasks": 500, "train_ta
 PROBE_VERSION = 1
 #: settings outside :data:`PROBES` that a probe point depends on (:func:`probe_settings`)
 PROBE_TEST_SETTINGS = ("test_queries", "test_steps", "inner_lr", "invert", "head_seed")
+#: points probed inside the first epoch besides the per-epoch ones, as fractions of an epoch [choice, not the paper's: its
+#: axes start after epoch 1, but a run that learns fast may turn a curve (sharpness's peak, sec. 5.1) inside it, and a
+#: claim read before a peak needs points there]; the claims over whole curves and the levels read the per-epoch points
+WITHIN_FIRST_EPOCH = (0.1, 0.2, 0.4, 0.6, 0.8)
 SCALE_PROBES = {"paper": {}, "quick": {"sharpness_tasks": 10, "coherence_tasks": 100, "train_tasks": 50},
                 "smoke": {"epoch": 3, "sharpness_tasks": 2, "coherence_tasks": 6, "train_tasks": 4, "power_iterations": 5}}
 
@@ -194,6 +199,7 @@ class GuiroyOmniglot(OmniglotGBML):
             cfg.update(iterations=100, epoch=25, meta_lr=3e-3)  # 100 at 3e-3 do (~0.03 s each on the fixture, one thread)
         if scale == "quick":  # finn2017's quick runs are 20 to 300 iterations: six epochs each
             cfg["epoch"] = max(1, cfg["iterations"] // 6)
+        cfg["probe_also_at"] = sorted({int(f * cfg["epoch"]) for f in WITHIN_FIRST_EPOCH} - {0})
         return cfg
 
     def cells(self, variants: list[str] | None = None, scale: str | None = None) -> list[Cell]:
@@ -203,7 +209,9 @@ class GuiroyOmniglot(OmniglotGBML):
 
     def training_key(self, cell: Cell, scale: str) -> str:
         cfg = self.config(cell, scale)
-        return f"{maml_training_key(cfg)}-seed{cell.seed}-epoch{cfg['epoch']}"  # the probes' other settings: probe_settings
+        # which weights are snapshotted is the training's (the probes' other settings: probe_settings)
+        also = "-also" + "_".join(map(str, cfg["probe_also_at"])) if cfg["probe_also_at"] else ""
+        return f"{maml_training_key(cfg)}-seed{cell.seed}-epoch{cfg['epoch']}{also}"
 
     def run_directories(self, cell: Cell, scale: str) -> list[str]:
         return [f"{RUNS_HOME}/{scale}/{self.training_key(cell, scale)}"]
@@ -235,12 +243,13 @@ class GuiroyOmniglot(OmniglotGBML):
         """The probes after every epoch, rough: each probed task costs about a test task."""
         cfg = self.config(cell, scale)
         probe_tasks = cfg["coherence_tasks"] * 3 + cfg["train_tasks"] + cfg["sharpness_tasks"] * cfg["power_iterations"]
-        return cfg["iterations"] // cfg["epoch"] * probe_tasks * cfg["ms_per_test_task_estimate"] / 1000
+        points = cfg["iterations"] // cfg["epoch"] + 1 + len(cfg["probe_also_at"])
+        return points * probe_tasks * cfg["ms_per_test_task_estimate"] / 1000
 
     def probes(self, model: MAML, pools: dict[str, ClassPool], cfg: dict, device: str, folder: Path) -> Probes:
         # each epoch's weights kept (~0.45 MB each at paper scale): a probe fixed later is re-taken, not retrained
         return Probes(cfg["epoch"], landscape_measure(probe_sets(self, pools, cfg), cfg, device), snapshots=folder / "probes",
-                      settings=probe_settings(cfg))
+                      settings=probe_settings(cfg), also_at=tuple(cfg["probe_also_at"]))
 
     def curves(self, scale: str) -> list[dict]:
         return [r for r in R.load_records(self.id) if r["scale"] == scale and r["variant"] == "main" and r.get("probe_curve")]

@@ -90,7 +90,9 @@ class CorrelationClaim:
 
     ``over="training"``: per run, Pearson's R between ``x`` and ``y`` over that run's probe points (its epochs; with
     ``skip_untrained``, not the probe of the untrained model at iteration 0, which the paper's axes start after; with
-    ``after_peak_of`` / ``until_peak_of``, only the points after / before the maximum of that key, the maximum itself
+    ``after_peak_of`` / ``until_peak_of``, only the points after / before the maximum of that key (the points probed
+    between epochs included: :attr:`metarepro.trainer.Probes.also_at`; a claim over the whole curve reads the per-epoch
+    points only, as the paper's axes have them), the maximum itself
     left out: a segment that ends or starts at its own maximum leans to the claimed sign by construction, so that on
     pure noise, 100 points and 3 runs, "rises to its peak" and "falls after it" held in 7.1% of 3,000 trials with the
     peak kept and 1.8% with it left out, against the 2.5% the one-sided interval promises), one check per column. ``over="columns"``: per
@@ -111,7 +113,10 @@ class CorrelationClaim:
     skip_untrained: bool = False
 
     def _trained(self, curve: list[dict]) -> list[dict]:
-        return [p for p in curve if p["iteration"] > 0] if self.skip_untrained else curve
+        curve = [p for p in curve if p["iteration"] > 0] if self.skip_untrained else curve
+        if self.after_peak_of is None and self.until_peak_of is None:  # a claim over the regular (per-epoch) points
+            curve = [p for p in curve if not p.get("between")]
+        return curve
 
     def _peak(self, curve: list[dict]) -> int | None:
         """Index in ``curve`` of the first maximum of ``after_peak_of`` / ``until_peak_of``; None for a claim over the whole
@@ -162,9 +167,10 @@ class LevelClaim:
     baseline_key: str | None = None
 
     def level(self, curve: list[dict], key: str | None = None) -> float:
-        """The mean over ``curve`` of ``key`` (default: the claim's ``key``)."""
+        """The mean over ``curve``'s per-epoch points (not those probed between epochs) of ``key`` (default: the claim's
+        ``key``)."""
         key = key or self.key
-        values = [abs(p[key]) if self.absolute else p[key] for p in curve]
+        values = [abs(p[key]) if self.absolute else p[key] for p in curve if not p.get("between")]
         return float(np.mean(values)) if values else math.nan
 
     def baseline_level(self, curve: list[dict]) -> float:
