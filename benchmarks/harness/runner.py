@@ -153,9 +153,9 @@ def checkpointed_fraction(benchmark: Benchmark, cell: Cell, scale: str) -> float
     (:meth:`~benchmarks.harness.base.Benchmark.run_directories`) of ``iteration / iterations``
     (:meth:`~benchmarks.harness.base.Benchmark.iterations`; 0 for a folder with no readable ``checkpoint.pt``, and where
     the checkpoints count no iterations, e.g. snell2017-table1's phases). Of a training that early stopping may end
-    sooner (bertinetto2019-omniglot's), the fraction of its cap. A folder
-    ``runs/`` lacks counts its parked copy (:mod:`benchmarks.harness.parking`), which ``reproduce`` resumes from, or as
-    finished where the benchmark restores it from the weights a current record pinned (``restores_pinned_trainings``)."""
+    sooner (bertinetto2019-omniglot's), the fraction of its cap. A folder ``runs/`` lacks counts its parked copy
+    (:mod:`benchmarks.harness.parking`), which ``reproduce`` resumes from, or as finished where the benchmark restores it
+    from the weights a current record pinned (``restores_pinned_trainings``)."""
     from benchmarks.harness.parking import parked_root
 
     iterations = benchmark.iterations(benchmark.config(cell, scale))
@@ -198,7 +198,7 @@ def _checkpoint_iteration(path: Path) -> int | None:
 
 
 def early_stopping_summary(state: dict) -> str:
-    """Where a training's validation stands: ``"best at 3100, 16 validations since"`` (per named criterion where it
+    """Where a training's validation stands: ``"best at 3100, 16 validation(s) since"`` (per named criterion where it
     selects on several), ``"stopped early"`` once patience ran out; ``"-"`` for a training that validates nothing."""
     def one(best_iteration, wait) -> str:
         return f"best at {best_iteration}, {wait} validation(s) since"
@@ -231,8 +231,9 @@ def checkpointed_runs() -> list[dict]:
 
     Folders are matched to cells through :meth:`~benchmarks.harness.base.Benchmark.run_directories` (a folder can serve
     cells of several benchmarks: finn2017-table1's MAML models also serve nichol2018-table1's MAML rows).
-    Early stopping's kept models (:func:`metarepro.trainer.is_snapshot`) are not training progress and are left out. A parked copy
-    (:mod:`benchmarks.harness.parking`) of a folder ``runs/`` lacks is listed with ``(parked)`` after its file name.
+    Early stopping's kept models (:func:`metarepro.trainer.is_snapshot`) are not training progress and are left out. A
+    parked copy (:mod:`benchmarks.harness.parking`) of a folder ``runs/`` lacks is listed with ``(parked)`` after its
+    file name.
     """
     from benchmarks import BENCHMARKS
     from benchmarks.harness.parking import parked_root
