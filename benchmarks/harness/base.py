@@ -112,7 +112,9 @@ class CorrelationClaim:
     until_peak_of: str | None = None
     skip_untrained: bool = False
 
-    def _trained(self, curve: list[dict]) -> list[dict]:
+    def _considered(self, curve: list[dict]) -> list[dict]:
+        """The points the claim may read: less the untrained model's with ``skip_untrained``; less those probed between
+        epochs, unless it reads before or after a peak."""
         curve = [p for p in curve if p["iteration"] > 0] if self.skip_untrained else curve
         if self.after_peak_of is None and self.until_peak_of is None:  # a claim over the regular (per-epoch) points
             curve = [p for p in curve if not p.get("between")]
@@ -127,7 +129,7 @@ class CorrelationClaim:
     def points(self, curve: list[dict]) -> list[dict]:
         """The probe points the claim reads: the whole curve (less iteration 0 with ``skip_untrained``), or those after /
         before (both excluding) the peak of ``after_peak_of`` / ``until_peak_of``."""
-        curve = self._trained(curve)
+        curve = self._considered(curve)
         peak = self._peak(curve)
         if peak is None:
             return curve
@@ -137,7 +139,7 @@ class CorrelationClaim:
         """The iteration of the peak the claim reads before or after (None for a claim over the whole curve): a run whose
         peak comes within two probe points of its start (``until_peak_of``) or end (``after_peak_of``) leaves too few
         points for a correlation, and says where its peak was instead."""
-        curve = self._trained(curve)
+        curve = self._considered(curve)
         peak = self._peak(curve)
         return None if peak is None else curve[peak]["iteration"]
 
@@ -174,7 +176,7 @@ class LevelClaim:
         return float(np.mean(values)) if values else math.nan
 
     def baseline_level(self, curve: list[dict]) -> float:
-        return self.level(curve, self.baseline_key or self.key)
+        return self.level(curve, self.baseline_key)
 
     def __post_init__(self):
         if self.expected_sign not in (1, -1):
