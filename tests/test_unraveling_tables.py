@@ -381,17 +381,6 @@ def test_the_gbml_models_keys_ignore_the_heads_benchmarks_own_settings(monkeypat
 OMNIGLOT_COLUMN = {"MAML": "R_FC", "First-order MAML": "R_FC", "Reptile": "1-shot", "W-Clustering": "1-shot"}
 
 
-def test_a_diverged_choice_is_never_the_best_whatever_its_position():
-    from benchmarks.families.unraveling_images import best_finite
-
-    nan = float("nan")
-    assert best_finite({"a": nan, "b": 60.0, "c": 70.0}, "x") == "c"
-    assert best_finite({"a": 70.0, "b": nan, "c": 60.0}, "x") == "a"
-    assert max({"a": nan, "b": 60.0}, key={"a": nan, "b": 60.0}.get) == "a"  # why: plain max keeps a leading NaN
-    with pytest.raises(FloatingPointError, match="x: every choice diverged"):
-        best_finite({"a": nan}, "x")
-
-
 def test_the_task_batchnorm_variant_measures_the_strided_rows_again_in_task_sized_passes():
     """Claim 1's strided nets normalise every forward pass by its own statistics: the variant measures the same trained
     models with each pass 5 classes x 2 images (MAML's task size), the metric still over the whole 64-class batch."""

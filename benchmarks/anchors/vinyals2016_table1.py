@@ -55,12 +55,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.families.fewshot_metric import omniglot_pools
-from benchmarks.families.unraveling_images import best_finite
 from benchmarks.harness.base import Benchmark, Cell, CellResult, way_shot
 from benchmarks.unraveling.omniglot_heads import classical_lr_factor_compressed
 from metarepro.episodes import Episode, task_rng
 from metarepro.journal import ScoreJournal, state_digest
 from metarepro.results import config_hash
+from metarepro.selection import best_finite
 from metarepro.trainer import EarlyStopping, load_checkpoint, train
 from methods.backbones import Conv4
 from methods.classical import ClassicalClassifier, LabelledBatch, nesterov_sgd

@@ -80,6 +80,7 @@ from benchmarks.harness.base import Benchmark, Cell, CellResult
 from metarepro.data.store import DataError
 from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
+from metarepro.selection import best_finite
 from metarepro.timing import now
 from metarepro.trainer import EarlyStopping, load_checkpoint, lr_schedule_linear, train
 from methods.classical import ClassicalClassifier, LabelledBatch, classical_lr_factor, nesterov_sgd
@@ -288,15 +289,6 @@ def labelled_images(pool, classes: np.ndarray, items: np.ndarray) -> torch.Tenso
     or an Omniglot ``ClassPool`` (``(B, 1, H, W)``: the one drawing axis is the channel)."""
     x = pool.images(classes, items[:, None])
     return as_float(np.ascontiguousarray(x[:, 0] if x.ndim == 5 else x))
-
-
-def best_finite(scores: dict, what: str):
-    """The key of the highest finite score (a diverged choice scores NaN: ``max`` would treat it by its position); raises
-    ``FloatingPointError`` naming ``what`` if none is finite."""
-    finite = {k: v for k, v in scores.items() if np.isfinite(v)}
-    if not finite:
-        raise FloatingPointError(f"{what}: every choice diverged ({list(scores)})")
-    return max(finite, key=finite.get)
 
 
 # -- measures of a trained model (the Omniglot claim checks use them too) -------------------------------------------

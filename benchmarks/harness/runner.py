@@ -30,6 +30,7 @@ from metarepro import results as R
 from metarepro.atomic import file_lock, lock_timeouts
 from metarepro.evaluate import mean_ci95
 from metarepro.runtime import keep_freed_memory
+from metarepro.selection import selection_change
 from metarepro.trainer import NonFiniteLossError, collect_trainings, is_snapshot, set_run_context, stop_on_signals, stop_requested
 from methods.backbones import conv4_cpu_layout
 
@@ -569,7 +570,7 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
         shown = next((r for s in ("paper", "quick") for r in recs if r["scale"] == s), None)
         if shown is not None:
             row.update(trained=training_summary(shown))
-            change = protocol_change(shown)
+            change = protocol_change(shown) or selection_change(shown)
             if change and row["verdict"] != "stale":
                 row.update(verdict="stale", stale_reason=change)
         rows.append(row)
@@ -636,14 +637,15 @@ def trained_protocol_versions(record: dict) -> list[dict[str, int]]:
 
 
 def record_is_current(benchmark: Benchmark, record: dict) -> bool:
-    """Whether ``record`` was made with the configuration its cell has now and under the code's protocol versions
-    (:func:`protocol_change`); else it is stale: re-run it."""
+    """Whether ``record`` was made with the configuration its cell has now, under the code's protocol versions
+    (:func:`protocol_change`), and made its validation choices as the code's rule does (:func:`selection_change`); else
+    it is stale: re-run it."""
     cell = Cell.of(record)
     try:
         same_config = R.result_hash(record["config"]) == benchmark.result_hash(cell, record["scale"])
     except (KeyError, ValueError):  # a row or column the benchmark no longer has
         return False
-    return same_config and protocol_change(record) is None
+    return same_config and protocol_change(record) is None and selection_change(record) is None
 
 
 #: fewest training seeds a claim check counts as evidence (issue #14: a claim rests on at least 3 trained models per row)

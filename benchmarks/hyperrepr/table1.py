@@ -36,6 +36,7 @@ import torch
 from benchmarks.families.fewshot_metric import FewShotMetricTable
 from benchmarks.harness.base import Cell, CellResult
 from benchmarks.l2g.table1 import QUICK, SMOKE
+from metarepro.selection import best_finite
 from metarepro.timing import now
 
 T_GRID = (1, 2, 5, 10)
@@ -94,7 +95,8 @@ class HyperReprTable1(FewShotMetricTable):
             train_s, iterations = train_s + state.elapsed_s, iterations + state.iteration
             # the validation value of the selected checkpoint is its error %, on the fixed validation episodes
             trained.append((100.0 - state.best_value, cfg, model, state))
-        val_acc, cfg, model, state = max(trained, key=lambda t: t[0])
+        chosen = best_finite(dict(enumerate(t[0] for t in trained)), f"{cell.label}: the choice of T")  # ties: the smaller T
+        val_acc, cfg, model, state = trained[chosen]
         started = now(device)
         scores, _ = self.score_run(model, pools, cfg, device, state)
         test_s = now(device) - started

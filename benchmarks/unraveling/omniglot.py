@@ -63,7 +63,6 @@ from torch import nn
 
 from benchmarks.families.unraveling_images import (
     Conv4Trunk,
-    best_finite,
     distances_travelled,
     gbml_accuracies,
     head_accuracies,
@@ -77,6 +76,7 @@ from benchmarks.unraveling.omniglot_heads import BENCHMARK as HEADS
 from benchmarks.unraveling.omniglot_heads import SECONDS_PER_UPDATE, TEST_KEYS, UnravelingOmniglotHeads
 from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
+from metarepro.selection import best_finite
 from metarepro.timing import now
 from metarepro.trainer import load_checkpoint, lr_schedule_linear, train
 from methods.backbones import ConvNet

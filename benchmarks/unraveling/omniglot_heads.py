@@ -62,7 +62,6 @@ from torch import nn
 
 from benchmarks.families.fewshot_metric import omniglot_pools
 from benchmarks.families.unraveling_images import (
-    best_finite,
     finetune_grid_accuracies,
     head_accuracies,
     make_head,
@@ -73,6 +72,7 @@ from benchmarks.harness.base import Benchmark, Cell, CellResult
 from benchmarks.harness.checkpoints import restore_pinned
 from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
+from metarepro.selection import best_finite
 from metarepro.timing import now
 from metarepro.trainer import EarlyStopping, load_checkpoint, train
 from methods.backbones import Conv4

@@ -1,0 +1,73 @@
+"""Choosing among candidates on validation scores, and checking a record's choice against its own scores.
+
+Several protocols choose a setting on validation episodes: a regulariser's coefficient (``unraveling-omniglot``'s tuned
+rows), a fine-tuning head's (step size, steps) (``unraveling-omniglot-heads``, ``vinyals2016-table1``, the
+``unraveling-table*`` MAML head), the number of ground steps ``T`` (``hyperrepr-*``). The score of each candidate is a
+mean of per-episode accuracies, so two candidates that classify the same number of validation queries correctly tie, but
+their float32 means can differ in the last digits (the same total summed in another order). ``max`` then picks one of
+them by rounding. :func:`best_finite` treats scores within :data:`TIE_REL_TOL` of the best as equal and takes the first
+in the candidates' order, which every protocol here lists from the smallest coefficient, step size and step count.
+
+A record keeps the scores its choice was made on; :func:`selection_change` re-makes the choice from them, and a record
+whose choice differs is stale (:func:`benchmarks.harness.runner.record_is_current`): ``reproduce`` makes it again.
+
+Early stopping's choice of a checkpoint (:class:`metarepro.trainer.EarlyStopping`) is left as it is: it compares float
+validation values with ``<`` (or ``>=``) as the authors' code does, and changing it would change trainings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+
+#: scores closer than this (relative) to the best one tie with it. One validation query moves a mean accuracy by
+#: 100 / (episodes x queries) points: above 1e-5 relative for every protocol here (<= 10^5 validation queries at ~100%);
+#: float32 rounding of a mean of <= 10^4 episodes stays below 1e-6 relative (pairwise summation's bound, log2(n) x 6e-8;
+#: the ties found in pinned records differed by 1.5e-9 and 3e-10)
+TIE_REL_TOL = 1e-6
+
+
+def best_finite(scores: Mapping[Hashable, float], what: str):
+    """The key of the highest finite score, the first in ``scores``' order among those within :data:`TIE_REL_TOL` of it
+    (module docstring); a diverged candidate scores NaN (plain ``max`` would rank it by its position). Raises
+    ``FloatingPointError`` naming ``what`` if none is finite."""
+    finite = {k: float(v) for k, v in scores.items() if math.isfinite(v)}
+    if not finite:
+        raise FloatingPointError(f"{what}: every choice diverged ({list(scores)})")
+    top = max(finite.values())
+    return next(k for k, v in finite.items() if math.isclose(v, top, rel_tol=TIE_REL_TOL, abs_tol=0.0))
+
+
+def _grid_score(value) -> float:
+    return float(value) if isinstance(value, (int, float)) else math.nan  # "diverged" is stored as a word
+
+
+def recorded_choices(record: dict) -> list[tuple[str, dict[str, float], str]]:
+    """Each validation choice ``record`` made, as ``(field, scores by candidate in the order tried, the candidate it
+    chose)``: a regulariser's ``selection``, a fine-tuning ``maml_head`` / ``fine_tuning`` grid, a ``T`` chosen from
+    ``validation_accuracy_by_T``."""
+    out = []
+    selection = record.get("selection")  # also early stopping's (selected iteration), not a choice among candidates
+    if isinstance(selection, dict) and isinstance(selection.get("validation_accuracy"), list) and "coefficients" in selection:
+        scores = {str(c): _grid_score(v) for c, v in zip(selection["coefficients"], selection["validation_accuracy"])}
+        out.append(("selection", scores, str(selection["chosen"])))
+    for field in ("maml_head", "fine_tuning"):
+        grid = record.get(field) or {}
+        if isinstance(grid.get("grid"), dict) and len(grid["grid"]) > 1:
+            scores = {name: _grid_score(v) for name, v in grid["grid"].items()}
+            out.append((field, scores, f"lr={grid['lr']} steps={grid['steps']}"))
+    if isinstance(record.get("validation_accuracy_by_T"), dict) and "selected_T" in record:
+        scores = {t: _grid_score(v) for t, v in record["validation_accuracy_by_T"].items()}
+        out.append(("validation_accuracy_by_T", scores, str(record["selected_T"])))
+    return out
+
+
+def selection_change(record: dict) -> str | None:
+    """Why ``record``'s validation choice is not the one :func:`best_finite` makes from the record's own scores (an older
+    rule broke a tie otherwise), or None."""
+    for field, scores, chosen in recorded_choices(record):
+        if any(math.isfinite(v) for v in scores.values()):
+            best = best_finite(scores, field)
+            if best != chosen:
+                return f"its {field} chose {chosen}; the tie rule now chooses {best} from the same validation scores"
+    return None
