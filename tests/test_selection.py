@@ -89,3 +89,19 @@ def test_every_pinned_record_made_its_validation_choices_by_the_rule():
             checked += len(recorded_choices(record))
             assert selection_change(record) is None, f"{benchmark_id} {record['row']} / {record['column']} seed {record['seed']}"
     assert checked > 0, "the pinned records hold validation choices (unraveling-omniglot, vinyals2016-table1): none was read"
+
+
+def test_dvc_sees_a_record_whose_choice_the_rule_would_make_otherwise():
+    from benchmarks.harness.dvc import record_params
+
+    records = [r for r in R.load_records("unraveling-omniglot") if r.get("selection") and selection_change(r) is None]
+    if not records:
+        pytest.skip("no pinned record of unraveling-omniglot with a coefficient selection")
+    record = records[0]
+    scores = record["selection"]["validation_accuracy"]
+    worst = record["selection"]["coefficients"][scores.index(min(scores))]
+    now = {"protocol": {}}
+    [(cell, made)] = record_params([record], now)["config"].items()
+    assert made == R.result_hash(record["config"])
+    [(_, remade)] = record_params([{**record, "selection": {**record["selection"], "chosen": worst}}], now)["config"].items()
+    assert remade != made

@@ -38,6 +38,7 @@ from benchmarks.harness.runner import trained_protocol_versions
 from metarepro import results as R
 from metarepro.atomic import atomic_write_text
 from metarepro.results import PROJECT_ROOT
+from metarepro.selection import selection_change
 from metarepro.trainer import protocol_versions
 
 #: the scales whose committed records become stages (smoke records are CI's fixtures, never committed)
@@ -61,13 +62,16 @@ def record_params(records: list[dict], now: dict) -> dict:
     """The same parameters as the group's records were made (``now``: :func:`code_params` of the group): each record's
     configuration hash; the protocol versions its trainings' last segments name, for the classes the code's model has
     (records made before segments existed are version 1 of everything, :func:`benchmarks.harness.runner.protocol_change`);
-    the data digest it read."""
+    the data digest it read. A record whose validation choice the code's rule would make otherwise
+    (:func:`metarepro.selection.selection_change`) shows no configuration hash, so that ``dvc status`` names its group."""
     versions = dict.fromkeys(now["protocol"], 1)
     for record in records:
         for trained in trained_protocol_versions(record):
             versions.update({k: v for k, v in trained.items() if k in versions})
     digests = {r["provenance"].get("dataset_digest") for r in records}
-    return {"config": {cell_id(Cell.of(r)): R.result_hash(r["config"]) for r in records}, "protocol": versions,
+    config = {cell_id(Cell.of(r)): R.result_hash(r["config"]) if selection_change(r) is None else "chosen by an older rule"
+              for r in records}
+    return {"config": config, "protocol": versions,
             "data": (digests.pop() or "generated") if len(digests) == 1 else sorted(d or "generated" for d in digests)}
 
 

@@ -7,8 +7,9 @@
    strided Conv-4 (sec. 4.6 finds MAML *worse* than classical training; the claim rows say which way it comes out).
 2. **The regularisers improve classical training** (Table 3): classical training plus ``R_FC`` or ``R_HV``, the
    coefficient chosen per seed on validation episodes (SVM head, 5-way 1-shot) from {0.02, 0.05, 0.1} (Table 8's
-   values; they multiply ``R_FC``'s scatter ratio without its C/N, which the caption says they include), tested
-   once with the SVM and linear (NN) heads at 1 and 5 shots against plain classical training. A control row,
+   values; they multiply ``R_FC``'s scatter ratio without its C/N, which the caption says they include; a tie, as many
+   queries right, goes to the smaller: :func:`metarepro.selection.best_finite`), tested once with the SVM and linear (NN) heads at 1
+   and 5 shots against plain classical training. A control row,
    ``Classical (64 x 2 batches)``, is plain cross-entropy on the regularised rows' batches (64 classes x 2 images,
    coefficient 0), since plain classical training draws 128 images at random (Appendix A.2): the claim is checked against
    both, so that a gain of the batch layout is not read as the regulariser's.

@@ -43,8 +43,10 @@ test heads                 on the frozen extractor (eval mode, running BatchNorm
                            (step size, steps) chosen per trained model on the 200 validation episodes from
                            {0.001, 0.003, 0.01, 0.03, 0.1, 0.4} x {1, 5, 10} [choice: the paper gives none;
                            0.4 is MAML's Omniglot step]; a point whose logits leave the finite range on any
-                           episode is recorded as diverged and never chosen, and a choice on the grid's edge
-                           is flagged in the record
+                           episode is recorded as diverged and never chosen, a tie (as many queries right)
+                           goes to the smaller step size, then the fewer steps
+                           (:func:`metarepro.selection.best_finite`), and a choice on the grid's edge is
+                           flagged in the record
 =========================  =====================================================================
 
 Variant ``maml-head-40-steps`` (post hoc): the MAML column re-scored on the same trained models with the grid's steps
