@@ -8,11 +8,11 @@
 2. **The regularisers improve classical training** (Table 3): classical training plus ``R_FC`` or ``R_HV``, the
    coefficient chosen per seed on validation episodes (SVM head, 5-way 1-shot) from {0.02, 0.05, 0.1} (Table 8's
    values; they multiply ``R_FC``'s scatter ratio without its C/N, which the caption says they include; a tie, as many
-   queries right, goes to the smaller: :func:`metarepro.selection.best_finite`), tested once with the SVM and linear (NN) heads at 1
-   and 5 shots against plain classical training. A control row,
-   ``Classical (64 x 2 batches)``, is plain cross-entropy on the regularised rows' batches (64 classes x 2 images,
-   coefficient 0), since plain classical training draws 128 images at random (Appendix A.2): the claim is checked against
-   both, so that a gain of the batch layout is not read as the regulariser's.
+   queries right, goes to the smaller: :func:`metarepro.selection.best_finite`), tested once with the SVM and linear
+   (NN) heads at 1 and 5 shots against plain classical training. A control row, ``Classical (64 x 2 batches)``, is
+   plain cross-entropy on the regularised rows' batches (64 classes x 2 images, coefficient 0), since plain classical
+   training draws 128 images at random (Appendix A.2): the claim is checked against both, so that a gain of the batch
+   layout is not read as the regulariser's.
 3. **Weight clustering improves Reptile and shortens fine-tuning** (Table 5, Fig. 3): Algorithm 2 in lock step
    (``methods.weight_clustering``) at alpha 0 (Reptile) and at the paper's best printed coefficient 5.0e-5 (alpha
    2.5e-5), Nichol et al.'s Omniglot 5-way settings (``nichol2018-table1``: 10 training shots, 5 inner steps on
