@@ -60,7 +60,7 @@ from benchmarks.unraveling.omniglot_heads import classical_lr_factor_compressed
 from metarepro.episodes import Episode, task_rng
 from metarepro.journal import ScoreJournal, state_digest
 from metarepro.results import config_hash
-from metarepro.selection import best_finite
+from metarepro.selection import best_finite, recorded_grid
 from metarepro.trainer import EarlyStopping, load_checkpoint, train
 from methods.backbones import Conv4
 from methods.classical import ClassicalClassifier, LabelledBatch, nesterov_sgd
@@ -338,7 +338,7 @@ class Vinyals2016Table1(Benchmark):
                     for g in cfg["finetune_grid"]}
             lr_steps = best_finite(grid, f"{cell.label} seed {cell.seed}: the fine-tuning grid")  # a diverged point is NaN
             extra["fine_tuning"] = {"lr": lr_steps[0], "steps": lr_steps[1], "validation_accuracy": grid[lr_steps],
-                                    "grid": {f"lr={a} steps={b}": (v if np.isfinite(v) else "diverged") for (a, b), v in grid.items()}}
+                                    "grid": recorded_grid(grid)}
         test = self.episodes(pools["test"], cfg, "test", cfg["test_episodes"])
         invert = cfg.get("pixels") == "ink=1"  # main: the stored images (paper = 1)
         return series("test", test, lambda e: self.score_episode(cell.row, model, e, device, lr_steps, invert)), extra

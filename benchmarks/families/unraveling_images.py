@@ -80,7 +80,7 @@ from benchmarks.harness.base import Benchmark, Cell, CellResult
 from metarepro.data.store import DataError
 from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
-from metarepro.selection import best_finite
+from metarepro.selection import best_finite, recorded_grid
 from metarepro.timing import now
 from metarepro.trainer import EarlyStopping, load_checkpoint, lr_schedule_linear, train
 from methods.classical import ClassicalClassifier, LabelledBatch, classical_lr_factor, nesterov_sgd
@@ -709,7 +709,8 @@ class UnravelingImages(Benchmark):
         val = self.fixed_episodes(pools["val"], cfg, "val", cfg["maml_head_val_episodes"], cfg["test_shots"])
         scores = {point: float(v.mean()) for point, v in finetune_grid_accuracies(backbone, cfg["maml_head_grid"], val, device).items()}
         lr, steps = best_finite(scores, f"{cfg['row']} seed {cfg['train_seed']}: the MAML head's grid")
-        return FineTuneHead(steps, lr), {"maml_head": {"lr": lr, "steps": steps, "validation_accuracy": scores[(lr, steps)]}}
+        return FineTuneHead(steps, lr), {"maml_head": {"lr": lr, "steps": steps, "validation_accuracy": scores[(lr, steps)],
+                                                       "grid": recorded_grid(scores)}}
 
     def measure(self, model: nn.Module, cfg: dict, pools: dict, device: str) -> tuple[np.ndarray, dict]:
         kind = cfg["measure"]

@@ -74,7 +74,7 @@ from benchmarks.harness.base import Benchmark, Cell, CellResult
 from benchmarks.harness.checkpoints import restore_pinned
 from metarepro.episodes import Episode, task_rng
 from metarepro.results import config_hash
-from metarepro.selection import best_finite
+from metarepro.selection import best_finite, recorded_grid
 from metarepro.timing import now
 from metarepro.trainer import EarlyStopping, load_checkpoint, train
 from methods.backbones import Conv4
@@ -267,7 +267,7 @@ class UnravelingOmniglotHeads(Benchmark):
         on_edge = (len(rates) > 1 and lr in (min(rates), max(rates))) or (len(step_counts) > 1 and steps == max(step_counts))
         return FineTuneHead(steps, lr), {"maml_head": {
             "lr": lr, "steps": steps, "validation_accuracy": scores[(lr, steps)], "on_grid_edge": on_edge,
-            "grid": {f"lr={a} steps={b}": (v if np.isfinite(v) else "diverged") for (a, b), v in scores.items()}}}
+            "grid": recorded_grid(scores)}}
 
     def run_cell(self, cell: Cell, scale: str, runs_dir: Path, engine: str = "func", progress: bool = True,
                  device: str = "cpu", progress_position: int | None = None) -> CellResult:
