@@ -12,9 +12,11 @@ and ``T``.
 
 A record keeps the scores its choice was made on; :func:`selection_change` re-makes the choice from them (in the order of
 the grid its configuration names), and a record whose choice differs is stale
-(:func:`benchmarks.harness.runner.record_is_current`): ``reproduce`` makes it again. A choice is reproducible to the
-scores, not beyond: re-scoring the same weights in another process moved two of a 30-point fine-tuning grid by one
-query of 15,000 (40 SGD steps amplify float differences to an argmax flip), so a near-tie can turn either way.
+(:func:`benchmarks.harness.runner.record_is_current`): ``reproduce`` makes it again. A choice follows from the
+scores, which are not reproducible beyond them: the same pinned weights re-scored in fresh processes gave the same
+scores each time, but two of a 30-point fine-tuning grid one query of 15,000 off the values of the process that first
+scored them (which had fine-tuned another model before; 40 SGD steps turn a last-bit difference into an argmax flip),
+so a near-tie can turn either way.
 
 Early stopping's choice of a checkpoint (:class:`metarepro.trainer.EarlyStopping`) is left as it is: it compares float
 validation values with ``<`` (or ``>=``) as the authors' code does, and changing it would change trainings.
