@@ -74,7 +74,7 @@ def test_a_record_whose_choice_broke_a_tie_by_rounding_is_named_stale():
     assert selection_change({"selected_T": 1, "validation_accuracy_by_T": {"1": 90.0, "5": 91.5}}) is not None
 
 
-def test_record_is_current_holds_a_record_to_the_tie_rule(monkeypatch):
+def test_record_is_current_holds_a_record_to_the_tie_rule():
     from benchmarks.harness.runner import record_is_current
 
     bench = BENCHMARKS["unraveling-omniglot"]
@@ -120,7 +120,7 @@ def test_dvc_sees_a_record_whose_choice_the_rule_would_make_otherwise():
     scores = record["selection"]["validation_accuracy"]
     worst = record["selection"]["coefficients"][scores.index(min(scores))]
     now = {"protocol": {}}
-    [(cell, made)] = record_params([record], now)["config"].items()
+    [(_, made)] = record_params([record], now)["config"].items()
     assert made == R.result_hash(record["config"])
     [(_, remade)] = record_params([{**record, "selection": {**record["selection"], "chosen": worst}}], now)["config"].items()
     assert remade != made
