@@ -570,7 +570,7 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
         shown = next((r for s in ("paper", "quick") for r in recs if r["scale"] == s), None)
         if shown is not None:
             row.update(trained=training_summary(shown))
-            change = protocol_change(shown) or selection_change(shown)
+            change = change_since_made(shown)
             if change and row["verdict"] != "stale":
                 row.update(verdict="stale", stale_reason=change)
         rows.append(row)
@@ -636,16 +636,21 @@ def trained_protocol_versions(record: dict) -> list[dict[str, int]]:
     return out
 
 
+def change_since_made(record: dict) -> str | None:
+    """Why ``record`` no longer stands beside its configuration: trained under other protocol versions
+    (:func:`protocol_change`), or a validation choice the code's rule makes otherwise (:func:`selection_change`); None."""
+    return protocol_change(record) or selection_change(record)
+
+
 def record_is_current(benchmark: Benchmark, record: dict) -> bool:
-    """Whether ``record`` was made with the configuration its cell has now, under the code's protocol versions
-    (:func:`protocol_change`), and made its validation choices as the code's rule does (:func:`selection_change`); else
-    it is stale: re-run it."""
+    """Whether ``record`` was made with the configuration its cell has now and nothing changed since
+    (:func:`change_since_made`); else it is stale: re-run it."""
     cell = Cell.of(record)
     try:
         same_config = R.result_hash(record["config"]) == benchmark.result_hash(cell, record["scale"])
     except (KeyError, ValueError):  # a row or column the benchmark no longer has
         return False
-    return same_config and protocol_change(record) is None and selection_change(record) is None
+    return same_config and change_since_made(record) is None
 
 
 #: fewest training seeds a claim check counts as evidence (issue #14: a claim rests on at least 3 trained models per row)
