@@ -69,6 +69,12 @@ def _write(benchmark, column, seed, curve):
                                  deviations=[], provenance={}, seed=seed, extra={"probe_curve": curve}), cell.slug)
 
 
+def _probed(benchmark, cfg: dict, curve: list[dict]) -> dict:
+    """A record's ``extra`` for ``curve`` as the benchmark's probes take it now (each point carrying their settings)."""
+    settings = benchmark.probe_settings(cfg)
+    return {"probe_curve": [{**p, "settings": settings} for p in curve] if settings is not None else curve}
+
+
 def test_correlation_checks_take_one_r_per_run_and_the_interval_over_runs(isolated_results):
     fig8, rng = BENCHMARKS["guiroy-fig8"], np.random.default_rng(0)
     along, across = {}, {}
@@ -105,7 +111,8 @@ def test_level_checks_pair_each_seeds_mean_absolute_coherence_and_take_the_t_int
             cell = Cell(row, "5-way 1-shot", seed=seed)
             R.write_record(R.make_record(benchmark=fig6.id, row=row, column=cell.column, variant="main", scale="quick",
                                          metric="accuracy %", scores=np.array([50.0, 60.0]), config=fig6.config(cell, "quick"),
-                                         deviations=[], provenance={}, seed=seed, extra={"probe_curve": curve}), cell.slug)
+                                         deviations=[], provenance={}, seed=seed, extra=_probed(fig6, fig6.config(cell, "quick"), curve)),
+                           cell.slug)
             levels[(row, seed)] = np.mean([abs(p["trajectory_coherence"]) for p in curve])
     checks = [c for c in level_checks(fig6) if "trajectory" in c["claim"]]
     assert len(checks) == 2 and all(c["scale"] == "quick" and c["seeds"] == 3 for c in checks)
@@ -286,6 +293,32 @@ def test_probe_settings_leave_the_training_key_alone_and_the_epoch_does_not(monk
     assert G.FIG2.training_key(cells[G.FIG2], "paper") != keys[G.FIG2]
 
 
+def test_a_record_probed_by_older_probe_code_is_stale_and_dvc_names_its_group(isolated_results, monkeypatch):
+    """PROBE_VERSION is outside the configuration (a probe fix keeps the training): the points' own settings decide."""
+    from benchmarks.guiroy import miniimagenet as M
+    from benchmarks.guiroy import omniglot as G
+    from benchmarks.harness.dvc import record_params
+    from benchmarks.harness.plan import cell_id
+    from benchmarks.harness.runner import change_since_made, record_is_current
+
+    for benchmark, cell in ((G.FIG2, Cell("MAML", "5-way 1-shot", seed=1)), (M.FIG3, Cell(M.FIG3.rows[0], M.FIG3.columns[0], seed=1))):
+        cfg = benchmark.config(cell, "quick")
+        curve = [{"iteration": 100 * i, "sharpness": 1.0, "settings": G.probe_settings(cfg)} for i in range(4)]
+        record = R.make_record(benchmark=benchmark.id, row=cell.row, column=cell.column, variant="main", scale="quick",
+                               metric="accuracy %", scores=np.array([50.0] * 3), config=cfg, deviations=[], provenance={},
+                               seed=cell.seed, extra={"probe_curve": curve})
+        assert record_is_current(benchmark, record) and change_since_made(benchmark, record) is None
+        assert record_params(benchmark, [record], {"protocol": {}})["config"] == {cell_id(cell): R.result_hash(cfg)}
+        monkeypatch.setattr(G, "PROBE_VERSION", G.PROBE_VERSION + 1)  # a fix to what a point measures
+        assert R.result_hash(cfg) == benchmark.result_hash(cell, "quick")  # the configuration alone would not see it
+        assert not record_is_current(benchmark, record)
+        assert "4 of 4 probe points" in change_since_made(benchmark, record)
+        assert record_params(benchmark, [record], {"protocol": {}})["config"] == {cell_id(cell): "probed under other settings"}
+        retaken = {**record, "probe_curve": [{**p, "settings": G.probe_settings(cfg)} for p in curve[:3]] + curve[3:]}
+        assert "1 of 4 probe points" in change_since_made(benchmark, retaken) and "iteration 300" in change_since_made(benchmark, retaken)
+        monkeypatch.setattr(G, "PROBE_VERSION", G.PROBE_VERSION - 1)
+
+
 def test_a_claim_after_a_peak_reads_the_curve_after_its_maximum():
     """The maximum itself is left out: a segment that starts at its own maximum leans negative on noise alone."""
     from benchmarks.harness.base import CorrelationClaim
@@ -350,7 +383,8 @@ def test_a_run_whose_peak_is_its_last_point_is_shown_undefined_not_counted(isola
                  for i in range(5)]
         R.write_record(R.make_record(benchmark=FIG2.id, row="MAML", column=cell.column, variant="main", scale="quick",
                                      metric="meta-test accuracy %", scores=np.array([50.0, 60.0]), config=FIG2.config(cell, "quick"),
-                                     deviations=[], provenance={}, seed=seed, extra={"probe_curve": curve}), cell.slug)
+                                     deviations=[], provenance={}, seed=seed, extra=_probed(FIG2, FIG2.config(cell, "quick"), curve)),
+                       cell.slug)
     checks = {c["claim"]: c for c in correlation_checks(FIG2) if c["column"] == "5-way 1-shot"}
     after_peak = checks["MAML: after its peak, meta-test sharpness keeps falling (sec. 5.1)"]
     assert after_peak["R per run"].startswith("0: undefined (peak at iteration 200); 1: ") and after_peak["seeds"] == 2
@@ -424,7 +458,8 @@ def test_fig10s_gap_claim_pairs_each_runs_meta_train_and_meta_test_accuracy(isol
             cell = Cell(row, "5-way 1-shot", seed=seed)
             R.write_record(R.make_record(benchmark=fig10.id, row=row, column=cell.column, variant="main", scale="quick",
                                          metric="meta-test accuracy %", scores=np.array([50.0, 60.0]), config=fig10.config(cell, "quick"),
-                                         deviations=[], provenance={}, seed=seed, extra={"probe_curve": curve}), cell.slug)
+                                         deviations=[], provenance={}, seed=seed, extra=_probed(fig10, fig10.config(cell, "quick"), curve)),
+                           cell.slug)
             gaps[(row, seed)] = float(np.mean(train) - np.mean(test))
     checks = {c["claim"].split(":")[0]: c for c in level_checks(fig10) if c["column"] == "5-way 1-shot"}
     assert set(checks) == {"MAML", "First-Order MAML"}

@@ -109,6 +109,9 @@ class GuiroyMiniImageNet(Benchmark):
     def run_directories(self, cell: Cell, scale: str) -> list[str]:
         return [f"{RUNS_HOME}/{scale}/{self.training_key(cell, scale)}"]
 
+    def probe_settings(self, cfg: dict) -> str:
+        return probe_settings(cfg)
+
     def trivial_score(self, cell: Cell, scale: str) -> float:
         return 100.0 / 5
 

@@ -246,6 +246,9 @@ class GuiroyOmniglot(OmniglotGBML):
         points = cfg["iterations"] // cfg["epoch"] + 1 + len(cfg["probe_also_at"])
         return points * probe_tasks * cfg["ms_per_test_task_estimate"] / 1000
 
+    def probe_settings(self, cfg: dict) -> str:
+        return probe_settings(cfg)
+
     def probes(self, model: MAML, pools: dict[str, ClassPool], cfg: dict, device: str, folder: Path) -> Probes:
         # each epoch's weights kept (~0.45 MB each at paper scale): a probe fixed later is re-taken, not retrained
         return Probes(cfg["epoch"], landscape_measure(probe_sets(self, pools, cfg), cfg, device), snapshots=folder / "probes",

@@ -388,6 +388,12 @@ class Benchmark:
         records made before they were declared too."""
         return []
 
+    def probe_settings(self, cfg: dict) -> str | None:
+        """What each probe point of a run configured by ``cfg`` must carry as its ``settings`` for the record to stand
+        (:class:`metarepro.trainer.Probes`; :func:`benchmarks.harness.runner.probe_change`); None where the benchmark's
+        probes name no settings."""
+        return None
+
     def dataset_digest(self) -> str | None:
         """Digest of the data the cells read (None for generated tasks)."""
         return None

@@ -34,7 +34,7 @@ from benchmarks import BENCHMARKS
 from benchmarks.harness.base import Benchmark, Cell
 from benchmarks.harness.checkpoints import GIT_LIMIT_BYTES
 from benchmarks.harness.plan import cell_id
-from benchmarks.harness.runner import trained_protocol_versions
+from benchmarks.harness.runner import probe_change, trained_protocol_versions
 from metarepro import results as R
 from metarepro.atomic import atomic_write_text
 from metarepro.results import PROJECT_ROOT
@@ -58,18 +58,20 @@ def code_params(benchmark: Benchmark, cells: list[Cell], scale: str) -> dict:
             "data": benchmark.dataset_digest() or "generated"}
 
 
-def record_params(records: list[dict], now: dict) -> dict:
+def record_params(benchmark: Benchmark, records: list[dict], now: dict) -> dict:
     """The same parameters as the group's records were made (``now``: :func:`code_params` of the group): each record's
     configuration hash; the protocol versions its trainings' last segments name, for the classes the code's model has
     (records made before segments existed are version 1 of everything, :func:`benchmarks.harness.runner.protocol_change`);
     the data digest it read. A record whose validation choice the code's rule would make otherwise
-    (:func:`metarepro.selection.selection_change`) shows no configuration hash, so that ``dvc status`` names its group."""
+    (:func:`metarepro.selection.selection_change`), or whose probe points were taken under other settings
+    (:func:`benchmarks.harness.runner.probe_change`), shows no configuration hash, so that ``dvc status`` names its group."""
     versions = dict.fromkeys(now["protocol"], 1)
     for record in records:
         for trained in trained_protocol_versions(record):
             versions.update({k: v for k, v in trained.items() if k in versions})
     digests = {r["provenance"].get("dataset_digest") for r in records}
-    config = {cell_id(Cell.of(r)): R.result_hash(r["config"]) if selection_change(r) is None else "chosen by an older rule"
+    config = {cell_id(Cell.of(r)): "chosen by an older rule" if selection_change(r) is not None
+              else "probed under other settings" if probe_change(benchmark, r) is not None else R.result_hash(r["config"])
               for r in records}
     return {"config": config, "protocol": versions,
             "data": (digests.pop() or "generated") if len(digests) == 1 else sorted(d or "generated" for d in digests)}
@@ -94,7 +96,7 @@ def stages() -> list[dict]:
                 cells = [Cell.of(r) for r in records]
                 now = code_params(benchmark, cells, scale)
                 out.append({"name": stage_name(benchmark, scale, key), "benchmark": benchmark, "scale": scale,
-                            "cells": cells, "members": members, "params": now, "recorded": record_params(records, now)})
+                            "cells": cells, "members": members, "params": now, "recorded": record_params(benchmark, records, now)})
     return out
 
 

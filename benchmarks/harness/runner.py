@@ -570,7 +570,7 @@ def comparison(benchmark: Benchmark, include_variants: bool = True) -> list[dict
         shown = next((r for s in ("paper", "quick") for r in recs if r["scale"] == s), None)
         if shown is not None:
             row.update(trained=training_summary(shown))
-            change = change_since_made(shown)
+            change = change_since_made(benchmark, shown)
             if change and row["verdict"] != "stale":
                 row.update(verdict="stale", stale_reason=change)
         rows.append(row)
@@ -636,10 +636,29 @@ def trained_protocol_versions(record: dict) -> list[dict[str, int]]:
     return out
 
 
-def change_since_made(record: dict) -> str | None:
+def probe_change(benchmark: Benchmark, record: dict) -> str | None:
+    """Why ``record``'s probe curve no longer measures what ``benchmark``'s probes measure now, or None: points taken
+    under other settings than :meth:`Benchmark.probe_settings` gives its configuration (e.g. after a probe fix bumped
+    the benchmark's probe version, which the configuration does not hold). ``reproduce`` re-takes such points from the
+    run's snapshots without training again (:func:`metarepro.trainer.reprobe`)."""
+    try:
+        now = benchmark.probe_settings(record["config"])
+    except KeyError:  # a configuration made before a setting the probes read existed
+        return "probe settings not readable from the record's configuration"
+    if now is None:
+        return None
+    curve = record.get("probe_curve", [])
+    other = [p["iteration"] for p in curve if p.get("settings") != now]
+    if not other:
+        return None
+    return f"{len(other)} of {len(curve)} probe points taken under other probe settings (the first at iteration {other[0]})"
+
+
+def change_since_made(benchmark: Benchmark, record: dict) -> str | None:
     """Why ``record`` no longer stands beside its configuration: trained under other protocol versions
-    (:func:`protocol_change`), or a validation choice the code's rule makes otherwise (:func:`selection_change`); None."""
-    return protocol_change(record) or selection_change(record)
+    (:func:`protocol_change`), a validation choice the code's rule makes otherwise (:func:`selection_change`), or probe
+    points taken under other settings (:func:`probe_change`); None."""
+    return protocol_change(record) or selection_change(record) or probe_change(benchmark, record)
 
 
 def record_is_current(benchmark: Benchmark, record: dict) -> bool:
@@ -650,7 +669,7 @@ def record_is_current(benchmark: Benchmark, record: dict) -> bool:
         same_config = R.result_hash(record["config"]) == benchmark.result_hash(cell, record["scale"])
     except (KeyError, ValueError):  # a row or column the benchmark no longer has
         return False
-    return same_config and change_since_made(record) is None
+    return same_config and change_since_made(benchmark, record) is None
 
 
 #: fewest training seeds a claim check counts as evidence (issue #14: a claim rests on at least 3 trained models per row)
