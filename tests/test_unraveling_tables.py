@@ -181,6 +181,25 @@ def test_omniglot_claims_share_the_heads_models_and_sweep_the_coefficients():
     assert [OMNIGLOT.column_higher_is_better(c) for c in ("R_FC", "SVM 1-shot", "5-shot", "distance 1-shot")] == [False, True, True, False]
 
 
+def test_omniglot_meta_rows_record_where_they_depart_from_their_authors_code():
+    """Reptile's rows are set beside supervised-reptile's numbers: their SGD inner loop, BatchNorm over 75 queries and
+    test size are recorded with every record; MAML's rows the data pipeline only; the suite's own rows nothing."""
+    from benchmarks.unraveling.omniglot import BENCHMARK as OMNIGLOT
+    from benchmarks.unraveling.omniglot import ROWS
+    from benchmarks.unraveling.reptile_rate import BENCHMARK as RATE
+
+    def deviations(benchmark, row, column, scale="paper"):
+        return [d.split(":")[0] for d in benchmark.protocol_deviations(Cell(row, column, seed=1), scale)]
+
+    reptile = ["data", "inner loop", "test BatchNorm", "test"]
+    assert deviations(OMNIGLOT, "Reptile", "distance 5-shot") == deviations(OMNIGLOT, "W-Clustering", "1-shot") == reptile
+    assert deviations(RATE, RATE.rows[0], "validation 1-shot") == deviations(RATE, RATE.rows[-1], "validation 5-shot") == reptile
+    assert deviations(OMNIGLOT, "MAML", "R_HV") == deviations(OMNIGLOT, "First-order MAML", "R_FC") == ["data"]
+    assert deviations(OMNIGLOT, "Reptile", "1-shot", "smoke") == reptile[1:]  # the fixtures have no authors' split
+    for row in ("Classical", "Classical (MAML's Conv-4)", "Classical + R_FC (tuned)", "ProtoNet"):
+        assert deviations(OMNIGLOT, row, ROWS[row][1][0]) == []
+
+
 def test_head_accuracies_score_an_episode_with_non_finite_logits_as_nan_not_as_chance():
     from benchmarks.families.unraveling_images import head_accuracies
     from metarepro.episodes import Episode
