@@ -78,6 +78,31 @@ def correlation_across_runs(correlations: Sequence[float]) -> tuple[float, float
     return float(np.tanh(z.mean())), float(np.tanh(z.mean() - half)), float(np.tanh(z.mean() + half))
 
 
+def peak_segment_z_of_shuffled_steps(x: Sequence[float], y: Sequence[float], after_peak: bool, surrogates: int = 500,
+                                     seed: int = 0) -> float:
+    """What the correlation on one side of a curve's own peak gives a curve with no order in it: the mean Fisher z of
+    Pearson's R(x, y) over the points after (``after_peak``) or before the first maximum of ``y`` (the maximum left out),
+    over ``surrogates`` curves that take ``y``'s own steps ``y[k+1] - y[k]`` in a random order (same start and end, same
+    ``x``), each split at its own peak. A segment chosen by the curve's own maximum leans to the claimed sign by
+    construction, and the more the smoother the curve (a random walk's rise before its maximum); a run's observed z minus
+    this one asks whether its rise (or fall) is more orderly than its steps alone make it. NaN if no surrogate leaves
+    three points on that side. ``x``, ``y``: ``(n,)``."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    steps = rng.permuted(np.tile(np.diff(y), (surrogates, 1)), axis=1)
+    curves = y[0] + np.concatenate([np.zeros((surrogates, 1)), np.cumsum(steps, axis=1)], axis=1)  # (surrogates, n)
+    peaks = curves.argmax(axis=1)[:, None]  # the first maximum, as the claims split the observed curve
+    index = np.arange(y.size)[None, :]
+    side = (index > peaks) if after_peak else (index < peaks)  # each surrogate's segment, (surrogates, n)
+    count = side.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dx = np.where(side, x[None, :] - (side * x).sum(axis=1, keepdims=True) / count[:, None], 0.0)
+        dy = np.where(side, curves - (side * curves).sum(axis=1, keepdims=True) / count[:, None], 0.0)
+        r = (dx * dy).sum(axis=1) / np.sqrt((dx * dx).sum(axis=1) * (dy * dy).sum(axis=1))
+    r = r[(count > 2) & np.isfinite(r)]
+    return float(np.arctanh(np.clip(r, -MAX_ABS_CORRELATION, MAX_ABS_CORRELATION)).mean()) if r.size else math.nan
+
+
 def score_episodes(score_fn: Callable[[Episode], torch.Tensor], episodes: Episode, chunk: int = 100) -> np.ndarray:
     """Per-episode scores of a batched test set, ``chunk`` tasks at a time.
 

@@ -733,7 +733,10 @@ def correlation_checks(benchmark: Benchmark) -> list[dict]:
     """Each correlation claim (:meth:`Benchmark.correlation_claims`) at the largest scale with current records: one
     Pearson R per training run (points within a run are autocorrelated, so they are never pooled across runs), summarised
     across runs by Fisher's z with its 95% Student-t interval (:func:`metarepro.evaluate.correlation_across_runs`). The
-    claim holds when that interval excludes 0 on the claimed side, with at least :data:`MIN_CLAIM_SEEDS` runs."""
+    claim holds when that interval excludes 0 on the claimed side, with at least :data:`MIN_CLAIM_SEEDS` runs. A claim
+    that reads one side of its own measure's peak (:attr:`~benchmarks.harness.base.CorrelationClaim.splits_at_its_own_peak`)
+    is judged instead on each run's z minus the z of its steps in random order (the split's own lean), with the
+    Student-t interval of those differences over runs."""
     from metarepro.evaluate import correlation_across_runs
     from metarepro.landscape import pearson
 
@@ -745,7 +748,8 @@ def correlation_checks(benchmark: Benchmark) -> list[dict]:
         groups = [(c, (c,)) for c in columns] if claim.over == "training" else [(f"{columns[0]} .. {columns[-1]}", columns)]
         for label, group in groups:
             for scale in ("paper", "quick"):
-                per_seed, undefined = {}, {}
+                per_seed, undefined, over_shuffled = {}, {}, {}
+                own_peak = claim.over == "training" and claim.splits_at_its_own_peak
                 for seed in benchmark.seeds(scale):
                     found = [records.get((claim.row, c, seed, scale)) for c in group]
                     if not all(found):
@@ -756,6 +760,8 @@ def correlation_checks(benchmark: Benchmark) -> list[dict]:
                     # undefined (a constant series, or fewer than 3 points: two give R = +-1 whatever they are, e.g. a peak
                     # next to the curve's end): shown, and not counted as a run
                     per_seed[seed] = pearson([p[claim.x] for p in points], [p[claim.y] for p in points]) if len(points) > 2 else math.nan
+                    if own_peak:
+                        over_shuffled[seed] = claim.z_over_shuffled_steps(found[0]["probe_curve"])
                 if not per_seed:
                     continue
                 defined = [v for v in per_seed.values() if math.isfinite(v)]
@@ -767,11 +773,20 @@ def correlation_checks(benchmark: Benchmark) -> list[dict]:
                 # the verdict on the claimed side: a positive claim holds when the whole interval is above 0
                 centre, half = (mean, None) if low is None else ((math.atanh(low) + math.atanh(high)) / 2,
                                                                  (math.atanh(high) - math.atanh(low)) / 2)
-                out.append({"claim": claim.claim, "column": label, "protocol": MAIN, "scale": benchmark.scale_name(scale), "seeds": len(defined),
-                            "R per run": "; ".join(f"{s}: {v:+.2f}" if math.isfinite(v) else f"{s}: {undefined[s]}"
-                                                   for s, v in per_seed.items()),
-                            f"R({claim.x}, {claim.y}) across runs": f"{mean:+.3f}" + ("" if low is None else f" [{low:+.3f}, {high:+.3f}]"),
-                            "holds": claim_verdict(claim.expected_sign * centre, half, True, len(defined))})
+                row = {"claim": claim.claim, "column": label, "protocol": MAIN, "scale": benchmark.scale_name(scale), "seeds": len(defined),
+                       "R per run": "; ".join(f"{s}: {v:+.2f}" if math.isfinite(v) else f"{s}: {undefined[s]}" for s, v in per_seed.items()),
+                       f"R({claim.x}, {claim.y}) across runs": f"{mean:+.3f}" + ("" if low is None else f" [{low:+.3f}, {high:+.3f}]"),
+                       "holds": claim_verdict(claim.expected_sign * centre, half, True, len(defined))}
+                if own_peak:  # judged on the lean beyond what the split gives the run's own steps in random order
+                    kept = {s: v for s, v in over_shuffled.items() if math.isfinite(v)}
+                    row["z - z of its steps shuffled, per run"] = "; ".join(f"{s}: {v:+.2f}" for s, v in kept.items()) or "-"
+                    if kept:
+                        centre, half = across_seeds(list(kept.values()))
+                        row["z - z shuffled, across runs"] = f"{centre:+.3f}" + ("" if half is None else f" ± {half:.3f}")
+                        row.update(seeds=len(kept), holds=claim_verdict(claim.expected_sign * centre, half, True, len(kept)))
+                    else:
+                        row.update(seeds=0, holds="undefined")
+                out.append(row)
                 break
     return out
 
