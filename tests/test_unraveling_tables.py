@@ -400,21 +400,22 @@ def test_the_gbml_models_keys_ignore_the_heads_benchmarks_own_settings(monkeypat
 OMNIGLOT_COLUMN = {"MAML": "R_FC", "First-order MAML": "R_FC", "Reptile": "1-shot", "W-Clustering": "1-shot"}
 
 
-def test_the_task_batchnorm_variant_measures_the_strided_rows_again_in_task_sized_passes():
+def test_the_task_batchnorm_variant_measures_the_strided_rows_again_in_mamls_passes():
     """Claim 1's strided nets normalise every forward pass by its own statistics: the variant measures the same trained
-    models with each pass 5 classes x 2 images (MAML's task size), the metric still over the whole 64-class batch."""
+    models from the passes MAML's tasks make (random 5-class tasks, a task's first images one pass and its second images
+    another: support, then query), the metric still over the whole 64-class batch."""
     from benchmarks.families.unraveling_images import separation_metrics
     from benchmarks.unraveling import omniglot as O
 
     main, variant = Cell("MAML", "R_HV", seed=1), Cell("MAML", "R_HV", O.TASK_BATCHNORM, seed=1)
     assert O.BENCHMARK.training_key(variant, "paper") == O.BENCHMARK.training_key(main, "paper")  # nothing trains again
-    assert O.BENCHMARK.config(variant, "paper")["metric_chunk_classes"] == 5
+    assert O.BENCHMARK.config(variant, "paper")["metric_task_classes"] == 5
     extra = {(c.row, c.column) for c in O.BENCHMARK.cells(variants=["all"], scale="paper") if c.variant != "main"}
     assert extra == {(r, c) for r in O.STRIDED_ROWS for c in ("R_FC", "R_HV")}
     with pytest.raises(KeyError, match="does not apply"):
         O.BENCHMARK.check_cell(Cell("ProtoNet", "R_FC", O.TASK_BATCHNORM))
 
-    class Pool:  # 12 classes of 4 drawings; pixel values name the class
+    class Pool:  # 12 classes of 4 drawings; pixel values name the class and the drawing
         counts = np.full(12, 4)
 
         def __len__(self):
@@ -433,18 +434,26 @@ def test_the_task_batchnorm_variant_measures_the_strided_rows_again_in_task_size
             f = x.flatten(1) + torch.linspace(0, 1, 9) * x.flatten(1) ** 2
             return f - f.mean(0)
 
-    cfg = {"metric_batches": 2, "metric_classes": 6, "test_seed": 3, "measure": "R_FC"}
-    chunked, whole = BatchCentred(), BatchCentred()
-    got = separation_metrics(chunked, Pool(), {**cfg, "metric_chunk_classes": 2}, "cpu")
+    cfg = {"metric_batches": 2, "metric_classes": 7, "test_seed": 3, "measure": "R_FC"}
+    tasks, whole = BatchCentred(), BatchCentred()
+    got = separation_metrics(tasks, Pool(), {**cfg, "metric_task_classes": 3}, "cpu")
     one_pass = separation_metrics(whole, Pool(), cfg, "cpu")
-    assert [len(x) for x in chunked.passes] == [4] * 6 and [len(x) for x in whole.passes] == [12, 12]
-    for b in range(2):  # oracle: each pass of 2 classes x 2 images centred on its own, then R_FC over the batch's 6 classes
-        images = torch.cat(chunked.passes[3 * b:3 * b + 3])
-        assert torch.equal(images, whole.passes[b])  # the same images, split into passes
-        labels = torch.round(images.flatten(1)[:, 0] * 255 / 20).long()
+    # 7 classes in tasks of 3: 3 + 3 + 1, each task two passes of one image per class
+    assert [len(x) for x in tasks.passes] == [3, 3, 3, 3, 1, 1] * 2 and [len(x) for x in whole.passes] == [14, 14]
+    for b in range(2):
+        passes = tasks.passes[6 * b:6 * b + 6]
+        pixel = [torch.round(p.flatten(1)[:, 0] * 255).long() for p in passes]
+        classes, drawings = [px // 20 for px in pixel], [px % 20 for px in pixel]
+        batch = torch.round(whole.passes[b].flatten(1)[:, 0] * 255).long()
+        assert sorted(torch.cat(pixel).tolist()) == sorted(batch.tolist())  # the batch's images, each passed once
+        for t in range(0, 6, 2):  # a task's support and query: the same classes, one image each, its two drawings apart
+            assert classes[t].tolist() == classes[t + 1].tolist() and len(set(classes[t].tolist())) == len(classes[t])
+            assert all(a != c for a, c in zip(drawings[t].tolist(), drawings[t + 1].tolist()))
+        # oracle: each pass centred on its own, then R_FC over the batch's 7 classes (the order of rows does not matter)
         feats = []
-        for i in range(0, 12, 4):
-            f = images[i:i + 4].flatten(1) + torch.linspace(0, 1, 9) * images[i:i + 4].flatten(1) ** 2
+        for p in passes:
+            f = p.flatten(1) + torch.linspace(0, 1, 9) * p.flatten(1) ** 2
             feats.append(f - f.mean(0))
-        assert got[b] == pytest.approx(float(feature_clustering(torch.cat(feats).double(), labels)), rel=1e-12)
+        assert got[b] == pytest.approx(float(feature_clustering(torch.cat(feats).double(), torch.cat(classes))), rel=1e-12)
     assert not np.allclose(got, one_pass)  # per-pass statistics change the number
+    assert any(sorted(c.tolist()) != c.tolist() for c in classes)  # tasks are drawn at random, not in class order

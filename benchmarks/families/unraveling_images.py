@@ -352,18 +352,24 @@ def finetune_grid_accuracies(backbone: nn.Module, grid, episodes: list[Episode],
 @torch.no_grad()
 def separation_metrics(extractor: nn.Module, pool, cfg: dict, device: str) -> np.ndarray:
     """``R_FC`` or ``R_HV`` (``cfg["measure"]``) of ``metric_batches`` batches of 2 images of every class of ``pool``
-    (or of ``cfg["metric_classes"]`` classes drawn per batch). With ``cfg["metric_chunk_classes"]`` a batch's features
-    come from forward passes of that many classes' images each (what batch-statistics BatchNorm normalises over), the
-    metric still over the whole batch."""
+    (or of ``cfg["metric_classes"]`` classes drawn per batch). With ``cfg["metric_task_classes"]`` a batch's features come
+    from the forward passes MAML's tasks would make of it (:func:`task_passes`: what batch-statistics BatchNorm
+    normalises over), the metric still over the whole batch."""
     was = extractor.training
     extractor.eval()
-    chunk = 2 * cfg.get("metric_chunk_classes", 0)
+    task_classes = cfg.get("metric_task_classes")
+    if task_classes and cfg.get("metric_form") == "code":
+        raise ValueError("task passes are defined for the paper's metric layout (a class's two images side by side), not the code's")
 
-    def features(images: torch.Tensor) -> torch.Tensor:
+    def features(images: torch.Tensor, passes: list[np.ndarray] | None = None) -> torch.Tensor:
         images = images.to(device)
-        if not chunk:
+        if passes is None:
             return extractor(images).double()
-        return torch.cat([extractor(images[i:i + chunk]) for i in range(0, len(images), chunk)]).double()
+        parts = [(torch.from_numpy(index).to(device), extractor(images[index])) for index in passes]
+        out = torch.empty(len(images), parts[0][1].shape[1], dtype=torch.float64, device=device)
+        for index, part in parts:
+            out[index] = part.double()
+        return out
 
     try:
         out = []
@@ -383,7 +389,8 @@ def separation_metrics(extractor: nn.Module, pool, cfg: dict, device: str) -> np
                 value = code_hyperplane_variation(feats) if cfg["measure"] == "R_FC" else code_feature_clustering(feats)
             else:
                 classes, items = np.repeat(chosen, 2), pairs.reshape(-1)  # a class's two images side by side
-                feats = features(labelled_images(pool, classes, items))
+                passes = task_passes(len(chosen), task_classes, rng) if task_classes else None
+                feats = features(labelled_images(pool, classes, items), passes)
                 labels = torch.from_numpy(classes).to(device)
                 value = (feature_clustering(feats, labels) if cfg["measure"] == "R_FC"
                          else hyperplane_variation_of_batch(feats, labels))
@@ -391,6 +398,17 @@ def separation_metrics(extractor: nn.Module, pool, cfg: dict, device: str) -> np
         return np.array(out)
     finally:
         extractor.train(was)
+
+
+def task_passes(classes: int, task_classes: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The forward passes MAML's tasks would make of a metric batch laid out class by class, two images each
+    (``[c0 i0, c0 i1, c1 i0, ...]``): the batch's classes grouped at random into tasks of ``task_classes`` (the last
+    smaller when they do not divide), each task's first images one pass and its second images another (MAML's code passes
+    a task's support and query apart: cbfinn/maml ``maml.py`` ``task_metalearn``). Positions into the batch, one array
+    per pass."""
+    order = rng.permutation(classes)
+    tasks = [order[start:start + task_classes] for start in range(0, classes, task_classes)]
+    return [index for task in tasks for index in (2 * task, 2 * task + 1)]
 
 
 def reptile_test_batches(model: nn.Module, episode: Episode, rng: np.random.Generator) -> Episode:

@@ -45,9 +45,14 @@ against 15x more MAML images, and "MAML beats classical" against the classical r
 with the prototype head, a score that rewards clustered features. BatchNorm adds a third asymmetry [not in the paper,
 which does not say how it measured]: neither strided net keeps running statistics (Finn's code normalises every batch by
 its own, at test too), so ``R_FC`` / ``R_HV`` normalise each metric batch of 64 classes x 2 images by its own
-statistics: the conditions the classical model trained in (128 random images), not MAML's (5-class tasks of 10 images).
-The selection and BatchNorm both lean toward classical, the direction sec. 4.6 reports. Variant ``task-batchnorm``
-measures the strided rows again with each forward pass 5 classes x 2 images (MAML's task size), no new training.
+statistics: the conditions the classical model trained in (128 random images), not MAML's (a 5-way 1-shot task's
+support, then its query, 5 images of 5 classes a pass). The selection leans toward classical, the direction sec. 4.6
+reports; which way BatchNorm leans is not known (a 128-image batch normalises nearly as a population would). Variant
+``task-batchnorm`` measures the strided rows again from MAML's passes (:func:`~benchmarks.families.unraveling_images.task_passes`:
+the batch's 64 classes grouped at random into 5-class tasks, the last of 4, each task's first and second images passed
+apart), the metric still over the whole batch, so features of different passes are compared as MAML never does; no new
+training. The classical strided row's checkpoint selection (the prototype head on validation episodes) passes support
+and queries apart too, as MAML's evaluation does.
 The pipeline is not the anchors' data: ``finn2017-table1`` and ``nichol2018-table1`` train on 1,200 characters (here
 Vinyals' 1,028), Finn's images are inverted (here not) and Nichol tests on unrotated characters (here rotated ones too).
 Both rows of every claim share it, so the claims stay paired; the anchors' numbers are not expected here.
@@ -130,7 +135,7 @@ HIGHER_IS_BETTER = {**dict.fromkeys(SEPARATION + ("distance 1-shot", "distance 5
 #: the measurement variant of claim 1's strided rows (module docstring: the BatchNorm asymmetry)
 TASK_BATCHNORM = "task-batchnorm"
 STRIDED_ROWS = ("MAML", "First-order MAML", "Classical (MAML's Conv-4)")
-#: classes per forward pass under TASK_BATCHNORM: 5 classes x 2 images, the size of a 5-way 1-shot MAML task with its query
+#: classes of a task under TASK_BATCHNORM (a 5-way 1-shot MAML task: its support one pass, its query another)
 TASK_CLASSES = 5
 
 
@@ -143,10 +148,10 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
     rows = tuple(ROWS)
     columns = tuple(dict.fromkeys(SEPARATION + ACCURACY + REPTILE_COLUMNS))
     # (the heads benchmark's MAML-head variant has no column here)
-    variants = {TASK_BATCHNORM: f"R_FC / R_HV of the strided nets ({', '.join(STRIDED_ROWS)}) from forward passes of "
-                                f"{TASK_CLASSES} classes x 2 images, so that their batch-statistics BatchNorm normalises as in "
-                                "MAML's 5-way 1-shot tasks (the main protocol passes a metric batch's 64 classes at once); "
-                                "the same trained models, measured again"}
+    variants = {TASK_BATCHNORM: f"R_FC / R_HV of the strided nets ({', '.join(STRIDED_ROWS)}) from the forward passes of "
+                                f"random {TASK_CLASSES}-class tasks, each task's first images one pass and its second images "
+                                "another, so that their batch-statistics BatchNorm normalises as in MAML's 5-way 1-shot tasks "
+                                "(the main protocol passes a metric batch's 64 classes at once); the same trained models, measured again"}
 
     def variant_applies(self, row: str, column: str, variant: str) -> bool:
         return variant == TASK_BATCHNORM and row in STRIDED_ROWS and column in SEPARATION
@@ -213,7 +218,7 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
                    else "head" if cell.column in ACCURACY else "adapted")
         shots = 5 if "5-shot" in cell.column else 1
         selection = {"selection": "SVM 5-way 1-shot validation accuracy"} if self.tuned(cell.row) else {}
-        chunks = {"variant": cell.variant, "metric_chunk_classes": TASK_CLASSES} if cell.variant == TASK_BATCHNORM else {}
+        chunks = {"variant": cell.variant, "metric_task_classes": TASK_CLASSES} if cell.variant == TASK_BATCHNORM else {}
         return {**models[0], "benchmark": self.id, "row": cell.row, "column": cell.column, "scale": scale, "models": models,
                 "measure": measure, "test_shots": shots, **selection, **MEASURES[scale], **chunks}
 
