@@ -40,7 +40,13 @@ TRAINER_PROTOCOL_VERSION = 1
 
 
 class NonFiniteLossError(RuntimeError):
-    """The outer loss became NaN or infinite; the last good checkpoint is kept."""
+    """The outer loss became NaN or infinite; the last good checkpoint is kept. ``state``: the run's
+    :class:`TrainState` when it stopped (``iteration`` the one whose loss was not finite; its validations and kept
+    models so far), where the training loop raised it."""
+
+    def __init__(self, message: str, state: TrainState | None = None):
+        super().__init__(message)
+        self.state = state
 
 
 class CheckpointError(RuntimeError):
@@ -521,9 +527,10 @@ def train(
                         group["lr"] = group["initial_lr"] * lr_schedule(state.iteration)
                 loss = float(step(batch_fn(state.iteration), optimizer))
                 if not math.isfinite(loss):
+                    state.elapsed_s = time.perf_counter() - started
                     raise NonFiniteLossError(
                         f"{desc}: outer loss is {loss} at iteration {state.iteration}; stopped. The last good "
-                        f"checkpoint ({checkpoint_path}, iteration {_saved_iteration(checkpoint_path)}) is kept."
+                        f"checkpoint ({checkpoint_path}, iteration {_saved_iteration(checkpoint_path)}) is kept.", state
                     )
                 window.append(loss)
                 state.iteration += 1

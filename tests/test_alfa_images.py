@@ -190,6 +190,45 @@ def test_the_ensemble_averages_its_members_logits_after_each_adapts():
     assert TABLE1.scored_checkpoint(Cell("ALFA + MAML (4-CONV)", "miniImageNet 1-shot"), "paper") is None  # several models
 
 
+def test_a_diverged_training_is_tested_on_the_epochs_before_its_nan_as_alfas_code_would(isolated_results, monkeypatch):
+    """ALFA's code trains on through a NaN (its NaN weights validate at chance), so its test ensemble is the best epochs
+    before it: a run whose loss goes non-finite after two validated epochs (smoke: epochs of 10 iterations, an ensemble of
+    2) is scored as a clean run of those two epochs is, and says where it diverged; with fewer epochs, no record."""
+    from metarepro.episodes import Episode
+    from metarepro.trainer import NonFiniteLossError
+
+    bench = BENCHMARKS["alfa-omniglot"]
+    cell = Cell("ALFA + MAML", "Omniglot 5-way 1-shot")
+    cfg = bench.config(cell, "smoke")
+    assert (cfg["epoch"], cfg["test_ensemble"], cfg["iterations"]) == (10, 2, 40)
+    clean_batch = type(bench).train_batch
+
+    def poisoned_from(first_bad: int):
+        def train_batch(self, pool, cfg, index):
+            batch = clean_batch(self, pool, cfg, index)
+            return Episode(batch.support_x * float("nan"), batch.support_y, batch.query_x, batch.query_y) if index >= first_bad else batch
+        return train_batch
+
+    from benchmarks.harness.paths import runs_dir
+
+    monkeypatch.setattr(type(bench), "train_batch", poisoned_from(25))
+    diverged = bench.run_cell(cell, "smoke", runs_dir() / bench.id / "smoke", progress=False)
+    assert diverged.extra["diverged_at_iteration"] == 25 and diverged.deviations[0].startswith("training diverged")
+    assert [i for i, *_ in diverged.extra["selection"]["val_curve"]] == [10, 20]
+    # the oracle: a clean training of the same two epochs, in a fresh runs folder, tested the same way
+    monkeypatch.setattr(type(bench), "train_batch", clean_batch)
+    two_epochs = {**cfg, "epochs": 2, "iterations": 20}
+    monkeypatch.setattr(type(bench), "config", lambda self, c, scale: dict(two_epochs))
+    clean = bench.run_cell(cell, "smoke", runs_dir() / "elsewhere" / "smoke", progress=False)
+    assert clean.deviations == [] and "diverged_at_iteration" not in clean.extra
+    np.testing.assert_array_equal(diverged.scores, clean.scores)
+    # diverging before the ensemble's two epochs were validated leaves no record
+    monkeypatch.setattr(type(bench), "config", lambda self, c, scale: {**cfg, "train_seed": 1})
+    monkeypatch.setattr(type(bench), "train_batch", poisoned_from(15))
+    with pytest.raises(NonFiniteLossError):
+        bench.run_cell(cell, "smoke", runs_dir() / bench.id / "smoke", progress=False)
+
+
 def test_alfa_omniglots_largest_scale_is_shown_as_its_claim_budget_not_the_papers(isolated_results):
     """Records keep the harness's scale ("paper"); the records table and the claim table call it "claim budget"."""
     from benchmarks.harness.cli import records_table

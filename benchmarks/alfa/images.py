@@ -74,7 +74,7 @@ from metarepro.episodes import Episode, task_rng
 from metarepro.inner import cross_entropy_per_task
 from metarepro.results import config_hash
 from metarepro.timing import now
-from metarepro.trainer import EarlyStopping, load_checkpoint, top_snapshots, train
+from metarepro.trainer import EarlyStopping, NonFiniteLossError, load_checkpoint, top_snapshots, train
 from methods.alfa import ALFA
 from methods.backbones import ConvNet
 from methods.l2f import L2F
@@ -135,6 +135,15 @@ RESNET12_FACTOR = 20.0
 FIXTURE = {"mini": {"train": 20, "val": 20, "test": 20},  # 20 classes: Table 4 is 20-way
             "tiered": {"train": (10, 2), "val": (6, 2), "test": (6, 2)}, "cub": 24}
 FIXTURE_IMAGES = 12
+
+
+def diverged_deviation(iteration: int, iterations: int, kept: int) -> str:
+    """What a record of a training whose outer loss went non-finite says. ALFA's code (a fork of MAML++) has no NaN guard:
+    it trains on, its NaN weights validate at chance, and its test ensemble is still its ``kept`` best validation epochs,
+    those before the NaN (when at least ``kept`` were validated). The suite stops at the NaN and tests those same epochs
+    from the models it kept, so no hours go to training on NaN weights [choice]."""
+    return (f"training diverged: the outer loss was not finite at iteration {iteration} of {iterations}; tested on the {kept} best "
+            "validation epochs before it, those ALFA's code would test (it trains on, its NaN weights validating at chance)")
 
 
 def parse_setting(column: str) -> tuple[str, int, int]:
@@ -296,6 +305,7 @@ class ALFAImages(Benchmark):
         pools = self.pools(cfg, home)
         model = self.build_model(cfg, engine).to(device)
         extra: dict = {}
+        deviations: list[str] = []
         train_s = 0.0
         if not self.trains_nothing(cfg):
             key = self.training_key(cell, scale)
@@ -303,17 +313,24 @@ class ALFAImages(Benchmark):
                                   every=cfg["epoch"], patience=cfg["iterations"], best_path=home / key / "best.pt",
                                   keep=cfg["test_ensemble"])
             optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["meta_lr"])
-            state = train(model, optimizer, lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"],
-                          home / key / "checkpoint.pt", key, checkpoint_every=cfg["epoch"], log_every=max(1, cfg["epoch"] // 10),
-                          progress=progress, desc=f"{cell.label} [{scale}]", meta={"benchmark": self.id, "scale": scale},
-                          progress_position=progress_position, early_stopping=early, lr_schedule=self.meta_lr_schedule(cfg))
+            try:
+                state = train(model, optimizer, lambda i: self.train_batch(pools["train"], cfg, i).to(device), cfg["iterations"],
+                              home / key / "checkpoint.pt", key, checkpoint_every=cfg["epoch"], log_every=max(1, cfg["epoch"] // 10),
+                              progress=progress, desc=f"{cell.label} [{scale}]", meta={"benchmark": self.id, "scale": scale},
+                              progress_position=progress_position, early_stopping=early, lr_schedule=self.meta_lr_schedule(cfg))
+            except NonFiniteLossError as err:
+                if err.state is None or len(err.state.val_curve) < cfg["test_ensemble"]:
+                    raise  # too few epochs validated before it for the selection the code makes: no record
+                state = err.state
+                deviations.append(diverged_deviation(state.iteration, cfg["iterations"], cfg["test_ensemble"]))
+                extra["diverged_at_iteration"] = state.iteration
             if early.best_path.exists():  # the epoch of best validation accuracy is tested, not the last one
                 model.load_state_dict(load_checkpoint(early.best_path, None)["model"])
             tested = self.ensemble(cfg, early, state.val_curve, engine, device) if cfg["test_ensemble"] > 1 else model
             train_s = state.elapsed_s
-            extra = {"loss_curve": state.loss_curve, "checkpoint_key": key,
-                     "selection": {"val_curve": state.val_curve, "selected_iteration": state.best_iteration,
-                                   "validation_value": state.best_value}}
+            extra.update({"loss_curve": state.loss_curve, "checkpoint_key": key,
+                          "selection": {"val_curve": state.val_curve, "selected_iteration": state.best_iteration,
+                                        "validation_value": state.best_value}})
         else:
             tested = model
         started = now(device)
@@ -323,7 +340,7 @@ class ALFAImages(Benchmark):
         extra["timing"] = {"ms_per_iteration": 1000 * train_s / max(cfg["iterations"], 1), "iterations_timed": cfg["iterations"],
                            "test_s": test_s, "test_tasks": cfg["test_tasks"], "threads": torch.get_num_threads(), "device": device,
                            "load_average_1min": os.getloadavg()[0]}
-        return CellResult(scores=scores, deviations=[], wall_time_s=train_s + test_s, train_wall_time_s=train_s, extra=extra)
+        return CellResult(scores=scores, deviations=deviations, wall_time_s=train_s + test_s, train_wall_time_s=train_s, extra=extra)
 
     def meta_lr_schedule(self, cfg: dict):
         """``iteration -> factor`` on the meta learning rate, or None: ALFA's is constant (its cosine schedule's floor
