@@ -18,6 +18,7 @@ meta-test gradients. Pure functions of parameters, losses and vectors; each is t
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -47,8 +48,17 @@ def gradient_coherence(gradients: torch.Tensor) -> torch.Tensor:
     return mean_pairwise_inner(gradients)
 
 
-def hessian_spectral_norm(loss_fn: Callable[[list[torch.Tensor]], torch.Tensor], params: list[torch.Tensor], iterations: int = 200,
-                          tolerance: float = 1e-6, generator: torch.Generator | None = None) -> float:
+class PowerIteration(NamedTuple):
+    """A spectral norm by power iteration: ``value``, the Hessian-vector products it took, and whether it met its
+    tolerance (``False``: stopped at its cap, an estimate from below)."""
+
+    value: float
+    products: int
+    converged: bool
+
+
+def hessian_power_iteration(loss_fn: Callable[[list[torch.Tensor]], torch.Tensor], params: list[torch.Tensor], iterations: int = 200,
+                            tolerance: float = 1e-6, generator: torch.Generator | None = None) -> PowerIteration:
     """``max |eigenvalue|`` of the Hessian of ``loss_fn(params)`` at ``params``, by power iteration on Hessian-vector
     products (double backward; the Hessian is never formed). Stops when the estimate changes by less than
     ``tolerance`` (relative) or after ``iterations``; starts from a seeded random direction."""
@@ -58,16 +68,22 @@ def hessian_spectral_norm(loss_fn: Callable[[list[torch.Tensor]], torch.Tensor],
     norm = torch.sqrt(sum((v * v).sum() for v in vector))
     vector = [v / norm for v in vector]
     estimate = 0.0
-    for _ in range(iterations):
+    for product in range(1, iterations + 1):
         hv = torch.autograd.grad(grads, leaves, grad_outputs=vector, retain_graph=True)
         norm = torch.sqrt(sum((h * h).sum() for h in hv)).item()
         if norm == 0.0:
-            return 0.0
+            return PowerIteration(0.0, product, True)
         vector = [h / norm for h in hv]
         if abs(norm - estimate) <= tolerance * max(norm, 1e-30):
-            return norm
+            return PowerIteration(norm, product, True)
         estimate = norm
-    return estimate
+    return PowerIteration(estimate, iterations, False)
+
+
+def hessian_spectral_norm(loss_fn: Callable[[list[torch.Tensor]], torch.Tensor], params: list[torch.Tensor], iterations: int = 200,
+                          tolerance: float = 1e-6, generator: torch.Generator | None = None) -> float:
+    """:func:`hessian_power_iteration`'s value alone."""
+    return hessian_power_iteration(loss_fn, params, iterations, tolerance, generator).value
 
 
 def flatten_tasks(params: dict[str, torch.Tensor]) -> torch.Tensor:

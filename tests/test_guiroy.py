@@ -157,7 +157,9 @@ def test_adapted_sharpness_is_the_largest_absolute_eigenvalue_over_the_adapted_w
         flat = torch.cat([adapted[n][t].flatten() for n in names])
         hessian = torch.autograd.functional.hessian(lambda v, t=t, fixed=fixed: _task_loss_at(model, v, names, shapes, fixed, x[t], y[t]), flat)
         want = torch.linalg.eigvalsh(hessian).abs().max().item()
-        assert abs(got[t] - want) < 2e-3 * want  # power iteration stops at a relative change of 1e-3
+        assert abs(got[t].value - want) < 2e-3 * want and got[t].converged  # power iteration stops at a relative change of 1e-3
+    capped = adapted_sharpness(model, adapted, x, y, iterations=2, generator=torch.Generator().manual_seed(0))
+    assert [(c.products, c.converged) for c in capped] == [(2, False)] * 3 and all(c.value <= g.value * (1 + 1e-9) for c, g in zip(capped, got))
 
 
 def test_probe_gradients_keep_the_adapted_weights_columns_only():
@@ -244,10 +246,11 @@ def test_a_probe_point_matches_each_task_measured_alone():
         sharpness.append(torch.linalg.eigvalsh(torch.autograd.functional.hessian(at, flat)).abs().max().item())
     assert math.isclose(got["support_loss"], float(np.mean(support)), rel_tol=1e-9)
     assert abs(got["sharpness"] - float(np.mean(sharpness))) < 2e-3 * float(np.mean(sharpness))  # power iteration's 1e-3 stop
+    assert got["sharpness_tasks_at_cap"] == 0 and 1 < got["sharpness_products_mean"] < 3000  # how it ended, kept with the point
 
     # without sharpness tasks (Fig. 12's runs) the flatness keys are gone and the rest is unchanged
     flat_free = landscape_measure(sets, {**cfg, "sharpness_tasks": 0}, "cpu")(model, 0)
-    assert "sharpness" not in flat_free and "support_loss" not in flat_free
+    assert not {"sharpness", "support_loss", "sharpness_products_mean", "sharpness_tasks_at_cap"} & set(flat_free)
     for key, value in want.items():
         assert math.isclose(flat_free[key], value, rel_tol=1e-9, abs_tol=1e-12), key
 
