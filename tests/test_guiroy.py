@@ -87,7 +87,9 @@ def test_correlation_checks_take_one_r_per_run_and_the_interval_over_runs(isolat
             _write(fig8, column, seed, curve)
             along.setdefault(column, []).append(stats.pearsonr(coherence, mse)[0])
             across.setdefault(seed, []).append((coherence[-1], mse[-1]))
-    checks = correlation_checks(fig8)
+    from benchmarks.harness.base import CHANGES_SUFFIX
+
+    checks = [c for c in correlation_checks(fig8) if not c["claim"].endswith(CHANGES_SUFFIX)]  # the levels (changes: below)
     assert len(checks) == len(fig8.columns) + 1 and all(c["scale"] == "quick" and c["seeds"] == 3 for c in checks)
     for check in checks:
         rs = along.get(check["column"]) or [stats.pearsonr(*np.array(across[s]).T)[0] for s in range(3)]
@@ -99,6 +101,34 @@ def test_correlation_checks_take_one_r_per_run_and_the_interval_over_runs(isolat
         assert check["holds"] == want
     assert checks[-1]["column"] == "2-shot .. 15-shot"
     assert {c["holds"] for c in checks[:-1]} >= {"yes", "no difference"}  # the noise of the late columns is felt
+
+
+def test_a_claim_on_changes_correlates_epoch_to_epoch_differences_and_sees_through_a_shared_trend(isolated_results):
+    """Two measures that each follow training's trend correlate in level whatever links them; their first differences
+    (the untrained point left out) do not, unless they move together epoch by epoch. Against scipy on np.diff."""
+    from benchmarks.harness.base import CHANGES_SUFFIX, CorrelationClaim
+
+    fig8, rng = BENCHMARKS["guiroy-fig8"], np.random.default_rng(1)
+    level_claim, changes_claim = (c for c in fig8.correlation_claims() if c.over == "training")
+    assert changes_claim.changes and changes_claim.claim == level_claim.claim + CHANGES_SUFFIX and changes_claim.skip_untrained
+    along = {}
+    for seed in range(3):
+        for column in fig8.columns:
+            trend = np.linspace(0, 5, 30)
+            coherence, mse = trend + rng.normal(0, 0.3, size=30), 4 - trend + rng.normal(0, 0.3, size=30)  # independent noise
+            curve = [{"iteration": 200 * i, "gradient_coherence": float(c), "target_mse_meta_test": float(m)}
+                     for i, (c, m) in enumerate(zip(coherence, mse))]
+            _write(fig8, column, seed, curve)
+            along.setdefault(column, []).append(stats.pearsonr(np.diff(coherence[1:]), np.diff(mse[1:]))[0])
+    checks = [c for c in correlation_checks(fig8) if c["claim"] == changes_claim.claim]
+    assert len(checks) == len(fig8.columns)
+    for check in checks:
+        assert check["R per run"] == "; ".join(f"{s}: {r:+.2f}" for s, r in enumerate(along[check["column"]]))
+    levels = [c for c in correlation_checks(fig8) if c["claim"] == level_claim.claim]
+    assert all(c["holds"] == "yes" for c in levels)  # the shared trend alone
+    assert sum(c["holds"] == "yes" for c in checks) <= 1  # the changes: independent noise
+    with pytest.raises(ValueError, match="changes"):
+        CorrelationClaim("bad", "MAML", "iteration", "sharpness", changes=True)
 
 
 def test_level_checks_pair_each_seeds_mean_absolute_coherence_and_take_the_t_interval_over_seeds(isolated_results):

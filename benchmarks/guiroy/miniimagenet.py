@@ -32,7 +32,7 @@ from benchmarks.anchors.finn2017_table1 import maml_task_loss
 from benchmarks.families.omniglot_gbml import chunked_scores
 from benchmarks.families.unraveling_images import image_pools, labelled_images
 from benchmarks.guiroy.omniglot import PROBES, draw_probe_curves, landscape_measure, probe_sets, probe_settings
-from benchmarks.harness.base import Benchmark, Cell, CellResult, CorrelationClaim, LevelClaim
+from benchmarks.harness.base import Benchmark, Cell, CellResult, CorrelationClaim, LevelClaim, and_their_changes
 from metarepro import results as R
 from metarepro.data.store import DataError
 from metarepro.episodes import Episode, task_rng
@@ -225,8 +225,8 @@ class GuiroyFig4(GuiroyMiniImageNet):
     rows = ("Finetune baseline",)
 
     def correlation_claims(self) -> list[CorrelationClaim]:
-        return [CorrelationClaim("Finetune baseline: flatness of solutions follows the support loss (sec. 5.1)", "Finetune baseline",
-                                 "support_loss", "sharpness", skip_untrained=True)]
+        return and_their_changes([CorrelationClaim("Finetune baseline: flatness of solutions follows the support loss (sec. 5.1)",
+                                                   "Finetune baseline", "support_loss", "sharpness", skip_untrained=True)])
 
     render_figures = GuiroyFig3.render_figures
 
@@ -237,8 +237,9 @@ class GuiroyFig5(GuiroyMiniImageNet):
     rows = ("MAML", "First-Order MAML")
 
     def correlation_claims(self) -> list[CorrelationClaim]:
-        return [CorrelationClaim(f"{row}: meta-test accuracy rises with the coherence of adaptation trajectories (sec. 5.2)", row,
-                                 "trajectory_coherence", "target_accuracy_meta_test", skip_untrained=True) for row in self.rows]
+        return and_their_changes([CorrelationClaim(f"{row}: meta-test accuracy rises with the coherence of adaptation trajectories "
+                                                   "(sec. 5.2)", row, "trajectory_coherence", "target_accuracy_meta_test",
+                                                   skip_untrained=True) for row in self.rows])
 
     def render_figures(self, scale: str) -> list[Path]:
         return self.draw(scale, "trajectory_coherence", "E[theta_i . theta_j] (unit directions)") + self.draw(
@@ -275,8 +276,9 @@ class GuiroyFig7(GuiroyMiniImageNet):
     inner_steps = 1  # appendix A.3: "except for Section 5.3 where T = 1"
 
     def correlation_claims(self) -> list[CorrelationClaim]:
-        return [CorrelationClaim(f"{row}: meta-test accuracy rises with E[g_i.g_j] at the meta-train solution (sec. 5.3)", row,
-                                 "gradient_coherence", "target_accuracy_meta_test", skip_untrained=True) for row in self.rows]
+        return and_their_changes([CorrelationClaim(f"{row}: meta-test accuracy rises with E[g_i.g_j] at the meta-train solution "
+                                                   "(sec. 5.3)", row, "gradient_coherence", "target_accuracy_meta_test",
+                                                   skip_untrained=True) for row in self.rows])
 
     def render_figures(self, scale: str) -> list[Path]:
         return self.draw(scale, "gradient_coherence", "E[g_i . g_j] at theta_s") + self.draw(

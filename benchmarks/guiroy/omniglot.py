@@ -60,7 +60,7 @@ import torch
 from benchmarks.anchors.finn2017_table1 import BENCHMARK as FINN
 from benchmarks.anchors.finn2017_table1 import maml_training_key
 from benchmarks.families.omniglot_gbml import OmniglotGBML
-from benchmarks.harness.base import Cell, CorrelationClaim, LevelClaim
+from benchmarks.harness.base import Cell, CorrelationClaim, LevelClaim, and_their_changes
 from metarepro import results as R
 from metarepro.data.omniglot import ClassPool
 from metarepro.episodes import Episode, task_rng
@@ -336,9 +336,10 @@ class GuiroyFig11(GuiroyOmniglot):
     rows = ("MAML",)  # sec. 5.2: "for experiments on Omniglot, we drop the analyses with First-Order MAML"
 
     def correlation_claims(self) -> list[CorrelationClaim]:
-        return [CorrelationClaim("meta-test accuracy rises with the coherence of adaptation trajectories (sec. 5.2; the paper's "
-                                 "Omniglot panels are the 5-shot columns, the 1-shot ones extend it)", "MAML",
-                                 "trajectory_coherence", "target_accuracy_meta_test", skip_untrained=True)]
+        return and_their_changes([CorrelationClaim("meta-test accuracy rises with the coherence of adaptation trajectories (sec. "
+                                                   "5.2; the paper's Omniglot panels are the 5-shot columns, the 1-shot ones "
+                                                   "extend it)", "MAML", "trajectory_coherence", "target_accuracy_meta_test",
+                                                   skip_untrained=True)])
 
     def render_figures(self, scale: str) -> list[Path]:
         return self.draw(scale, "trajectory_coherence", "E[theta_i . theta_j] (unit directions)") + self.draw(
@@ -357,10 +358,11 @@ class GuiroyFig12(GuiroyOmniglot):
         return {**super().config(cell, scale), "sharpness_tasks": 0}
 
     def correlation_claims(self) -> list[CorrelationClaim]:
-        return [CorrelationClaim(f"{row}: meta-test accuracy rises with E[g_i.g_j] at the meta-train solution (sec. 5.3"
-                                 + ("" if row == "MAML" else "; the paper's Omniglot panels are MAML's: this row extends it")
-                                 + "; its panels are 20-way, the 5-way columns extend it)", row,
-                                 "gradient_coherence", "target_accuracy_meta_test", skip_untrained=True) for row in self.rows]
+        return and_their_changes([CorrelationClaim(f"{row}: meta-test accuracy rises with E[g_i.g_j] at the meta-train solution (sec. 5.3"
+                                                   + ("" if row == "MAML" else "; the paper's Omniglot panels are MAML's: this row extends it")
+                                                   + "; its panels are 20-way, the 5-way columns extend it)", row,
+                                                   "gradient_coherence", "target_accuracy_meta_test", skip_untrained=True)
+                                  for row in self.rows])
 
     def render_figures(self, scale: str) -> list[Path]:
         return self.draw(scale, "gradient_coherence", "E[g_i . g_j] at theta_s, meta-test")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +118,9 @@ class CorrelationClaim:
     after_peak_of: str | None = None
     until_peak_of: str | None = None
     skip_untrained: bool = False
+    #: R between the epoch-to-epoch changes of ``x`` and ``y`` (first differences along the run's points), not their
+    #: levels: what the two share beyond a trend both follow along training (:func:`and_their_changes`)
+    changes: bool = False
 
     def _considered(self, curve: list[dict]) -> list[dict]:
         """The points the claim may read: less the untrained model's with ``skip_untrained``; less those probed between
@@ -179,11 +182,36 @@ class CorrelationClaim:
         peak = self._peak(curve)
         return None if peak is None else curve[peak]["iteration"]
 
+    def series(self, points: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """The two series R is taken between: ``x`` and ``y`` over ``points``, or their first differences (``changes``)."""
+        x, y = np.array([p[self.x] for p in points], dtype=np.float64), np.array([p[self.y] for p in points], dtype=np.float64)
+        return (np.diff(x), np.diff(y)) if self.changes else (x, y)
+
     def __post_init__(self):
         if self.over not in ("training", "columns") or self.expected_sign not in (1, -1):
             raise ValueError(f"a correlation claim is over 'training' or 'columns' with expected_sign +-1, got {self}")
         if self.after_peak_of and self.until_peak_of:
             raise ValueError(f"a correlation claim reads after a peak or up to it, not both: {self}")
+        if self.changes and (self.over != "training" or self.after_peak_of or self.until_peak_of or self.x == "iteration"):
+            raise ValueError(f"a claim on changes reads two measures along a whole run, neither of them the iteration: {self}")
+
+
+#: what :func:`and_their_changes` adds to a claim's words
+CHANGES_SUFFIX = ("; beyond the trend both follow, their epoch-to-epoch changes move together too [ours, not the paper's: "
+                  "first differences, the untrained model's point left out]")
+
+
+def and_their_changes(claims: list[CorrelationClaim]) -> list[CorrelationClaim]:
+    """``claims``, each claim between two measures along training followed by its twin on their epoch-to-epoch changes
+    (:attr:`CorrelationClaim.changes`). Two measures that each drift with training correlate whatever links them; their
+    changes correlate only if they move together epoch by epoch. The twin leaves out the untrained model's point, whose
+    one large first step would otherwise decide R."""
+    out = []
+    for claim in claims:
+        out.append(claim)
+        if claim.over == "training" and claim.x != "iteration" and not (claim.after_peak_of or claim.until_peak_of):
+            out.append(replace(claim, claim=claim.claim + CHANGES_SUFFIX, changes=True, skip_untrained=True))
+    return out
 
 
 @dataclass(frozen=True)

@@ -759,7 +759,8 @@ def correlation_checks(benchmark: Benchmark) -> list[dict]:
                     points = claim.points(found[0]["probe_curve"]) if claim.over == "training" else [r["probe_curve"][-1] for r in found]
                     # undefined (a constant series, or fewer than 3 points: two give R = +-1 whatever they are, e.g. a peak
                     # next to the curve's end): shown, and not counted as a run
-                    per_seed[seed] = pearson([p[claim.x] for p in points], [p[claim.y] for p in points]) if len(points) > 2 else math.nan
+                    xs, ys = claim.series(points)
+                    per_seed[seed] = pearson(xs, ys) if len(xs) > 2 else math.nan
                     if own_peak:
                         over_shuffled[seed] = claim.z_over_shuffled_steps(found[0]["probe_curve"])
                 if not per_seed:
