@@ -224,9 +224,43 @@ def make_record(
 
 
 def write_record(record: dict, slug: str, root: Path | None = None) -> Path:
-    """Write a record atomically; returns its path."""
+    """Write a record atomically; returns its path. A divergence note of the same cell (:func:`divergence_path`) goes:
+    the record supersedes it."""
     path = record_path(record["benchmark"], record["scale"], slug, root)
-    return atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    written = atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    divergence_path(record["benchmark"], record["scale"], slug, root).unlink(missing_ok=True)
+    return written
+
+
+def divergence_path(benchmark_id: str, scale: str, slug: str, root: Path | None = None) -> Path:
+    """Where ``reproduce`` notes a cell whose training stopped on a non-finite loss and left no record:
+    ``<results>/diverged/<benchmark>/<scale>/<cell>.json`` (a finding, kept beside the records it stands in for)."""
+    return (root or results_dir()) / "diverged" / benchmark_id / scale / f"{slug}.json"
+
+
+#: what a divergence note holds (:func:`write_divergence`)
+DIVERGENCE_KEYS = ("benchmark", "row", "column", "variant", "scale", "seed", "config_hash", "protocol_versions", "iteration",
+                   "iterations", "message", "provenance")
+
+
+def write_divergence(note: dict, slug: str, root: Path | None = None) -> Path:
+    """Write a divergence note (:data:`DIVERGENCE_KEYS`) atomically; returns its path."""
+    missing = [k for k in DIVERGENCE_KEYS if k not in note]
+    if missing:
+        raise ValueError(f"a divergence note needs {missing}")
+    return atomic_write_text(divergence_path(note["benchmark"], note["scale"], slug, root), json.dumps(note, indent=1) + "\n")
+
+
+def load_divergences(benchmark_id: str, root: Path | None = None) -> list[dict]:
+    """Every divergence note of ``benchmark_id`` (any scale); a note missing a key is refused with its path."""
+    out = []
+    for path in sorted(((root or results_dir()) / "diverged" / benchmark_id).glob("*/*.json")):
+        note = json.loads(path.read_text())
+        missing = [k for k in DIVERGENCE_KEYS if k not in note]
+        if missing:
+            raise ValueError(f"{path}: not a divergence note (missing {missing})")
+        out.append(note)
+    return out
 
 
 #: records parsed once per benchmark inside :func:`records_read_once` (``None``: read from disk on every call)

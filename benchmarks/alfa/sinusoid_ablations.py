@@ -9,9 +9,9 @@ each claim is a paired difference per seed and then across seeds (lower MSE is b
 
 ALFA runs in the authors' code form (``(1 - beta0 beta1) theta - alpha0 alpha1 grad``, a 2-layer generator: their
 ``inner_loop_optimizers.py`` and ``few_shot_learning_system.py``). At 5 steps the paper's own form diverged on this task
-family (``alfa-table8``'s ``5-steps`` run note: NaN by iteration 8,000); if the code form diverges too, the run note
-says where, and variant ``bounded`` (generator outputs through ``2 sigmoid``, not in the paper or the code) is reported
-beside it, never in its place.
+family (``alfa-table8``'s ``5-steps`` run note: NaN by iteration 8,000); if the code form diverges too, its divergence
+note (``results/diverged/``, written by the run; the claim checks name it) says where, and variant ``bounded``
+(generator outputs through ``2 sigmoid``, not in the paper or the code) is reported beside it, never in its place.
 
 Rows (``methods.alfa``'s switches; its docstring gives our reading of "per step" and "per layer", which the extracted
 Table 6 cannot settle):

@@ -216,6 +216,9 @@ def render_readme(path: Path | None = None) -> Path:
             out += ["What trained the paper-scale records (`metarepro provenance ID --segments`):", ""] + lines + [""]
         if b.run_notes:
             out += ["Runs that left no record:", ""] + [f"- {r} / {c} [{v}]: {why}" for (r, c, v), why in b.run_notes.items()] + [""]
+        diverged = divergence_lines(b)
+        if diverged:
+            out += ["Trainings that diverged (noted by the runs):", ""] + diverged + [""]
         if b.known_deviations:
             out += ["Known deviations (cells that do not reproduce, with the finding):", ""]
             by_finding: dict[str, list[str]] = {}
@@ -364,6 +367,16 @@ def interval_plot(benchmark: Benchmark, rows: list[dict]) -> Path | None:
         print(f"{benchmark.id}: interval plot not drawn ({err}); an older one is kept", file=sys.stderr)
         path = benchmark.figure_path("paper", "intervals")
         return path if path.exists() else None
+
+
+def divergence_lines(benchmark: Benchmark) -> list[str]:
+    """``- row / column [variant] seed s (scale): ...`` for each divergence note that still stands
+    (:func:`benchmarks.harness.runner.current_divergences`): trainings that stopped on a non-finite loss, a finding."""
+    from benchmarks.harness.runner import current_divergences
+
+    return [f"- {n['row']} / {n['column']} [{n['variant']}] seed {n['seed']} ({benchmark.scale_name(n['scale'])}): the outer loss was "
+            f"not finite at iteration {n['iteration']} of {n['iterations']} (commit {(n['provenance'].get('commit') or '?')[:10]}); "
+            "no record" for n in current_divergences(benchmark).values()]
 
 
 def records_table(benchmark) -> str:
@@ -600,6 +613,10 @@ def cmd_compare(args) -> int:
             print("\nWhat trained the paper-scale records (`metarepro provenance " + benchmark.id + " --segments`):")
             print("\n".join(lines))
         _print_extra_rows(benchmark)
+        diverged = divergence_lines(benchmark)
+        if diverged:
+            print("\nTrainings that diverged (noted by the runs; `reproduce` does not train them again unless --restart):")
+            print("\n".join(diverged))
         notes = benchmark.comparison_notes()
         if notes:
             from tabulate import tabulate

@@ -56,6 +56,56 @@ def is_current(benchmark: Benchmark, cell: Cell, scale: str, root: Path | None =
     return path.exists() and record_is_current(benchmark, json.loads(path.read_text()))
 
 
+def current_divergence(benchmark: Benchmark, cell: Cell, scale: str, root: Path | None = None) -> dict | None:
+    """The cell's divergence note (:func:`metarepro.results.divergence_path`) while it still stands: made with the
+    configuration the cell has now and under the protocol versions the code has now (a fix that bumps a version, or a
+    changed setting, lets the cell train again); else None."""
+    path = R.divergence_path(benchmark.id, scale, cell.slug, root)
+    if not path.exists():
+        return None
+    note = json.loads(path.read_text())
+    try:
+        same = note["config_hash"] == benchmark.result_hash(cell, scale)
+    except (KeyError, ValueError):
+        return None
+    now = current_protocol_versions()
+    changed = any(k in now and now[k] != v for k, v in note["protocol_versions"].items())
+    return note if same and not changed else None
+
+
+def current_divergences(benchmark: Benchmark) -> dict[tuple, dict]:
+    """The benchmark's divergence notes that still stand (:func:`current_divergence`), by ``(row, column, variant, seed,
+    scale)``."""
+    out = {}
+    for note in R.load_divergences(benchmark.id):
+        cell = Cell(note["row"], note["column"], note["variant"], note["seed"])
+        if current_divergence(benchmark, cell, note["scale"]) is not None:
+            out[(cell.row, cell.column, cell.variant, cell.seed, note["scale"])] = note
+    return out
+
+
+def note_divergence(benchmark: Benchmark, cells: list[Cell], scale: str, err: NonFiniteLossError, git: dict, command: str,
+                    root: Path | None) -> list[Path]:
+    """Write a divergence note for each of ``cells`` (one training's cells: they all lose their record): where the outer
+    loss stopped being finite, the message, and the code that ran. The finding is kept: ``compare`` and the claim
+    checks name it, and ``reproduce`` does not train it again (it would diverge again) unless ``--restart``."""
+    state = err.state
+    segments = state.segments if state is not None else []
+    versions = next((s["protocol_versions"] for s in reversed(segments) if "protocol_versions" in s), {})
+    out = []
+    for cell in cells:
+        cfg = benchmark.config(cell, scale)
+        note = {"benchmark": benchmark.id, "row": cell.row, "column": cell.column, "variant": cell.variant, "scale": scale,
+                "seed": cell.seed, "config_hash": benchmark.result_hash(cell, scale), "protocol_versions": versions,
+                "iteration": None if state is None else state.iteration, "iterations": benchmark.iterations(cfg),
+                "message": str(err),
+                "provenance": {"commit": git.get("commit"), "dirty": git.get("dirty"), "command": command,
+                               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "validations": [] if state is None else state.val_curve}}
+        out.append(R.write_divergence(note, cell.slug, root))
+    return out
+
+
 #: this worker's line for its progress bar (set once per worker process)
 _SLOT: int | None = None
 
@@ -369,9 +419,15 @@ def _run_locked_group(benchmark: Benchmark, group: list[Cell], scale: str, engin
 
         for folder in unpark(benchmark.run_directories(cell, scale)):  # a training parked by an earlier machine
             print(f"  resuming runs/{folder} from its parked copy (results/parked)", flush=True)
-        with collect_trainings() as trainings:
-            result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress,
-                                        device=device, progress_position=_SLOT)
+        try:
+            with collect_trainings() as trainings:
+                result = benchmark.run_cell(cell, scale, runs_dir() / benchmark_id / scale, engine=engine, progress=progress,
+                                            device=device, progress_position=_SLOT)
+        except NonFiniteLossError as err:  # the training every remaining cell of the group reads: none gets a record
+            left = group[group.index(cell):]
+            for path in note_divergence(benchmark, left, scale, err, git, command, root):
+                print(f"  noted the divergence: {path}", flush=True)
+            raise
         bad = int(benchmark.diverged(cell, scale, result.scores).sum())
         if bad:  # a diverged adaptation: say so, write no record, go on with the group's other cells
             print(f"{benchmark_id} {cell.label} [{scale}]: {bad} of {len(result.scores)} test episodes gave a non-finite "
@@ -471,6 +527,11 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
     for c in cells:
         if c not in todo:
             log(f"  up to date: {c.label} [{scale}]")
+    diverged_before = {c: note for c in todo if not restart and (note := current_divergence(benchmark, c, scale, root))}
+    for c, note in diverged_before.items():
+        log(f"  diverged before, not trained again: {c.label} [{scale}] (non-finite loss at iteration {note['iteration']}; "
+            f"{R.divergence_path(benchmark.id, scale, c.slug, root)}; --restart trains it again)")
+    todo = [c for c in todo if c not in diverged_before]
     groups: dict[str, list[Cell]] = {}
     for c in todo:
         groups.setdefault(benchmark.training_key(c, scale), []).append(c)
@@ -703,6 +764,7 @@ def claim_checks(benchmark: Benchmark) -> list[dict]:
     """
     records = {(r["row"], r["column"], r["variant"], r.get("seed", 0), r["scale"]): r for r in R.load_records(benchmark.id)
                if record_is_current(benchmark, r)}
+    diverged = current_divergences(benchmark)
     out = []
     for claim, base_row, method_row, *protocols in benchmark.paired_claims():
         # a claim names the two rows' protocols, or holds within each protocol
@@ -711,20 +773,27 @@ def claim_checks(benchmark: Benchmark) -> list[dict]:
             variant = base_variant if base_variant == method_variant else f"{base_variant} vs {method_variant}"
             for column in benchmark.columns:
                 for scale in ("paper", "quick"):
-                    per_seed = {}
+                    per_seed, lost = {}, []
                     for seed in benchmark.seeds(scale):
-                        a = records.get((base_row, column, base_variant, seed, scale))
-                        b = records.get((method_row, column, method_variant, seed, scale))
+                        keys = ((base_row, column, base_variant, seed, scale), (method_row, column, method_variant, seed, scale))
+                        a, b = (records.get(k) for k in keys)
                         if a and b:
                             per_seed[seed] = R.paired_difference(a, b)
-                    if not per_seed:
+                        lost += [f"{k[0]} seed {seed} at iteration {diverged[k]['iteration']}" for k in keys if k in diverged]
+                    if not per_seed and not lost:
                         continue
-                    diff, ci = across_seeds([d for d, _ in per_seed.values()])
-                    out.append({"claim": claim, "column": column, "protocol": variant, "scale": benchmark.scale_name(scale),
-                                "seeds": len(per_seed),
-                                "per seed (paired, 95% CI)": "; ".join(f"{s}: {d:+.2f} ± {c:.2f}" for s, (d, c) in per_seed.items()),
-                                "method - baseline (across seeds)": f"{diff:+.3f}" + ("" if ci is None else f" ± {ci:.3f}"),
-                                "holds": claim_verdict(diff, ci, benchmark.column_higher_is_better(column), len(per_seed))})
+                    row = {"claim": claim, "column": column, "protocol": variant, "scale": benchmark.scale_name(scale),
+                           "seeds": len(per_seed)}
+                    if per_seed:
+                        diff, ci = across_seeds([d for d, _ in per_seed.values()])
+                        row.update({"per seed (paired, 95% CI)": "; ".join(f"{s}: {d:+.2f} ± {c:.2f}" for s, (d, c) in per_seed.items()),
+                                    "method - baseline (across seeds)": f"{diff:+.3f}" + ("" if ci is None else f" ± {ci:.3f}"),
+                                    "holds": claim_verdict(diff, ci, benchmark.column_higher_is_better(column), len(per_seed))})
+                    else:
+                        row["holds"] = f"too few seeds (0 of {MIN_CLAIM_SEEDS})"
+                    if lost:  # a training that stopped on a non-finite loss: a finding, not a missing run
+                        row["diverged (no record)"] = "; ".join(lost)
+                    out.append(row)
                     break
     return out
 
