@@ -55,6 +55,8 @@ from methods.backbones import MLP
 from methods.maml import MAML
 
 COLUMN = "2x40 5-shot"
+#: configuration keys training never reads (labels and the test's settings): out of the training key
+TEST_ONLY_KEYS = ("benchmark", "row", "test_tasks", "test_points", "test_seed", "test_steps")
 ALFA_DEFAULTS = {"learn_init": True, "generator_input": "both", "alpha": "alfa", "beta": "alfa"}
 #: row -> (method, the ALFA switches that differ from ALFA+MAML's, inner steps)
 ROWS: dict[str, tuple[str, dict, int]] = {
@@ -170,8 +172,10 @@ class AlfaSinusoidAblations(AlfaTable8):
                 "scale": scale, **protocol}
 
     def training_key(self, cell: Cell, scale: str) -> str:
+        """Method, steps, seed and a hash of what training reads: not the row's name or the test's settings, so that a
+        relabelled row (Table 6's, whose per-step / per-layer reading is open) keeps its trained models."""
         cfg = self.config(cell, scale)
-        trained = {k: v for k, v in cfg.items() if k != "test_tasks"}
+        trained = {k: v for k, v in cfg.items() if k not in TEST_ONLY_KEYS}
         return f"{cfg['method']}-s{cfg['inner_steps']}-seed{cfg['train_seed']}-" + config_hash(trained)
 
     def build_model(self, cfg: dict, engine: str = "func") -> torch.nn.Module:
