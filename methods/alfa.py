@@ -46,7 +46,10 @@ The ablations of the paper's Tables 5 and 6 are switches. ``generator_input``: `
 * ``"adaptive-step"`` / ``"adaptive-layer"``: generated, ``x0[j] * x1(tau_j)`` with one generated value per step shared
   by the layers, or ``x0[l] * x1_l(tau_j)`` with a per-layer post-multiplier shared by the steps. Our reading: the
   paper's text says only that each hyperparameter is "meta-learned (fixed) or generated per step or per layer", and
-  the extracted Table 6 lost the check marks that say which row is which;
+  the extracted Table 6 lost the check marks that say which row is which. Another reading fits its sentence
+  ("controlling ... at each layer and inner-loop step ... significant role") too: one row per step only, the other per
+  step *and* per layer, whose adaptive form is ``"alfa"`` itself; the claims quote both of the table's pairs, so no
+  verdict leans on either reading;
 * ``"off"``: MAML's constant ``inner_lr`` for ``alpha``, no weight-decay term for ``beta``.
 
 ``learn_init=True`` is ALFA+MAML (the initialisation is meta-learned too);
