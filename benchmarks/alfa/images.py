@@ -121,6 +121,9 @@ OMNIGLOT = {"image_size": 28, "filters": 64, "inner_lr": 0.1, "meta_batch": 8, "
 #: ALFA + MAML 1.61 s and MAML 1.51 s an iteration, so 1.8 h of training and a few minutes of validation and test; the 10
 #: epochs first chosen (from session 14's 0.75-1.5 s) would have taken 2.2 h
 OMNIGLOT_SECONDS_PER_ITERATION = 1.6
+#: seconds to adapt and score one Omniglot validation or test task, one model: the quick records of session 27 (200 test
+#: tasks in 36.8 s and 41.1 s, one thread beside another job); a test ensemble costs this per member
+OMNIGLOT_SECONDS_PER_TASK = 0.18
 OMNIGLOT_SCALES = {"paper": {"epochs": 8}, "quick": {"epochs": 1}, "smoke": {"image_size": 28, "filters": 8, "meta_batch": 2}}
 #: what decides a trained model (the test set and its size do not)
 TRAINING_KEYS = ("method", "backbone", "train_data", "ways", "shots", "image_size", "filters", "resnet_widths", "queries", "inner_lr",
@@ -240,8 +243,11 @@ class ALFAImages(Benchmark):
         if cfg["train_data"] == "omniglot":  # measured: OMNIGLOT_SECONDS_PER_ITERATION
             per_iteration = OMNIGLOT_SECONDS_PER_ITERATION * cfg["meta_batch"] / 8 * (cfg["filters"] / 64) ** 2
         per_task = per_iteration / cfg["meta_batch"] / 3  # first order, no outer backward
+        if cfg["train_data"] == "omniglot":
+            per_task = OMNIGLOT_SECONDS_PER_TASK * (cfg["filters"] / 64) ** 2
+        members = cfg["test_ensemble"] if cfg["iterations"] > 0 else 1  # an untrained row tests its one network
         return (cfg["iterations"] * per_iteration + cfg["epochs"] * cfg["val_tasks"] * per_task * (cfg["iterations"] > 0),
-                cfg["test_tasks"] * per_task)
+                cfg["test_tasks"] * per_task * members)
 
     def estimated_seconds(self, cell: Cell, scale: str) -> float:
         return sum(self.estimated_train_test(cell, scale))
