@@ -243,24 +243,27 @@ DIVERGENCE_KEYS = ("benchmark", "row", "column", "variant", "scale", "seed", "co
                    "iterations", "message", "provenance")
 
 
-def write_divergence(note: dict, slug: str, root: Path | None = None) -> Path:
-    """Write a divergence note (:data:`DIVERGENCE_KEYS`) atomically; returns its path."""
+def _checked_divergence(note: dict, where: str) -> dict:
     missing = [k for k in DIVERGENCE_KEYS if k not in note]
     if missing:
-        raise ValueError(f"a divergence note needs {missing}")
-    return atomic_write_text(divergence_path(note["benchmark"], note["scale"], slug, root), json.dumps(note, indent=1) + "\n")
+        raise ValueError(f"{where}: a divergence note needs {missing}")
+    return note
+
+
+def write_divergence(note: dict, slug: str, root: Path | None = None) -> Path:
+    """Write a divergence note (:data:`DIVERGENCE_KEYS`) atomically; returns its path."""
+    path = divergence_path(note["benchmark"], note["scale"], slug, root)
+    return atomic_write_text(path, json.dumps(_checked_divergence(note, str(path)), indent=1) + "\n")
+
+
+def read_divergence(path: Path) -> dict:
+    """One divergence note; a file missing a key is refused with its path."""
+    return _checked_divergence(json.loads(path.read_text()), str(path))
 
 
 def load_divergences(benchmark_id: str, root: Path | None = None) -> list[dict]:
-    """Every divergence note of ``benchmark_id`` (any scale); a note missing a key is refused with its path."""
-    out = []
-    for path in sorted(((root or results_dir()) / "diverged" / benchmark_id).glob("*/*.json")):
-        note = json.loads(path.read_text())
-        missing = [k for k in DIVERGENCE_KEYS if k not in note]
-        if missing:
-            raise ValueError(f"{path}: not a divergence note (missing {missing})")
-        out.append(note)
-    return out
+    """Every divergence note of ``benchmark_id`` (any scale)."""
+    return [read_divergence(p) for p in sorted(((root or results_dir()) / "diverged" / benchmark_id).glob("*/*.json"))]
 
 
 #: records parsed once per benchmark inside :func:`records_read_once` (``None``: read from disk on every call)

@@ -240,10 +240,9 @@ class ALFAImages(Benchmark):
             size = (cfg["image_size"] / 84) ** 2 * (cfg["resnet_widths"][0] / 64) ** 2 * RESNET12_FACTOR
         images = cfg["ways"] * (cfg["shots"] * cfg["inner_steps"] * S_PER_SUPPORT_STEP + cfg["queries"] * S_PER_QUERY)
         per_iteration = cfg["meta_batch"] * images * size
-        if cfg["train_data"] == "omniglot":  # measured: OMNIGLOT_SECONDS_PER_ITERATION
-            per_iteration = OMNIGLOT_SECONDS_PER_ITERATION * cfg["meta_batch"] / 8 * (cfg["filters"] / 64) ** 2
         per_task = per_iteration / cfg["meta_batch"] / 3  # first order, no outer backward
-        if cfg["train_data"] == "omniglot":
+        if cfg["train_data"] == "omniglot":  # measured: OMNIGLOT_SECONDS_PER_ITERATION, OMNIGLOT_SECONDS_PER_TASK
+            per_iteration = OMNIGLOT_SECONDS_PER_ITERATION * cfg["meta_batch"] / 8 * (cfg["filters"] / 64) ** 2
             per_task = OMNIGLOT_SECONDS_PER_TASK * (cfg["filters"] / 64) ** 2
         members = cfg["test_ensemble"] if cfg["iterations"] > 0 else 1  # an untrained row tests its one network
         return (cfg["iterations"] * per_iteration + cfg["epochs"] * cfg["val_tasks"] * per_task * (cfg["iterations"] > 0),

@@ -63,25 +63,25 @@ def current_divergence(benchmark: Benchmark, cell: Cell, scale: str, root: Path 
     path = R.divergence_path(benchmark.id, scale, cell.slug, root)
     if not path.exists():
         return None
-    note = json.loads(path.read_text())
+    note = R.read_divergence(path)
+    return note if divergence_stands(benchmark, note) else None
+
+
+def divergence_stands(benchmark: Benchmark, note: dict) -> bool:
+    """Whether a divergence note was made with its cell's configuration now and under the code's protocol versions."""
     try:
-        same = note["config_hash"] == benchmark.result_hash(cell, scale)
-    except (KeyError, ValueError):
-        return None
-    now = current_protocol_versions()
-    changed = any(k in now and now[k] != v for k, v in note["protocol_versions"].items())
-    return note if same and not changed else None
+        same = note["config_hash"] == benchmark.result_hash(Cell(note["row"], note["column"], note["variant"], note["seed"]),
+                                                            note["scale"])
+    except (KeyError, ValueError):  # a row or column the benchmark no longer has
+        return False
+    return same and not changed_versions(note["protocol_versions"])
 
 
 def current_divergences(benchmark: Benchmark) -> dict[tuple, dict]:
-    """The benchmark's divergence notes that still stand (:func:`current_divergence`), by ``(row, column, variant, seed,
+    """The benchmark's divergence notes that still stand (:func:`divergence_stands`), by ``(row, column, variant, seed,
     scale)``."""
-    out = {}
-    for note in R.load_divergences(benchmark.id):
-        cell = Cell(note["row"], note["column"], note["variant"], note["seed"])
-        if current_divergence(benchmark, cell, note["scale"]) is not None:
-            out[(cell.row, cell.column, cell.variant, cell.seed, note["scale"])] = note
-    return out
+    return {(n["row"], n["column"], n["variant"], n["seed"], n["scale"]): n for n in R.load_divergences(benchmark.id)
+            if divergence_stands(benchmark, n)}
 
 
 def note_divergence(benchmark: Benchmark, cells: list[Cell], scale: str, err: NonFiniteLossError, git: dict, command: str,
@@ -677,12 +677,18 @@ def protocol_change(record: dict) -> str | None:
     The versions of each training's last recorded segment are compared with :func:`current_protocol_versions`; a class
     the code no longer has (renamed, moved) is not a change. Records made before segments existed count as version 1
     of everything, the versions' starting point (issue #14)."""
-    now = current_protocol_versions()
     for versions in trained_protocol_versions(record):
-        changed = {k: (v, now[k]) for k, v in versions.items() if k in now and now[k] != v}
+        changed = changed_versions(versions)
         if changed:
             return "trained under " + ", ".join(f"{k} v{old} (now v{new})" for k, (old, new) in sorted(changed.items()))
     return None
+
+
+def changed_versions(versions: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """``{class: (then, now)}`` for each protocol version in ``versions`` the code has changed since; a class the code no
+    longer has (renamed, moved) is not a change."""
+    now = current_protocol_versions()
+    return {k: (v, now[k]) for k, v in versions.items() if k in now and now[k] != v}
 
 
 def trained_protocol_versions(record: dict) -> list[dict[str, int]]:
