@@ -273,7 +273,7 @@ def test_the_long_maml_head_variant_rescores_the_same_models_with_more_steps_onl
     with pytest.raises(KeyError, match="does not apply"):
         H.BENCHMARK.check_cell(Cell("R2-D2", "SVM", H.LONG_MAML_HEAD))
     assert {c.column for c in H.BENCHMARK.cells(variants=["all"], scale="paper") if c.variant != "main"} == {"MAML"}
-    assert {c.variant for c in OMNIGLOT.cells(variants=["all"], scale="paper")} == {"main", "task-batchnorm"}
+    assert {c.variant for c in OMNIGLOT.cells(variants=["all"], scale="paper")} == {"main", "task-batchnorm", "novel-classes"}
     # a re-scoring cell is projected by its test, which the longer grid makes longer: the training is the main cell's
     (main_train, main_test), (long_train, long_test) = (H.BENCHMARK.estimated_train_test(c, "paper") for c in (main, long))
     assert long_train == main_train and long_test > 2 * main_test > 0
@@ -410,7 +410,7 @@ def test_the_task_batchnorm_variant_measures_the_strided_rows_again_in_mamls_pas
     main, variant = Cell("MAML", "R_HV", seed=1), Cell("MAML", "R_HV", O.TASK_BATCHNORM, seed=1)
     assert O.BENCHMARK.training_key(variant, "paper") == O.BENCHMARK.training_key(main, "paper")  # nothing trains again
     assert O.BENCHMARK.config(variant, "paper")["metric_task_classes"] == 5
-    extra = {(c.row, c.column) for c in O.BENCHMARK.cells(variants=["all"], scale="paper") if c.variant != "main"}
+    extra = {(c.row, c.column) for c in O.BENCHMARK.cells(variants=["all"], scale="paper") if c.variant == O.TASK_BATCHNORM}
     assert extra == {(r, c) for r in O.STRIDED_ROWS for c in ("R_FC", "R_HV")}
     with pytest.raises(KeyError, match="does not apply"):
         O.BENCHMARK.check_cell(Cell("ProtoNet", "R_FC", O.TASK_BATCHNORM))
@@ -457,3 +457,49 @@ def test_the_task_batchnorm_variant_measures_the_strided_rows_again_in_mamls_pas
         assert got[b] == pytest.approx(float(feature_clustering(torch.cat(feats).double(), torch.cat(classes))), rel=1e-12)
     assert not np.allclose(got, one_pass)  # per-pass statistics change the number
     assert any(sorted(c.tolist()) != c.tolist() for c in classes)  # tasks are drawn at random, not in class order
+
+
+def test_the_novel_classes_variant_measures_every_claim_1_row_on_the_test_classes():
+    """The same trained models, R_FC / R_HV over batches of test classes: the metric batch comes from the test pool,
+    drawn exactly as the main protocol draws it from the training pool."""
+    from benchmarks.families.unraveling_images import separation_metrics
+    from benchmarks.unraveling import omniglot as O
+
+    extra = {(c.row, c.column) for c in O.BENCHMARK.cells(variants=["all"], scale="paper") if c.variant == O.NOVEL_CLASSES}
+    assert extra == {(r, c) for r, (_, columns) in O.ROWS.items() if "R_FC" in columns for c in ("R_FC", "R_HV")}
+    main, variant = Cell("ProtoNet", "R_FC", seed=2), Cell("ProtoNet", "R_FC", O.NOVEL_CLASSES, seed=2)
+    assert O.BENCHMARK.training_key(variant, "paper") == O.BENCHMARK.training_key(main, "paper")  # nothing trains again
+    main_cfg, cfg = O.BENCHMARK.config(main, "paper"), O.BENCHMARK.config(variant, "paper")
+    assert {k for k in {*main_cfg, *cfg} if main_cfg.get(k) != cfg.get(k)} == {"variant", "metric_split"}
+    with pytest.raises(KeyError, match="does not apply"):
+        O.BENCHMARK.check_cell(Cell("Reptile", "1-shot", O.NOVEL_CLASSES))
+
+    class Pool:  # classes of 4 drawings, the pixel values naming the pool, the class and the drawing
+        counts = np.full(9, 4)
+
+        def __init__(self, offset):
+            self.offset = offset
+
+        def __len__(self):
+            return 9
+
+        def images(self, classes, items):
+            return (self.offset + np.asarray(classes)[:, None, None, None] * 8
+                    + np.asarray(items)[:, :, None, None] * np.ones((1, 1, 2, 2))).astype(np.uint8)
+
+    seen = []
+
+    def extractor(x):
+        seen.append(torch.round(x.flatten(1)[:, 0] * 255).long())
+        return x.flatten(1) + torch.linspace(0, 1, 4) * x.flatten(1) ** 2
+
+    net = torch.nn.Module()
+    net.forward = extractor
+    pools = {"train": Pool(0), "test": Pool(100)}
+    small = {"metric_batches": 2, "metric_classes": 5, "test_seed": 3}
+    got = O.BENCHMARK.measure(net, {**cfg, **small, "measure": "separation", "column": "R_FC"}, pools, "cpu")
+    assert all(int(batch.min()) >= 100 for batch in seen)  # every image from the test pool
+    oracle = separation_metrics(net, pools["test"], {**small, "measure": "R_FC"}, "cpu")
+    assert got.tolist() == oracle.tolist()
+    on_train = O.BENCHMARK.measure(net, {**main_cfg, **small, "measure": "separation", "column": "R_FC"}, pools, "cpu")
+    assert not np.allclose(on_train, got)

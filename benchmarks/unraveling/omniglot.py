@@ -51,6 +51,9 @@ reports; which way BatchNorm leans is not known (a 128-image batch normalises ne
 ``task-batchnorm`` measures the strided rows again from MAML's passes (:func:`~benchmarks.families.unraveling_images.task_passes`:
 the batch's 64 classes grouped at random into 5-class tasks, the last of 4, each task's first and second images passed
 apart), the metric still over the whole batch, so features of different passes are compared as MAML never does; no new
+training. Variant ``novel-classes`` measures every claim-1 row again on 100 batches of 64 *test* classes x 2 images
+(Vinyals' test characters, never trained on) [ours: Table 4's caption measures on training data, Table 2 does not say; few-shot
+accuracy is scored on novel classes, so this asks whether the separation the claim reads carries over to them]; no new
 training. The classical strided row's checkpoint selection (the prototype head on validation episodes) passes support
 and queries apart too, as MAML's evaluation does.
 The pipeline is not the anchors' data: ``finn2017-table1`` and ``nichol2018-table1`` train on 1,200 characters (here
@@ -135,6 +138,8 @@ HIGHER_IS_BETTER = {**dict.fromkeys(SEPARATION + ("distance 1-shot", "distance 5
 #: the measurement variant of claim 1's strided rows (module docstring: the BatchNorm asymmetry)
 TASK_BATCHNORM = "task-batchnorm"
 STRIDED_ROWS = ("MAML", "First-order MAML", "Classical (MAML's Conv-4)")
+#: the measurement variant of every claim-1 row: R_FC / R_HV on the test classes (module docstring)
+NOVEL_CLASSES = "novel-classes"
 #: classes of a task under TASK_BATCHNORM (a 5-way 1-shot MAML task: its support one pass, its query another)
 TASK_CLASSES = 5
 
@@ -151,10 +156,14 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
     variants = {TASK_BATCHNORM: f"R_FC / R_HV of the strided nets ({', '.join(STRIDED_ROWS)}) from the forward passes of "
                                 f"random {TASK_CLASSES}-class tasks, each task's first images one pass and its second images "
                                 "another, so that their batch-statistics BatchNorm normalises as in MAML's 5-way 1-shot tasks "
-                                "(the main protocol passes a metric batch's 64 classes at once); the same trained models, measured again"}
+                                "(the main protocol passes a metric batch's 64 classes at once); the same trained models, measured again",
+                NOVEL_CLASSES: "R_FC / R_HV on batches of 64 test classes x 2 images (classes no model trained on; the main protocol "
+                               "measures on training classes, as Table 4's caption does); the same trained models, measured again"}
 
     def variant_applies(self, row: str, column: str, variant: str) -> bool:
-        return variant == TASK_BATCHNORM and row in STRIDED_ROWS and column in SEPARATION
+        if variant == TASK_BATCHNORM:
+            return row in STRIDED_ROWS and column in SEPARATION
+        return variant == NOVEL_CLASSES and column in SEPARATION
 
     def column_higher_is_better(self, column: str) -> bool:
         return HIGHER_IS_BETTER[column]
@@ -218,7 +227,8 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
                    else "head" if cell.column in ACCURACY else "adapted")
         shots = 5 if "5-shot" in cell.column else 1
         selection = {"selection": "SVM 5-way 1-shot validation accuracy"} if self.tuned(cell.row) else {}
-        chunks = {"variant": cell.variant, "metric_task_classes": TASK_CLASSES} if cell.variant == TASK_BATCHNORM else {}
+        chunks = ({"variant": cell.variant, "metric_task_classes": TASK_CLASSES} if cell.variant == TASK_BATCHNORM
+                  else {"variant": cell.variant, "metric_split": "test"} if cell.variant == NOVEL_CLASSES else {})
         return {**models[0], "benchmark": self.id, "row": cell.row, "column": cell.column, "scale": scale, "models": models,
                 "measure": measure, "test_shots": shots, **selection, **MEASURES[scale], **chunks}
 
@@ -331,7 +341,8 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
 
     def measure(self, model: nn.Module, cfg: dict, pools: dict, device: str) -> np.ndarray:
         if cfg["measure"] == "separation":
-            return separation_metrics(self.features_of(model), pools["train"], {**cfg, "measure": cfg["column"]}, device)
+            pool = pools[cfg.get("metric_split", "train")]
+            return separation_metrics(self.features_of(model), pool, {**cfg, "measure": cfg["column"]}, device)
         episodes = self.episodes(pools["test"], cfg, "test", cfg["test_episodes"], cfg["test_shots"])
         if cfg["measure"] == "distance":
             return distances_travelled(model, episodes, device, cfg["test_seed"])
