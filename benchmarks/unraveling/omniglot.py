@@ -127,6 +127,9 @@ REPTILE_DEVIATIONS = (
 #: rough seconds of one meta-iteration, one thread (:meth:`UnravelingOmniglot.estimated_seconds`); Reptile's from the
 #: reptile-rate records (10,000 iterations in 1,383-1,698 s of training, two lanes on two cores)
 GBML_SECONDS_PER_ITERATION = {"maml": 0.25, "fomaml": 0.08, "reptile": 0.15}
+#: seconds to measure R_FC or R_HV on one metric batch of 64 classes x 2 images, one thread: the novel-classes records
+#: (100 batches in 5.2-8.4 s, beside two training lanes on two cores)
+SECONDS_PER_METRIC_BATCH = 0.07
 GBML_SCALES = {"paper": {}, "quick": {"gbml_iterations": 2000}, "smoke": {"gbml_iterations": 20, "meta_batch": 2, "eval_iters": 3}}
 MEASURES = {"paper": {"metric_batches": 100, "metric_classes": 64, "linear_head_epochs": 100},
             "quick": {"metric_batches": 20, "metric_classes": 64, "linear_head_epochs": 100},
@@ -248,22 +251,27 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
         return [f"{HEADS.id}/{scale}/{key}" for key in self.model_keys(cell, scale)]
 
     def estimated_train_test(self, cell: Cell, scale: str) -> tuple[float, float]:
-        """All of :meth:`estimated_seconds` as training (the heads benchmark's split reads configs of its own shape)."""
-        return self.estimated_seconds(cell, scale), 0.0
-
-    def estimated_seconds(self, cell: Cell, scale: str) -> float:
-        """Rough, one thread: classical and meta updates as ``unraveling-omniglot-heads`` (its ``SECONDS_PER_UPDATE``; this
-        benchmark's own 0.025 / 0.09 s had fallen 4-7x behind those measurements); per iteration MAML ~0.25 s, first-order
-        MAML ~0.08 s (the paper records of ``finn2017-table1``: 254 and 82 ms) and Reptile ~0.15 s (:data:`GBML_SECONDS_PER_ITERATION`:
-        the reptile-rate records; ``nichol2018-table1``'s Adam Reptile took 118 ms); Reptile tests ~0.2 s a task."""
+        """``(training, measurement)`` seconds, rough, one thread: classical and meta updates as ``unraveling-omniglot-heads``
+        (its ``SECONDS_PER_UPDATE``; this benchmark's own 0.025 / 0.09 s had fallen 4-7x behind those measurements); per
+        iteration MAML ~0.25 s, first-order MAML ~0.08 s (the paper records of ``finn2017-table1``: 254 and 82 ms) and
+        Reptile ~0.15 s (:data:`GBML_SECONDS_PER_ITERATION`: the reptile-rate records; ``nichol2018-table1``'s Adam Reptile
+        took 118 ms). Measuring: a metric batch ~0.07 s (:data:`SECONDS_PER_METRIC_BATCH`), a head's test episode ~0.02 s
+        (and the validation episodes of a tuned row's coefficients), a Reptile test task ~0.2 s; so a cell that measures
+        trained models again (the variants) is not projected as free."""
         cfg = self.config(cell, scale)
-        total = 0.0
+        train = 0.0
         for mcfg in cfg["models"]:
             if mcfg["training"] in ("maml", "fomaml", "reptile"):
-                total += mcfg["gbml_iterations"] * GBML_SECONDS_PER_ITERATION[mcfg["training"]]
+                train += mcfg["gbml_iterations"] * GBML_SECONDS_PER_ITERATION[mcfg["training"]]
             else:
-                total += mcfg["iterations"] * SECONDS_PER_UPDATE["classical" if mcfg["training"].startswith("classical") else "meta"]
-        return total + cfg["test_episodes"] * (0.2 if cfg["measure"] in ("adapted", "distance") else 0.02)
+                train += mcfg["iterations"] * SECONDS_PER_UPDATE["classical" if mcfg["training"].startswith("classical") else "meta"]
+        if cfg["measure"] == "separation":
+            return train, cfg["metric_batches"] * SECONDS_PER_METRIC_BATCH
+        episodes = cfg["test_episodes"] + (len(cfg["models"]) * cfg["val_episodes"] if len(cfg["models"]) > 1 else 0)
+        return train, episodes * (0.2 if cfg["measure"] in ("adapted", "distance") else 0.02)
+
+    def estimated_seconds(self, cell: Cell, scale: str) -> float:
+        return sum(self.estimated_train_test(cell, scale))
 
     def trivial_score(self, cell: Cell, scale: str) -> float:
         cfg = self.config(cell, scale)
