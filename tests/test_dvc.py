@@ -146,6 +146,47 @@ def test_weights_that_do_not_rescore_are_not_pinned(pinning_smoke, monkeypatch):
     assert not C.pinned_path(benchmark, cell, "smoke").exists()
 
 
+def test_a_tuned_cell_pins_the_model_its_run_chose_and_an_older_record_gains_it_later(pinning_smoke, capsys):
+    """A tuned row trains one model per coefficient and scores the one chosen on validation episodes: that model is pinned,
+    under its own training key (the record's checkpoint_key), and re-scores to the record. A record made before pinning
+    knew the choice gains the same file from ``promote --checkpoints``, its numbers untouched."""
+    from benchmarks.harness.paths import runs_dir
+    from benchmarks.harness.runner import pin_missing_checkpoints, reproduce
+
+    benchmark, label = get_benchmark("unraveling-omniglot"), "Classical + R_FC (tuned)/SVM 1-shot"
+    cell = Cell.parse(label)
+    [written] = reproduce(benchmark, "smoke", [cell], progress=False, log=lambda *_: None)
+    record = json.loads(Path(written).read_text())
+    chosen, keys = record["checkpoint_key"], benchmark.model_keys(cell, "smoke")
+    assert len(keys) == 3 and chosen == keys[list(record["selection"]["coefficients"]).index(record["selection"]["chosen"])]
+    assert record["checkpoint"]["path"] == f"checkpoints/unraveling-omniglot/smoke/{chosen}.pt"
+    pinned = torch.load(pinning_smoke / record["checkpoint"]["path"], weights_only=True)["model"]
+
+    def run_weights(key):
+        folder = runs_dir() / "unraveling-omniglot-heads" / "smoke" / key
+        return torch.load(folder / "best.pt" if (folder / "best.pt").is_file() else folder / "checkpoint.pt", weights_only=True)["model"]
+
+    same = [all(torch.equal(pinned[k], run_weights(key)[k]) for k in pinned) for key in keys]
+    assert same == [key == chosen for key in keys]  # the chosen model's weights, not another coefficient's
+    assert main(["evaluate", "--benchmark", benchmark.id, "--cell", label, "--scale", "smoke"]) == 0
+    assert "identical" in capsys.readouterr().out
+
+    older = {**record, "checkpoint": {"pinned": False, "why": "no single trained model gave the cell's scores"}}
+    (pinning_smoke / record["checkpoint"]["path"]).unlink()
+    R.write_record(older, cell.slug)
+    said = []
+    [rewritten] = pin_missing_checkpoints(benchmark, "smoke", log=said.append)
+    now = json.loads(Path(rewritten).read_text())
+    assert now["checkpoint"]["path"] == record["checkpoint"]["path"] and now["scores"] == record["scores"] and now["config"] == record["config"]
+    again = pinning_smoke / now["checkpoint"]["path"]
+    assert hashlib.sha256(again.read_bytes()).hexdigest() == now["checkpoint"]["sha256"]
+    assert all(torch.equal(pinned[k], v) for k, v in torch.load(again, weights_only=True)["model"].items())
+    assert now["provenance"]["checkpoint_pinned"]["command"].startswith("metarepro")
+    assert pin_missing_checkpoints(benchmark, "smoke", log=said.append) == []  # a record that pins one is left alone
+    with pytest.raises(ValueError, match="pin no checkpoints"):
+        pin_missing_checkpoints(benchmark, "quick")
+
+
 def test_pinning_a_fine_tuning_cell_rescores_its_test_at_the_chosen_setting_without_the_grid(pinning_smoke, monkeypatch):
     from benchmarks.anchors.vinyals2016_table1 import Vinyals2016Table1
     from benchmarks.harness.runner import reproduce

@@ -485,6 +485,13 @@ class Benchmark:
         folder = runs_dir() / folders[0]
         return folder / "best.pt" if (folder / "best.pt").is_file() else folder / "checkpoint.pt"
 
+    def chosen_training(self, cell: Cell, scale: str, extra: dict) -> tuple[Path, str] | None:
+        """Where the cell trains several models and its run chose one on validation episodes to score (a tuned
+        coefficient): that model's file under the runs root and its training key, read from the run's record fields
+        ``extra``; None where the cell's scores do not come from one chosen model of several (the default). Pinning copies
+        it under the chosen key (:func:`~benchmarks.harness.checkpoints.pin_checkpoint`)."""
+        return None
+
     def protocol_model(self, cell: Cell, scale: str):
         """An untrained instance of the model the cell trains (its classes name the protocol versions that decide its
         numbers: :func:`metarepro.trainer.protocol_versions`), or None where the benchmark cannot build one."""

@@ -1,7 +1,8 @@
 """Pinned checkpoints: the weights behind a paper-scale record, kept with the results (issue #15).
 
 When a cell's record is written at a pinned scale (:data:`PINNED_SCALES`), the runner copies the model weights the cell
-was scored with (:meth:`~benchmarks.harness.base.Benchmark.scored_checkpoint`; optimizer state and RNG dropped) to
+was scored with (:meth:`~benchmarks.harness.base.Benchmark.scored_checkpoint`, or the one model of several its run chose:
+:meth:`~benchmarks.harness.base.Benchmark.chosen_training`; optimizer state and RNG dropped) to
 ``results/checkpoints/<benchmark>/<scale>/<training key>.pt``, re-scores that copy through
 :meth:`~benchmarks.harness.base.Benchmark.evaluate_checkpoint`, and only if the re-scored per-episode scores equal the
 record's names it in the record: ``checkpoint = {"path", "sha256", "bytes"}`` (path relative to the results root). A
@@ -42,8 +43,9 @@ PINNED_SCALES = ("paper",)
 GIT_LIMIT_BYTES = 5 * 2**20
 
 
-def pinned_path(benchmark: Benchmark, cell: Cell, scale: str, root: Path | None = None) -> Path:
-    return (root or R.results_dir()) / "checkpoints" / benchmark.id / scale / f"{benchmark.training_key(cell, scale)}.pt"
+def pinned_path(benchmark: Benchmark, cell: Cell, scale: str, root: Path | None = None, key: str | None = None) -> Path:
+    """Where the cell's weights are pinned: under its training key, or ``key`` (the one model its run chose of several)."""
+    return (root or R.results_dir()) / "checkpoints" / benchmark.id / scale / f"{key or benchmark.training_key(cell, scale)}.pt"
 
 
 def _same_weights(a: dict, b: dict) -> bool:
@@ -55,14 +57,15 @@ def pin_checkpoint(benchmark: Benchmark, cell: Cell, scale: str, scores: np.ndar
     """Copy the weights that gave ``scores`` next to the records (under ``root``, default the pinned results) and check
     they re-score to ``scores`` (module docstring; ``extra``, the run's record fields, for
     :meth:`~benchmarks.harness.base.Benchmark.rescore_for_pinning`); the record's ``checkpoint`` entry."""
-    source = benchmark.scored_checkpoint(cell, scale)
+    chosen = benchmark.chosen_training(cell, scale, extra or {})
+    source = benchmark.scored_checkpoint(cell, scale) if chosen is None else chosen[0]
     if source is None:
         return {"pinned": False, "why": "no single trained model gave the cell's scores (several runs, a grid, or no training)"}
     if not source.is_file():
         return {"pinned": False, "why": f"no checkpoint at {source}"}
     payload = load_checkpoint(source)
     weights = {"format": payload["format"], "config_hash": payload.get("config_hash"), "model": payload["model"]}
-    target = pinned_path(benchmark, cell, scale, root)
+    target = pinned_path(benchmark, cell, scale, root, None if chosen is None else chosen[1])
     # a group's second cell finds the file its first cell pinned: keep it (same bytes, same digest in both records)
     if not (target.is_file() and _same_weights(load_checkpoint(target)["model"], weights["model"])):
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -834,12 +834,16 @@ def cmd_park(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    from benchmarks.harness.runner import promote_local
+    from benchmarks.harness.runner import pin_missing_checkpoints, promote_local
 
     benchmark = get_benchmark(args.id)
     cells = [Cell.parse(c) for c in args.cells] if args.cells else None
     for cell in cells or []:
         benchmark.check_cell(cell)
+    if args.checkpoints:
+        written = pin_missing_checkpoints(benchmark, args.scale, cells, device=args.device)
+        print(f"{len(written)} record(s) gained their checkpoint" + (": commit them with it (git add results/)" if written else ""))
+        return 0
     written = promote_local(benchmark, args.scale, cells, device=args.device)
     if written:
         for figure in draw_figures(benchmark, args.scale):
@@ -938,6 +942,9 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--scale", choices=R.SCALES, default="paper")
     pr.add_argument("--cells", nargs="+", metavar="ROW/COLUMN[/VARIANT[/seed=N]]", help="only these cells (default: all)")
     pr.add_argument("--device", default="cpu")
+    pr.add_argument("--checkpoints", action="store_true",
+                    help="instead: pin the weights of committed records that pin none, where the run folder still holds the "
+                         "model that gave their scores (re-scored first; the numbers are not touched)")
     pr.set_defaults(fn=cmd_promote)
 
     pk = sub.add_parser("park", help="copy unfinished trainings under runs/ to results/parked/ (committed), so that a new "

@@ -476,9 +476,7 @@ def promote_local(benchmark: Benchmark, scale: str, cells: list[Cell] | None = N
         if R.record_path(benchmark.id, scale, cell.slug).exists():
             log(f"  already pinned, left alone: {cell.label} [{scale}]")
             continue
-        promoted = {**record, "provenance": {**record["provenance"], "promoted": {
-            "command": " ".join(shlex.quote(a) for a in ["metarepro", *sys.argv[1:]]) if sys.argv else "metarepro",
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "from": "results/local"}}}
+        promoted = {**record, "provenance": {**record["provenance"], "promoted": {**command_stamp(), "from": "results/local"}}}
         if scale in PINNED_SCALES:
             promoted["checkpoint"] = pin_checkpoint(benchmark, cell, scale, np.asarray(record["scores"]), device, None, record)
         path = R.write_record(promoted, cell.slug)
@@ -487,6 +485,42 @@ def promote_local(benchmark: Benchmark, scale: str, cells: list[Cell] | None = N
         written.append(str(path))
     for cell in sorted((wanted or set()) - seen, key=lambda c: c.label):
         log(f"  no record of your own: {cell.label} [{scale}]")
+    return written
+
+
+def command_stamp() -> dict:
+    """The command that is running and when (UTC), for a record a command other than ``reproduce`` changes."""
+    return {"command": " ".join(shlex.quote(a) for a in ["metarepro", *sys.argv[1:]]) if sys.argv else "metarepro",
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def pin_missing_checkpoints(benchmark: Benchmark, scale: str, cells: list[Cell] | None = None, device: str = "cpu",
+                            log=print) -> list[str]:
+    """Pin the weights of committed records at ``scale`` (a pinned scale) that pin none, where the run folder still holds
+    the model that gave their scores (a benchmark that has since learned to name it, e.g. a tuned row's chosen model:
+    :meth:`~benchmarks.harness.base.Benchmark.chosen_training`): copied and re-scored as ``reproduce --pin`` does
+    (:func:`pin_checkpoint`). Only a re-score equal to the record's scores pins; the record then gains its ``checkpoint``
+    entry and ``provenance.checkpoint_pinned`` (the command and when), its numbers untouched. Stale records and records
+    that pin a checkpoint are left alone. Returns the paths rewritten."""
+    if scale not in PINNED_SCALES:
+        raise ValueError(f"{scale} records pin no checkpoints (only {', '.join(PINNED_SCALES)} do)")
+    wanted = None if cells is None else set(cells)
+    written = []
+    for record in R.load_records(benchmark.id):
+        cell = Cell.of(record)
+        if record["scale"] != scale or (wanted is not None and cell not in wanted) or "path" in (record.get("checkpoint") or {}):
+            continue
+        if not record_is_current(benchmark, record):
+            log(f"  stale, left alone: {cell.label} [{scale}]")
+            continue
+        entry = pin_checkpoint(benchmark, cell, scale, np.asarray(record["scores"]), device, None, record)
+        if "path" not in entry:
+            log(f"  not pinned: {cell.label} [{scale}]: {entry['why']}")
+            continue
+        path = R.write_record({**record, "checkpoint": entry,
+                               "provenance": {**record["provenance"], "checkpoint_pinned": command_stamp()}}, cell.slug)
+        log(f"  pinned {entry['path']} for {cell.label} [{scale}]")
+        written.append(str(path))
     return written
 
 

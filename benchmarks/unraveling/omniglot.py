@@ -387,6 +387,16 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
     def scored_checkpoint(self, cell: Cell, scale: str):
         return None if len(self.model_keys(cell, scale)) > 1 else super().scored_checkpoint(cell, scale)
 
+    def chosen_training(self, cell: Cell, scale: str, extra: dict) -> tuple[Path, str] | None:
+        """A tuned row's chosen coefficient's model (the record's ``checkpoint_key``): the file it was scored from."""
+        from benchmarks.harness.paths import runs_dir
+
+        key = extra.get("checkpoint_key")
+        if not self.tuned(cell.row) or key not in self.model_keys(cell, scale):
+            return None
+        folder = runs_dir() / HEADS.id / scale / key
+        return (folder / "best.pt" if (folder / "best.pt").is_file() else folder / "checkpoint.pt"), key
+
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
         from benchmarks.harness.paths import runs_dir
 
