@@ -183,6 +183,14 @@ def test_a_tuned_cell_pins_the_model_its_run_chose_and_an_older_record_gains_it_
     assert all(torch.equal(pinned[k], v) for k, v in torch.load(again, weights_only=True)["model"].items())
     assert now["provenance"]["checkpoint_pinned"]["command"].startswith("metarepro")
     assert pin_missing_checkpoints(benchmark, "smoke", log=said.append) == []  # a record that pins one is left alone
+    # the weights gone (a new machine): the record keeps pinning none, with the reason as it now stands, and only once
+    (pinning_smoke / now["checkpoint"]["path"]).unlink()
+    R.write_record(older, cell.slug)
+    shutil.rmtree(runs_dir() / "unraveling-omniglot-heads" / "smoke" / chosen)
+    [rewritten] = pin_missing_checkpoints(benchmark, "smoke", log=said.append)
+    gone = json.loads(Path(rewritten).read_text())
+    assert gone["checkpoint"]["pinned"] is False and gone["checkpoint"]["why"].startswith("no checkpoint at") and chosen in gone["checkpoint"]["why"]
+    assert gone["scores"] == record["scores"] and pin_missing_checkpoints(benchmark, "smoke", log=said.append) == []
     with pytest.raises(ValueError, match="pin no checkpoints"):
         pin_missing_checkpoints(benchmark, "quick")
 

@@ -500,8 +500,9 @@ def pin_missing_checkpoints(benchmark: Benchmark, scale: str, cells: list[Cell] 
     the model that gave their scores (a benchmark that has since learned to name it, e.g. a tuned row's chosen model:
     :meth:`~benchmarks.harness.base.Benchmark.chosen_training`): copied and re-scored as ``reproduce --pin`` does
     (:func:`pin_checkpoint`). Only a re-score equal to the record's scores pins; the record then gains its ``checkpoint``
-    entry and ``provenance.checkpoint_pinned`` (the command and when), its numbers untouched. Stale records and records
-    that pin a checkpoint are left alone. Returns the paths rewritten."""
+    entry and ``provenance.checkpoint_pinned`` (the command and when), its numbers untouched; where it still pins none for
+    another reason than it gave (the run folder is gone), its ``checkpoint`` entry gives the new one. Stale records and
+    records that pin a checkpoint are left alone. Returns the paths rewritten."""
     if scale not in PINNED_SCALES:
         raise ValueError(f"{scale} records pin no checkpoints (only {', '.join(PINNED_SCALES)} do)")
     wanted = None if cells is None else set(cells)
@@ -516,11 +517,13 @@ def pin_missing_checkpoints(benchmark: Benchmark, scale: str, cells: list[Cell] 
         entry = pin_checkpoint(benchmark, cell, scale, np.asarray(record["scores"]), device, None, record)
         if "path" not in entry:
             log(f"  not pinned: {cell.label} [{scale}]: {entry['why']}")
-            continue
-        path = R.write_record({**record, "checkpoint": entry,
-                               "provenance": {**record["provenance"], "checkpoint_pinned": command_stamp()}}, cell.slug)
-        log(f"  pinned {entry['path']} for {cell.label} [{scale}]")
-        written.append(str(path))
+            if entry == record.get("checkpoint"):
+                continue  # the same reason as before: nothing to rewrite
+        else:
+            log(f"  pinned {entry['path']} for {cell.label} [{scale}]")
+        # a record that still pins none says the reason as it now stands (the weights gone, not "no single model")
+        written.append(str(R.write_record({**record, "checkpoint": entry,
+                                           "provenance": {**record["provenance"], "checkpoint_pinned": command_stamp()}}, cell.slug)))
     return written
 
 
