@@ -189,7 +189,8 @@ def test_a_tuned_cell_pins_the_model_its_run_chose_and_an_older_record_gains_it_
     shutil.rmtree(runs_dir() / "unraveling-omniglot-heads" / "smoke" / chosen)
     [rewritten] = pin_missing_checkpoints(benchmark, "smoke", log=said.append)
     gone = json.loads(Path(rewritten).read_text())
-    assert gone["checkpoint"]["pinned"] is False and gone["checkpoint"]["why"].startswith("no checkpoint at") and chosen in gone["checkpoint"]["why"]
+    why = gone["checkpoint"]["why"]
+    assert gone["checkpoint"]["pinned"] is False and why.startswith("no checkpoint at") and chosen in why
     assert gone["scores"] == record["scores"] and pin_missing_checkpoints(benchmark, "smoke", log=said.append) == []
     with pytest.raises(ValueError, match="pin no checkpoints"):
         pin_missing_checkpoints(benchmark, "quick")
