@@ -40,13 +40,14 @@ TRAINER_PROTOCOL_VERSION = 1
 
 
 class NonFiniteLossError(RuntimeError):
-    """The outer loss became NaN or infinite; the last good checkpoint is kept. ``state``: the run's
-    :class:`TrainState` when it stopped (``iteration`` the one whose loss was not finite; its validations and kept
-    models so far), where the training loop raised it."""
+    """The outer loss became NaN or infinite, or rose above the training's divergence bound; the last good checkpoint is
+    kept. ``state``: the run's :class:`TrainState` when it stopped (``iteration`` the one whose loss was not finite; its
+    validations and kept models so far), where the training loop raised it; ``loss`` and ``bound``: the loss and the
+    bound it exceeded, where the loop raised it on a bound (else None)."""
 
-    def __init__(self, message: str, state: TrainState | None = None):
+    def __init__(self, message: str, state: TrainState | None = None, loss: float | None = None, bound: float | None = None):
         super().__init__(message)
-        self.state = state
+        self.state, self.loss, self.bound = state, loss, bound
 
 
 class CheckpointError(RuntimeError):
@@ -418,11 +419,14 @@ def train(
     precision: str = "fp32",
     allow_protocol_change: bool = False,
     probes: Probes | None = None,
+    loss_bound: float | None = None,
 ) -> TrainState:
     """Meta-train ``model`` to ``iterations``, resuming from ``checkpoint_path``.
 
     Raises :class:`NonFiniteLossError` (last good checkpoint kept) when the
-    loss stops being finite, :class:`CheckpointError` when an existing
+    loss stops being finite, or exceeds ``loss_bound`` (a blow-up a finite
+    float survives, after which a model may train on as a constant predictor),
+    :class:`CheckpointError` when an existing
     checkpoint cannot be resumed. ``meta`` is stored in the checkpoint (what
     ``metarepro evaluate`` needs to rebuild the model). ``progress_position``
     puts the progress bar on its own terminal line (parallel jobs).
@@ -526,12 +530,14 @@ def train(
                     for group in optimizer.param_groups:
                         group["lr"] = group["initial_lr"] * lr_schedule(state.iteration)
                 loss = float(step(batch_fn(state.iteration), optimizer))
-                if not math.isfinite(loss):
+                if not math.isfinite(loss) or (loss_bound is not None and loss > loss_bound):
                     state.elapsed_s = time.perf_counter() - started
+                    finite = math.isfinite(loss)
+                    what = f"{loss:.4g}, above the divergence bound {loss_bound:.4g}," if finite else f"is {loss}"
                     raise NonFiniteLossError(
-                        f"{desc}: outer loss is {loss} at iteration {state.iteration}; stopped. The last good "
-                        f"checkpoint ({checkpoint_path}, iteration {_saved_iteration(checkpoint_path)}) is kept.", state
-                    )
+                        f"{desc}: outer loss {what} at iteration {state.iteration}; stopped. The last good "
+                        f"checkpoint ({checkpoint_path}, iteration {_saved_iteration(checkpoint_path)}) is kept.", state,
+                        *((loss, loss_bound) if finite else ()))
                 window.append(loss)
                 state.iteration += 1
                 bar.update(1)

@@ -80,3 +80,22 @@ def test_a_divergence_note_stands_only_beside_the_configuration_and_versions_it_
     assert current_divergence(bench, ALFA, "quick") is None
     with pytest.raises(ValueError, match="needs"):
         R.write_divergence({k: v for k, v in note.items() if k != "iteration"}, ALFA.slug)
+
+
+def test_a_loss_above_the_benchmarks_bound_is_a_divergence_with_its_loss_and_bound(isolated_results, monkeypatch):
+    """alfa-sinusoid-ablations stops a real training whose outer MSE rises above its bound (a finite blow-up after which
+    the code form trains on as a constant predictor) and notes it as a divergence, naming the loss and the bound."""
+    from benchmarks.alfa import sinusoid_ablations as A
+    from benchmarks.harness.cli import divergence_lines
+    from benchmarks.harness.runner import current_divergence, reproduce
+
+    bench = get_benchmark(BENCH)
+    assert bench.loss_bound == A.LOSS_BOUND == 1e4
+    monkeypatch.setattr(type(bench), "loss_bound", 0.5)  # below the first losses of a fresh MLP (~4 on these sines)
+    with pytest.raises(NonFiniteLossError, match="1 of 1 training group"):
+        reproduce(bench, "smoke", [ALFA], pin=True, progress=False, log=lambda *a: None)
+    note = current_divergence(bench, ALFA, "smoke")
+    assert note["iteration"] == 0 and note["bound"] == 0.5 and note["loss"] > 0.5
+    assert "above the divergence bound 0.5" in note["message"] and R.load_records(BENCH) == []
+    [line] = divergence_lines(bench)
+    assert f"the outer loss reached {note['loss']:.3g}, above the divergence bound 0.5, at iteration 0 of 150" in line

@@ -86,6 +86,32 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert torch.isfinite(load_checkpoint(path, "h")["model"]["w"]).all()
 
 
+class BlowsUpAt(nn.Module):
+    """A finite loss of 1.0 that jumps to ``size`` from call ``at`` on (then back to 1.0: a blow-up the float survives)."""
+
+    def __init__(self, at, size):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.at, self.size, self.calls = at, size, 0
+
+    def outer_loss(self, batch):
+        self.calls += 1
+        return self.w.sum() * (self.size if self.calls == self.at else 1.0)
+
+
+def test_a_loss_above_the_bound_stops_the_run_as_diverged_and_one_at_or_below_it_does_not(tmp_path):
+    path = tmp_path / "b.pt"
+    model = BlowsUpAt(at=13, size=2e4)
+    with pytest.raises(NonFiniteLossError, match=r"2e\+04, above the divergence bound 1e\+04, at iteration 12.*iteration 10") as err:
+        train(model, torch.optim.SGD(model.parameters(), lr=0.0), batch, 50, path, "h", checkpoint_every=5, progress=False, loss_bound=1e4)
+    assert err.value.state.iteration == 12 and load_checkpoint(path, "h")["state"]["iteration"] == 10
+    for bound in (None, 2e4):  # no bound, or the loss at it: the run goes on
+        model = BlowsUpAt(at=13, size=2e4)
+        state = train(model, torch.optim.SGD(model.parameters(), lr=0.0), batch, 20, tmp_path / f"{bound}.pt", "h",
+                      progress=False, loss_bound=bound)
+        assert state.iteration == 20
+
+
 SCRIPT = textwrap.dedent(
     """
     import sys, torch

@@ -158,6 +158,9 @@ class AlfaTable8(Benchmark):
     }
     known_deviations: dict[tuple[str, str], str] = {}
     accepts_registered_methods = True
+    #: an outer loss above this stops a training as diverged (:func:`metarepro.trainer.train`'s ``loss_bound``); None: only
+    #: a non-finite loss does (this table's records were made so)
+    loss_bound: float | None = None
     run_notes = {
         ("ALFA+MAML", "2x40 5-shot", "5-steps"): (
             "paper-scale run of 2026-11-22 stopped on a NaN outer loss between iterations 7,000 and 8,000 of 70,000 "
@@ -270,7 +273,7 @@ class AlfaTable8(Benchmark):
         state = train(
             model, optimizer, batch, cfg["iterations"], Path(runs_dir) / key / "checkpoint.pt", key,
             progress=progress, desc=f"{cell.label} [{scale}]", meta={"benchmark": self.id, "cell": cell.__dict__, "scale": scale},
-            progress_position=progress_position,
+            progress_position=progress_position, loss_bound=self.loss_bound,
         )
         trained = now(device)
         scores = self.test_scores(model, cfg, device)

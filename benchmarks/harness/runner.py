@@ -87,7 +87,8 @@ def current_divergences(benchmark: Benchmark) -> dict[tuple, dict]:
 def note_divergence(benchmark: Benchmark, cells: list[Cell], scale: str, err: NonFiniteLossError, git: dict, command: str,
                     root: Path | None) -> list[Path]:
     """Write a divergence note for each of ``cells`` (one training's cells: they all lose their record): where the outer
-    loss stopped being finite, the message, and the code that ran. The finding is kept: ``compare`` and the claim
+    loss stopped being finite (or rose above the training's bound: then ``loss`` and ``bound`` too), the message, and the
+    code that ran. The finding is kept: ``compare`` and the claim
     checks name it, and ``reproduce`` does not train it again (it would diverge again) unless ``--restart``."""
     state = err.state
     segments = state.segments if state is not None else []
@@ -98,7 +99,7 @@ def note_divergence(benchmark: Benchmark, cells: list[Cell], scale: str, err: No
         note = {"benchmark": benchmark.id, "row": cell.row, "column": cell.column, "variant": cell.variant, "scale": scale,
                 "seed": cell.seed, "config_hash": benchmark.result_hash(cell, scale), "protocol_versions": versions,
                 "iteration": None if state is None else state.iteration, "iterations": benchmark.iterations(cfg),
-                "message": str(err),
+                "message": str(err), **({"loss": err.loss, "bound": err.bound} if err.bound is not None else {}),
                 "provenance": {"commit": git.get("commit"), "dirty": git.get("dirty"), "command": command,
                                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                "validations": [] if state is None else state.val_curve}}
