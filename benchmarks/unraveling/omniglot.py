@@ -124,9 +124,12 @@ REPTILE_DEVIATIONS = (
     "test BatchNorm: transductive over all 75 queries of an episode at once (supervised-reptile's evaluation passes one "
     "query per class, 5)",
     "test: episodes of 15 queries per class, 1,000 of them (supervised-reptile: 10,000 tasks of one query per class)")
-#: rough seconds of one meta-iteration, one thread (:meth:`UnravelingOmniglot.estimated_seconds`); Reptile's from the
-#: reptile-rate records (10,000 iterations in 1,383-1,698 s of training, two lanes on two cores)
-GBML_SECONDS_PER_ITERATION = {"maml": 0.25, "fomaml": 0.08, "reptile": 0.15}
+#: rough seconds of one meta-iteration, one thread, beside another job (:meth:`UnravelingOmniglot.estimated_seconds`);
+#: Reptile's from the reptile-rate records (10,000 iterations in 1,383-1,698 s of training, two lanes on two cores); MAML's
+#: and first-order MAML's measured on this pipeline (2026-12-07, CPU seconds an iteration: 0.60 and 0.26 over 20 iterations
+#: after 3, the lane's own first-order run 0.256 over its first 5,700), 2.4x and 3.2x the 0.25 / 0.08 s first taken from
+#: ``finn2017-table1``'s records: a model is ~10 CPU-h (MAML) and ~4.3 (first-order) at 60,000 iterations
+GBML_SECONDS_PER_ITERATION = {"maml": 0.6, "fomaml": 0.26, "reptile": 0.15}
 #: seconds to measure R_FC or R_HV on one metric batch of 64 classes x 2 images, one thread: the novel-classes records
 #: (100 batches in 5.2-8.4 s, beside two training lanes on two cores)
 SECONDS_PER_METRIC_BATCH = 0.07
@@ -250,10 +253,14 @@ class UnravelingOmniglot(UnravelingOmniglotHeads):
     def run_directories(self, cell: Cell, scale: str) -> list[str]:
         return [f"{HEADS.id}/{scale}/{key}" for key in self.model_keys(cell, scale)]
 
+    def iterations(self, cfg: dict) -> int | None:
+        """What each of the cell's run folders trains to: a MAML or Reptile model counts meta-iterations."""
+        return cfg["gbml_iterations"] if cfg["training"] in ("maml", "fomaml", "reptile") else cfg.get("iterations")
+
     def estimated_train_test(self, cell: Cell, scale: str) -> tuple[float, float]:
         """``(training, measurement)`` seconds, rough, one thread: classical and meta updates as ``unraveling-omniglot-heads``
         (its ``SECONDS_PER_UPDATE``; this benchmark's own 0.025 / 0.09 s had fallen 4-7x behind those measurements); per
-        iteration MAML ~0.25 s, first-order MAML ~0.08 s (the paper records of ``finn2017-table1``: 254 and 82 ms) and
+        iteration MAML ~0.6 s, first-order MAML ~0.26 s (measured on this pipeline: :data:`GBML_SECONDS_PER_ITERATION`) and
         Reptile ~0.15 s (:data:`GBML_SECONDS_PER_ITERATION`: the reptile-rate records; ``nichol2018-table1``'s Adam Reptile
         took 118 ms). Measuring: a metric batch ~0.07 s (:data:`SECONDS_PER_METRIC_BATCH`), a head's test episode ~0.02 s
         (and the validation episodes of a tuned row's coefficients), a Reptile test task ~0.2 s; so a cell that measures
