@@ -644,8 +644,9 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
     if todo:
         log(f"{benchmark.id}: done in {(time.perf_counter() - started) / 60:.1f} min")
     if diverged:
-        raise NonFiniteLossError(f"{len(diverged)} of {len(order)} training group(s) stopped on a non-finite loss (each keeps its "
-                                 f"last good checkpoint; the other groups ran and wrote their records):\n  " + "\n  ".join(diverged))
+        raise NonFiniteLossError(f"{len(diverged)} of {len(order)} training group(s) stopped on a non-finite loss or one above "
+                                 "its bound (each keeps its last good checkpoint; the other groups ran and wrote their records):"
+                                 "\n  " + "\n  ".join(diverged))
     return written
 
 
