@@ -52,6 +52,16 @@ def _same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _under_runs(path: Path) -> str:
+    """``path`` as ``runs/...`` where it lies under the runs root (what a committed record may name), else as it is."""
+    from benchmarks.harness.paths import runs_dir
+
+    try:
+        return (Path("runs") / Path(path).resolve().relative_to(runs_dir().resolve())).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def pin_checkpoint(benchmark: Benchmark, cell: Cell, scale: str, scores: np.ndarray, device: str = "cpu",
                    root: Path | None = None, extra: dict | None = None) -> dict:
     """Copy the weights that gave ``scores`` next to the records (under ``root``, default the pinned results) and check
@@ -62,7 +72,7 @@ def pin_checkpoint(benchmark: Benchmark, cell: Cell, scale: str, scores: np.ndar
     if source is None:
         return {"pinned": False, "why": "no single trained model gave the cell's scores (several runs, a grid, or no training)"}
     if not source.is_file():
-        return {"pinned": False, "why": f"no checkpoint at {source}"}
+        return {"pinned": False, "why": f"no checkpoint at {_under_runs(source)}"}
     payload = load_checkpoint(source)
     weights = {"format": payload["format"], "config_hash": payload.get("config_hash"), "model": payload["model"]}
     target = pinned_path(benchmark, cell, scale, root, None if chosen is None else chosen[1])

@@ -847,7 +847,9 @@ def cmd_promote(args) -> int:
         benchmark.check_cell(cell)
     if args.checkpoints:
         written = pin_missing_checkpoints(benchmark, args.scale, cells, device=args.device)
-        print(f"{len(written)} record(s) gained their checkpoint" + (": commit them with it (git add results/)" if written else ""))
+        gained = sum("path" in (json.loads(Path(p).read_text()).get("checkpoint") or {}) for p in written)
+        print(f"{gained} record(s) gained their checkpoint, {len(written) - gained} now say why they pin none"
+              + (": commit them (git add results/)" if written else ""))
         return 0
     written = promote_local(benchmark, args.scale, cells, device=args.device)
     if written:
