@@ -41,7 +41,7 @@ TRAINER_PROTOCOL_VERSION = 1
 
 class NonFiniteLossError(RuntimeError):
     """The outer loss became NaN or infinite, or rose above the training's divergence bound; the last good checkpoint is
-    kept. ``state``: the run's :class:`TrainState` when it stopped (``iteration`` the one whose loss was not finite; its
+    kept. ``state``: the run's :class:`TrainState` when it stopped (``iteration`` the one whose loss stopped it; its
     validations and kept models so far), where the training loop raised it; ``loss`` and ``bound``: the loss and the
     bound it exceeded, where the loop raised it on a bound (else None)."""
 

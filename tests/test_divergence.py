@@ -99,3 +99,10 @@ def test_a_loss_above_the_benchmarks_bound_is_a_divergence_with_its_loss_and_bou
     assert "above the divergence bound 0.5" in note["message"] and R.load_records(BENCH) == []
     [line] = divergence_lines(bench)
     assert f"the outer loss reached {note['loss']:.3g}, above the divergence bound 0.5, at iteration 0 of 150" in line
+    assert "runs/alfa-sinusoid-ablations/smoke/" in note["message"] and str(isolated_results.parent) not in note["message"]
+    # a bound raised above the loss it saw, or dropped, lets the cell train again; one still below it keeps the note
+    monkeypatch.setattr(type(bench), "loss_bound", note["loss"] * 0.9)
+    assert current_divergence(bench, ALFA, "smoke") is not None
+    for raised in (note["loss"], None):
+        monkeypatch.setattr(type(bench), "loss_bound", raised)
+        assert current_divergence(bench, ALFA, "smoke") is None

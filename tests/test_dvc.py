@@ -170,6 +170,14 @@ def test_a_tuned_cell_pins_the_model_its_run_chose_and_an_older_record_gains_it_
     assert same == [key == chosen for key in keys]  # the chosen model's weights, not another coefficient's
     assert main(["evaluate", "--benchmark", benchmark.id, "--cell", label, "--scale", "smoke"]) == 0
     assert "identical" in capsys.readouterr().out
+    # on a machine without the run folder the pinned file restores the chosen training alone, with its own progress
+    from benchmarks.harness.checkpoints import pinned_training
+
+    restored = pinned_training(chosen, "smoke")
+    [own] = [t for t in record["trainings"] if Path(t["checkpoint"]).parent.name == chosen]
+    assert len(record["trainings"]) == 3 and [t["checkpoint"] for t in restored.trainings()] == [own["checkpoint"]]
+    assert restored.state().iteration == benchmark.model_config(cell.row, 0, "smoke", record["selection"]["chosen"])["iterations"]
+    assert restored.state().segments == own["segments"]
 
     older = {**record, "checkpoint": {"pinned": False, "why": "no single trained model gave the cell's scores"}}
     (pinning_smoke / record["checkpoint"]["path"]).unlink()

@@ -77,13 +77,15 @@ def pin_checkpoint(benchmark: Benchmark, cell: Cell, scale: str, scores: np.ndar
     weights = {"format": payload["format"], "config_hash": payload.get("config_hash"), "model": payload["model"]}
     target = pinned_path(benchmark, cell, scale, root, None if chosen is None else chosen[1])
     # a group's second cell finds the file its first cell pinned: keep it (same bytes, same digest in both records)
-    if not (target.is_file() and _same_weights(load_checkpoint(target)["model"], weights["model"])):
+    wrote = not (target.is_file() and _same_weights(load_checkpoint(target)["model"], weights["model"]))
+    if wrote:
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as tmp:
             torch.save(weights, tmp)
     rescored = np.asarray(benchmark.rescore_for_pinning(target, cell, scale, extra or {}, device=device), dtype=np.float64)
     if rescored.shape != np.shape(scores) or not np.array_equal(rescored, np.asarray(scores, dtype=np.float64)):
-        target.unlink(missing_ok=True)
+        if wrote:  # a file another record pins (the same weights, already there) stays
+            target.unlink(missing_ok=True)
         gap = float(np.max(np.abs(rescored - scores))) if rescored.shape == np.shape(scores) else float("nan")
         return {"pinned": False, "why": f"re-scoring the copied weights of {source.name} did not give the record's scores "
                                         f"(largest per-episode difference {gap:.3g}); not pinned"}
@@ -113,13 +115,20 @@ class PinnedTraining:
 
     path: Path  # the pinned weights file, under the results root
     record: dict  # the record that pinned them
+    #: where the record's scores came from one of its several trainings (a tuned cell's chosen model): that one's entry
+    training: dict | None = None
 
     def weights(self) -> dict:
         return load_checkpoint(self.path)["model"]
 
     def state(self) -> TrainState:
         """The training's progress as its record gives it: iterations, seconds, loss curve, the selected iteration and the
-        segments that trained it (weights, optimizer and RNG states are not pinned: it cannot be trained further)."""
+        segments that trained it (weights, optimizer and RNG states are not pinned: it cannot be trained further). Of one
+        training among several, from its own segments (the record's timing and curve cover them all)."""
+        if self.training is not None:
+            segments = self.training.get("segments", [])
+            return TrainState(iteration=int(segments[-1]["iterations"][1]) if segments else 0,
+                              elapsed_s=float(sum(s.get("wall_time_s", 0.0) for s in segments)), segments=segments)
         selection = self.record.get("selection") or {}
         trainings = self.record.get("trainings") or [{}]
         return TrainState(iteration=int(self.record["timing"]["iterations_timed"]),
@@ -128,9 +137,10 @@ class PinnedTraining:
                           best_iteration=selection.get("selected_iteration"), segments=trainings[0].get("segments", []))
 
     def trainings(self) -> list[dict]:
-        """The record's ``trainings``, each naming the pinned file the weights now come from."""
+        """The record's ``trainings`` (or the one it chose among them), each naming the pinned file the weights now come from."""
         source = self.path.relative_to(R.results_dir()).as_posix()
-        return [{**t, "weights_from": source} for t in self.record.get("trainings", [])]
+        chosen = [self.training] if self.training is not None else self.record.get("trainings", [])
+        return [{**t, "weights_from": source} for t in chosen]
 
 
 def pinned_training(key: str, scale: str) -> PinnedTraining | None:
@@ -148,7 +158,12 @@ def pinned_training(key: str, scale: str) -> PinnedTraining | None:
             entry = record.get("checkpoint") or {}
             if (record["scale"] == scale and record.get("checkpoint_key") == key and entry.get("path") == relative
                     and entry.get("sha256") == digest and record.get("trainings") and record_is_current(benchmark, record)):
-                return PinnedTraining(path, record)
+                if len(record["trainings"]) == 1:
+                    return PinnedTraining(path, record)
+                # several trainings (a tuned cell's, one per coefficient): the one in the key's run folder, if named
+                own = [t for t in record["trainings"] if Path(t.get("checkpoint", "")).parent.name == key]
+                if len(own) == 1:
+                    return PinnedTraining(path, record, own[0])
     return None
 
 

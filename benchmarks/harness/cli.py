@@ -373,14 +373,10 @@ def divergence_lines(benchmark: Benchmark) -> list[str]:
     """``- row / column [variant] seed s (scale): ...`` for each divergence note that still stands
     (:func:`benchmarks.harness.runner.current_divergences`): trainings that stopped on a non-finite loss or one above their
     bound, a finding."""
-    from benchmarks.harness.runner import current_divergences
-
-    def what(note: dict) -> str:
-        return ("was not finite" if note.get("bound") is None else
-                f"reached {note['loss']:.3g}, above the divergence bound {note['bound']:.3g},")
+    from benchmarks.harness.runner import current_divergences, divergence_reason
 
     return [f"- {n['row']} / {n['column']} [{n['variant']}] seed {n['seed']} ({benchmark.scale_name(n['scale'])}): the outer loss "
-            f"{what(n)} at iteration {n['iteration']} of {n['iterations']} (commit {(n['provenance'].get('commit') or '?')[:10]}); "
+            f"{divergence_reason(n)} at iteration {n['iteration']} of {n['iterations']} (commit {(n['provenance'].get('commit') or '?')[:10]}); "
             "no record" for n in current_divergences(benchmark).values()]
 
 

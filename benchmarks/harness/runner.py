@@ -32,7 +32,7 @@ from metarepro.evaluate import mean_ci95
 from metarepro.runtime import keep_freed_memory
 from metarepro.selection import selection_change
 from metarepro.trainer import NonFiniteLossError, collect_trainings, is_snapshot, set_run_context, stop_on_signals, stop_requested
-from methods.backbones import conv4_cpu_layout
+from methods.backbones import conv4_cpu_layout, conv4_layout
 
 
 def peak_rss_mb() -> float:
@@ -68,13 +68,22 @@ def current_divergence(benchmark: Benchmark, cell: Cell, scale: str, root: Path 
 
 
 def divergence_stands(benchmark: Benchmark, note: dict) -> bool:
-    """Whether a divergence note was made with its cell's configuration now and under the code's protocol versions."""
+    """Whether a divergence note was made with its cell's configuration now and under the code's protocol versions (and,
+    where a loss bound stopped it, one the benchmark still sets below the loss it saw)."""
     try:
         same = note["config_hash"] == benchmark.result_hash(Cell(note["row"], note["column"], note["variant"], note["seed"]),
                                                             note["scale"])
     except (KeyError, ValueError):  # a row or column the benchmark no longer has
         return False
+    bound = getattr(benchmark, "loss_bound", None)
+    if note.get("bound") is not None and (bound is None or note["loss"] <= bound):
+        return False  # stopped on a bound the benchmark no longer sets, or has raised above the loss it saw
     return same and not changed_versions(note["protocol_versions"])
+
+
+def divergence_reason(note: dict) -> str:
+    """How a noted training's outer loss diverged: ``was not finite``, or ``reached 6.5e+11, above the divergence bound 1e+04,``."""
+    return "was not finite" if note.get("bound") is None else f"reached {note['loss']:.3g}, above the divergence bound {note['bound']:.3g},"
 
 
 def current_divergences(benchmark: Benchmark) -> dict[tuple, dict]:
@@ -99,7 +108,8 @@ def note_divergence(benchmark: Benchmark, cells: list[Cell], scale: str, err: No
         note = {"benchmark": benchmark.id, "row": cell.row, "column": cell.column, "variant": cell.variant, "scale": scale,
                 "seed": cell.seed, "config_hash": benchmark.result_hash(cell, scale), "protocol_versions": versions,
                 "iteration": None if state is None else state.iteration, "iterations": benchmark.iterations(cfg),
-                "message": str(err), **({"loss": err.loss, "bound": err.bound} if err.bound is not None else {}),
+                "message": str(err).replace(str(runs_dir()), "runs"),  # a committed note names no machine's path
+                **({"loss": err.loss, "bound": err.bound} if err.bound is not None else {}),
                 "provenance": {"commit": git.get("commit"), "dirty": git.get("dirty"), "command": command,
                                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                "validations": [] if state is None else state.val_curve}}
@@ -502,7 +512,8 @@ def pin_missing_checkpoints(benchmark: Benchmark, scale: str, cells: list[Cell] 
     :meth:`~benchmarks.harness.base.Benchmark.chosen_training`): copied and re-scored as ``reproduce --pin`` does
     (:func:`pin_checkpoint`). Only a re-score equal to the record's scores pins; the record then gains its ``checkpoint``
     entry and ``provenance.checkpoint_pinned`` (the command and when), its numbers untouched; where it still pins none for
-    another reason than it gave (the run folder is gone), its ``checkpoint`` entry gives the new one. Stale records and
+    another reason than it gave (the run folder is gone), its ``checkpoint`` entry gives the new one, stamped the same way.
+    Each re-score runs in the Conv-4 layout the record was made in, as ``metarepro evaluate`` re-scores it. Stale records and
     records that pin a checkpoint are left alone. Returns the paths rewritten."""
     if scale not in PINNED_SCALES:
         raise ValueError(f"{scale} records pin no checkpoints (only {', '.join(PINNED_SCALES)} do)")
@@ -515,7 +526,8 @@ def pin_missing_checkpoints(benchmark: Benchmark, scale: str, cells: list[Cell] 
         if not record_is_current(benchmark, record):
             log(f"  stale, left alone: {cell.label} [{scale}]")
             continue
-        entry = pin_checkpoint(benchmark, cell, scale, np.asarray(record["scores"]), device, None, record)
+        with conv4_layout(record["provenance"].get("conv4_cpu_layout", "nchw")):
+            entry = pin_checkpoint(benchmark, cell, scale, np.asarray(record["scores"]), device, None, record)
         if "path" not in entry:
             log(f"  not pinned: {cell.label} [{scale}]: {entry['why']}")
             if entry == record.get("checkpoint"):
@@ -567,7 +579,7 @@ def reproduce(benchmark: Benchmark, scale: str, cells: list[Cell], *, jobs: int 
             log(f"  up to date: {c.label} [{scale}]")
     diverged_before = {c: note for c in todo if not restart and (note := current_divergence(benchmark, c, scale, root))}
     for c, note in diverged_before.items():
-        log(f"  diverged before, not trained again: {c.label} [{scale}] (non-finite loss at iteration {note['iteration']}; "
+        log(f"  diverged before, not trained again: {c.label} [{scale}] (outer loss {divergence_reason(note)} at iteration {note['iteration']}; "
             f"{R.divergence_path(benchmark.id, scale, c.slug, root)}; --restart trains it again)")
     todo = [c for c in todo if c not in diverged_before]
     groups: dict[str, list[Cell]] = {}
