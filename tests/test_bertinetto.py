@@ -143,3 +143,29 @@ def test_each_shot_is_scored_with_its_own_kept_model_and_rescoring_it_gives_the_
         scores[column] = result
     one, five = scores.values()
     assert one.extra["checkpoint_key"] == five.extra["checkpoint_key"]  # one training serves both shots
+
+
+def test_the_two_shots_pin_their_own_kept_models_under_different_files():
+    """One training keeps a best-by-1-shot and a best-by-5-shot model; each cell pins its own (under the training key
+    alone the second cell's pinning overwrote the first's file)."""
+    from benchmarks.anchors.bertinetto2019_omniglot import BENCHMARK as B
+    from benchmarks.harness.base import Cell
+
+    one, five = (B.chosen_training(Cell("R2-D2 (64C)", f"5-way {s}-shot"), "paper", {}) for s in (1, 5))
+    assert one[0].name == "best-1shot.pt" and five[0].name == "best-5shot.pt"
+    assert one[1] != five[1] and one[1].endswith("-1shot") and five[1].endswith("-5shot")
+
+
+def test_a_record_whose_pinned_file_was_overwritten_pins_nothing(tmp_path, monkeypatch):
+    """Oracle: hashlib on the bytes written; a file changed after the record named it no longer counts as pinned."""
+    import hashlib
+
+    from benchmarks.harness.runner import _pins_its_file
+
+    monkeypatch.setenv("METAREPRO_RESULTS", str(tmp_path))
+    (tmp_path / "a.pt").write_bytes(b"weights")
+    record = {"checkpoint": {"path": "a.pt", "sha256": hashlib.sha256(b"weights").hexdigest()}}
+    assert _pins_its_file(record)
+    (tmp_path / "a.pt").write_bytes(b"other weights")
+    assert not _pins_its_file(record)
+    assert not _pins_its_file({"checkpoint": {"pinned": False, "why": "x"}})

@@ -285,6 +285,12 @@ class Bertinetto2019Omniglot(Benchmark):
         folder = runs_dir() / self.id / scale / self.training_key(cell, scale)
         return criterion_path(folder / "best.pt", f"{way_shot(cell.column)[1]}shot")
 
+    def chosen_training(self, cell: Cell, scale: str, extra: dict) -> tuple[Path, str]:
+        """One training keeps two models (the best by 1-shot and by 5-shot validation): the cell's own is pinned under
+        ``<training key>-<shot>shot``, so the two cells' files differ (under the training key alone, the second cell's
+        pinning overwrote the first's, and the first record's sha256 named a file no longer there)."""
+        return self.scored_checkpoint(cell, scale), f"{self.training_key(cell, scale)}-{way_shot(cell.column)[1]}shot"
+
     def evaluate_checkpoint(self, checkpoint: Path, cell: Cell, scale: str, device: str = "cpu") -> np.ndarray:
         self.check_cell(cell)
         cfg = self.config(cell, scale)

@@ -505,6 +505,15 @@ def command_stamp() -> dict:
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
+def _pins_its_file(record: dict) -> bool:
+    """The record names a pinned file that is there with the digest it names (one overwritten since pins nothing)."""
+    from metarepro.data.store import file_digest
+
+    entry = record.get("checkpoint") or {}
+    path = R.results_dir() / entry["path"] if "path" in entry else None
+    return path is not None and path.is_file() and file_digest(path) == entry.get("sha256")
+
+
 def pin_missing_checkpoints(benchmark: Benchmark, scale: str, cells: list[Cell] | None = None, device: str = "cpu",
                             log=print) -> list[str]:
     """Pin the weights of committed records at ``scale`` (a pinned scale) that pin none, where the run folder still holds
@@ -514,14 +523,14 @@ def pin_missing_checkpoints(benchmark: Benchmark, scale: str, cells: list[Cell] 
     entry and ``provenance.checkpoint_pinned`` (the command and when), its numbers untouched; where it still pins none for
     another reason than it gave (the run folder is gone), its ``checkpoint`` entry gives the new one, stamped the same way.
     Each re-score runs in the Conv-4 layout the record was made in, as ``metarepro evaluate`` re-scores it. Stale records and
-    records that pin a checkpoint are left alone. Returns the paths rewritten."""
+    records that pin a checkpoint are left alone, unless its file is gone or holds other weights (overwritten). Returns the paths rewritten."""
     if scale not in PINNED_SCALES:
         raise ValueError(f"{scale} records pin no checkpoints (only {', '.join(PINNED_SCALES)} do)")
     wanted = None if cells is None else set(cells)
     written = []
     for record in R.load_records(benchmark.id):
         cell = Cell.of(record)
-        if record["scale"] != scale or (wanted is not None and cell not in wanted) or "path" in (record.get("checkpoint") or {}):
+        if record["scale"] != scale or (wanted is not None and cell not in wanted) or _pins_its_file(record):
             continue
         if not record_is_current(benchmark, record):
             log(f"  stale, left alone: {cell.label} [{scale}]")
