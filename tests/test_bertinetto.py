@@ -157,7 +157,8 @@ def test_the_two_shots_pin_their_own_kept_models_under_different_files():
 
 
 def test_a_record_whose_pinned_file_was_overwritten_pins_nothing(tmp_path, monkeypatch):
-    """Oracle: hashlib on the bytes written; a file changed after the record named it no longer counts as pinned."""
+    """Oracle: hashlib on the bytes written; a file changed after the record named it no longer counts as pinned, an
+    absent one still does."""
     import hashlib
 
     from benchmarks.harness.runner import _pins_its_file
@@ -168,4 +169,6 @@ def test_a_record_whose_pinned_file_was_overwritten_pins_nothing(tmp_path, monke
     assert _pins_its_file(record)
     (tmp_path / "a.pt").write_bytes(b"other weights")
     assert not _pins_its_file(record)
+    (tmp_path / "a.pt").unlink()
+    assert _pins_its_file(record)  # absent, not overwritten: a large file waits for `dvc pull`
     assert not _pins_its_file({"checkpoint": {"pinned": False, "why": "x"}})

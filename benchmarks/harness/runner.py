@@ -506,12 +506,15 @@ def command_stamp() -> dict:
 
 
 def _pins_its_file(record: dict) -> bool:
-    """The record names a pinned file that is there with the digest it names (one overwritten since pins nothing)."""
+    """The record names a pinned file, and no other weights stand there now: a file overwritten since pins nothing, while
+    an absent one still counts (a large pinned file comes from the DVC remote, ``dvc pull``; re-pinning is no repair)."""
     from metarepro.data.store import file_digest
 
     entry = record.get("checkpoint") or {}
-    path = R.results_dir() / entry["path"] if "path" in entry else None
-    return path is not None and path.is_file() and file_digest(path) == entry.get("sha256")
+    if "path" not in entry:
+        return False
+    path = R.results_dir() / entry["path"]
+    return not path.is_file() or file_digest(path) == entry.get("sha256")
 
 
 def pin_missing_checkpoints(benchmark: Benchmark, scale: str, cells: list[Cell] | None = None, device: str = "cpu",
@@ -523,7 +526,7 @@ def pin_missing_checkpoints(benchmark: Benchmark, scale: str, cells: list[Cell] 
     entry and ``provenance.checkpoint_pinned`` (the command and when), its numbers untouched; where it still pins none for
     another reason than it gave (the run folder is gone), its ``checkpoint`` entry gives the new one, stamped the same way.
     Each re-score runs in the Conv-4 layout the record was made in, as ``metarepro evaluate`` re-scores it. Stale records and
-    records that pin a checkpoint are left alone, unless its file is gone or holds other weights (overwritten). Returns the paths rewritten."""
+    records that pin a checkpoint are left alone, unless its file now holds other weights (overwritten). Returns the paths rewritten."""
     if scale not in PINNED_SCALES:
         raise ValueError(f"{scale} records pin no checkpoints (only {', '.join(PINNED_SCALES)} do)")
     wanted = None if cells is None else set(cells)
@@ -539,8 +542,8 @@ def pin_missing_checkpoints(benchmark: Benchmark, scale: str, cells: list[Cell] 
             entry = pin_checkpoint(benchmark, cell, scale, np.asarray(record["scores"]), device, None, record)
         if "path" not in entry:
             log(f"  not pinned: {cell.label} [{scale}]: {entry['why']}")
-            if entry == record.get("checkpoint"):
-                continue  # the same reason as before: nothing to rewrite
+            if entry == record.get("checkpoint") or "path" in (record.get("checkpoint") or {}):
+                continue  # the same reason as before, or an overwritten file's record: nothing to rewrite
         else:
             log(f"  pinned {entry['path']} for {cell.label} [{scale}]")
         # a record that still pins none says the reason as it now stands (the weights gone, not "no single model")
